@@ -1,0 +1,1 @@
+"""Backprop chapter: a computational-graph engine and custom-gradient ops."""

@@ -1,0 +1,117 @@
+"""What every experiment script shares: a run directory with the config snapshot,
+metrics as JSONL and TensorBoard events, progress bars, explicit seeds, config presets."""
+
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from research import files
+
+
+def seed_everything(seed: int):
+  """Seeds Python and NumPy; returns the JAX key every random choice derives from."""
+  import jax  # pylint: disable=g-import-not-at-top
+  random.seed(seed)
+  np.random.seed(seed % 2**32)
+  return jax.random.key(seed)
+
+
+def parse_config_arg(arg: str | None) -> dict[str, Any]:
+  """Parses the text after `config.py:` into presets and overrides.
+
+  `quick` -> {"quick": True}; `inits=xavier+kaiming,depths=2+4` -> lists;
+  `steps=10` -> 10. Items are separated by commas, list values by '+'.
+  """
+  out: dict[str, Any] = {}
+  for item in filter(None, (arg or "").split(",")):
+    if "=" not in item:
+      out[item.strip()] = True
+      continue
+    key, value = (s.strip() for s in item.split("=", 1))
+    if not key:
+      raise ValueError(f"config argument {item!r}: expected key=value.")
+    values = [_scalar(v) for v in value.split("+")]
+    out[key] = values if "+" in value else values[0]
+  return out
+
+
+def _scalar(text: str):
+  for cast in (int, float):
+    try:
+      return cast(text)
+    except ValueError:
+      pass
+  return {"true": True, "false": False}.get(text.lower(), text)
+
+
+class Run:
+  """A run directory: config.json, metrics.jsonl and TensorBoard events.
+
+  with Run("runs/x", config) as run:
+    run.log(step, loss=...)
+  """
+
+  def __init__(self, workdir, config=None, tensorboard: bool = True):
+    self.dir = Path(workdir)
+    self.dir.mkdir(parents=True, exist_ok=True)
+    self.config = config
+    if config is not None:
+      snapshot = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+      files.write_json(self.dir / "config.json", snapshot)
+    self._metrics = open(self.dir / "metrics.jsonl", "a", encoding="utf-8")
+    self._tb = None
+    if tensorboard:
+      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      self._tb = SummaryWriter(logdir=str(self.dir / "tb"))
+    self._start = time.time()
+
+  def log(self, step: int, **metrics) -> None:
+    """Appends one JSON line and one TensorBoard scalar per metric."""
+    row = {"step": int(step), "time_s": round(time.time() - self._start, 4)}
+    row.update({k: _plain(v) for k, v in metrics.items()})
+    self._metrics.write(json.dumps(row) + "\n")
+    self._metrics.flush()
+    if self._tb is not None:
+      for name, value in row.items():
+        if name not in ("step", "time_s") and isinstance(value, (int, float)):
+          self._tb.add_scalar(name, value, int(step))
+
+  def path(self, name: str) -> Path:
+    return self.dir / name
+
+  def close(self) -> None:
+    self._metrics.close()
+    if self._tb is not None:
+      self._tb.close()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
+
+
+def _plain(value):
+  if hasattr(value, "item") and getattr(value, "size", 1) == 1:
+    return value.item()
+  if isinstance(value, (np.ndarray, list, tuple)):
+    return np.asarray(value).tolist()
+  return value
+
+
+def read_metrics(workdir) -> list[dict]:
+  path = Path(workdir) / "metrics.jsonl"
+  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def progress(iterable: Iterable | None = None, total: int | None = None,
+             desc: str | None = None, unit: str = "step", **kwargs):
+  """A tqdm bar (rate shown as steps/s); pass `unit_scale` for tokens/s counters."""
+  from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
+  kwargs.setdefault("mininterval", 0.5)
+  kwargs.setdefault("dynamic_ncols", True)
+  return tqdm(iterable, total=total, desc=desc, unit=unit, **kwargs)

@@ -1,0 +1,1 @@
+"""Training: train state, jitted steps, sharding mesh, checkpoints, metrics."""

@@ -1,0 +1,44 @@
+import json
+
+import ml_collections
+import numpy as np
+import pytest
+
+from research import runs
+
+
+@pytest.mark.parametrize("arg, expected", [
+    (None, {}),
+    ("quick", {"quick": True}),
+    ("inits=xavier+kaiming", {"inits": ["xavier", "kaiming"]}),
+    ("quick,steps=10,lr=3e-4,name=a", {"quick": True, "steps": 10, "lr": 3e-4, "name": "a"}),
+    ("depths=2+4,bias=false", {"depths": [2, 4], "bias": False}),
+])
+def test_parse_config_arg(arg, expected):
+  assert runs.parse_config_arg(arg) == expected
+
+
+def test_parse_config_arg_rejects_an_empty_key():
+  with pytest.raises(ValueError, match="key=value"):
+    runs.parse_config_arg("=3")
+
+
+def test_run_writes_config_metrics_and_tensorboard(tmp_path):
+  config = ml_collections.ConfigDict({"lr": 0.1, "seed": 3})
+  with runs.Run(tmp_path / "run", config) as run:
+    run.log(0, loss=np.float32(2.5))
+    run.log(1, loss=1.5, note="x")
+  assert json.loads((tmp_path / "run" / "config.json").read_text()) == {"lr": 0.1, "seed": 3}
+  rows = runs.read_metrics(tmp_path / "run")
+  assert [r["step"] for r in rows] == [0, 1]
+  assert [r["loss"] for r in rows] == [2.5, 1.5]
+  assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "run" / "tb").iterdir())
+
+
+def test_seed_everything_is_reproducible():
+  import jax
+  a = jax.random.normal(runs.seed_everything(7), (3,))
+  first = np.random.rand()
+  b = jax.random.normal(runs.seed_everything(7), (3,))
+  assert np.random.rand() == first
+  np.testing.assert_array_equal(a, b)
