@@ -28,7 +28,25 @@ def initialize_if_multihost(environ=None) -> bool:
 
   Returns whether it initialised. Call it first thing in `main`, before any JAX array exists.
   """
+  environ = os.environ if environ is None else environ
   if not is_multiprocess_launch(environ):
     return False
-  jax.distributed.initialize()  # reads the coordinator and process ids from the launcher
+  jax.distributed.initialize(**explicit_process_layout(environ))
   return True
+
+
+def explicit_process_layout(environ) -> dict:
+  """The process count and id given by hand (JAX_NUM_PROCESSES, JAX_PROCESS_ID).
+
+  JAX reads the coordinator address from JAX_COORDINATOR_ADDRESS and detects SLURM, Open MPI
+  and TPU pods by itself, but takes the count and id of a hand launch only as arguments.
+  """
+  layout = {}
+  for name, key in (("JAX_NUM_PROCESSES", "num_processes"), ("JAX_PROCESS_ID", "process_id")):
+    if environ.get(name, "").strip():
+      try:
+        layout[key] = int(environ[name])
+      except ValueError as e:
+        raise ValueError(f"environment variable {name}={environ[name]!r}: "
+                         "expected an integer.") from e
+  return layout
