@@ -1,0 +1,1 @@
+"""Text corpora, token files and the sliding windows a language model trains on."""

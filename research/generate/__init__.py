@@ -1,0 +1,1 @@
+"""Generation: the samplers that turn logits into the next token, and KV-cache decoding."""
