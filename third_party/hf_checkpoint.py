@@ -1,0 +1,81 @@
+"""HF model directories: config.json plus model.safetensors, or shards listed in
+model.safetensors.index.json. Read to, and written from, dicts of numpy arrays."""
+
+import json
+from pathlib import Path
+
+import ml_dtypes  # noqa: F401  (registers bfloat16 with numpy, so bf16 tensors load)
+import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import save_file
+
+from research import files
+
+INDEX = "model.safetensors.index.json"
+SINGLE = "model.safetensors"
+
+
+def read_config(directory) -> dict:
+  path = Path(directory) / "config.json"
+  if not path.is_file():
+    raise FileNotFoundError(f"{path}: no config.json in the model directory.")
+  try:
+    return json.loads(path.read_text())
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{path}: line {e.lineno}: not valid JSON ({e.msg}).") from e
+
+
+def tensor_files(directory) -> list[Path]:
+  directory = Path(directory)
+  if (directory / INDEX).is_file():
+    index = json.loads((directory / INDEX).read_text())
+    names = sorted(set(index.get("weight_map", {}).values()))
+    if not names:
+      raise ValueError(f"{directory / INDEX}: its weight_map lists no files.")
+    missing = [n for n in names if not (directory / n).is_file()]
+    if missing:
+      raise FileNotFoundError(f"{directory / INDEX} lists {missing[0]}, which is not there.")
+    return [directory / n for n in names]
+  if (directory / SINGLE).is_file():
+    return [directory / SINGLE]
+  raise FileNotFoundError(f"{directory}: no {SINGLE} or {INDEX}.")
+
+
+def load_tensors(directory) -> dict[str, np.ndarray]:
+  tensors = {}
+  for path in tensor_files(directory):
+    with safe_open(str(path), framework="numpy") as f:
+      for name in f.keys():
+        tensors[name] = f.get_tensor(name)
+  return tensors
+
+
+def write(directory, tensors: dict[str, np.ndarray], config: dict,
+          max_shard_bytes: int = 2 * 1024**3) -> Path:
+  """Writes config.json and safetensors shards (with an index when there is more than one).
+
+  Each file goes to a temporary name first, so an interrupted export leaves no broken file.
+  """
+  directory = Path(directory)
+  directory.mkdir(parents=True, exist_ok=True)
+  shards, current, size = [], {}, 0
+  for name in sorted(tensors):
+    array = np.ascontiguousarray(tensors[name])
+    if current and size + array.nbytes > max_shard_bytes:
+      shards.append(current)
+      current, size = {}, 0
+    current[name] = array
+    size += array.nbytes
+  shards.append(current)
+  weight_map = {}
+  for i, shard in enumerate(shards):
+    name = SINGLE if len(shards) == 1 else f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+    with files.atomic_path(directory / name) as tmp:
+      save_file(shard, str(tmp), metadata={"format": "pt"})
+    weight_map.update({tensor: name for tensor in shard})
+  if len(shards) > 1:
+    total = sum(a.nbytes for a in tensors.values())
+    files.write_json(directory / INDEX, {"metadata": {"total_size": total},
+                                         "weight_map": weight_map})
+  files.write_json(directory / "config.json", config)
+  return directory
