@@ -45,6 +45,51 @@ def write_tokens(path, ids, dtype=None) -> Path:
   return Path(path)
 
 
+def write_token_chunks(path, chunks, dtype) -> Path:
+  """Streams chunks of ids to a token file (for corpora larger than RAM); atomic like
+  write_tokens. The dtype must be given: the largest id is not known in advance."""
+  dtype = _DTYPES.get(np.dtype(dtype).name)
+  if dtype is None:
+    raise ValueError(f"{path}: dtype must be uint16 or uint32.")
+  count = 0
+  with files.atomic_path(path) as tmp:
+    with open(tmp, "wb") as f:
+      f.write(_HEADER.pack(MAGIC, dtype.name.encode("ascii"), 0))
+      for chunk in chunks:
+        chunk = np.asarray(chunk)
+        if chunk.size and (int(chunk.min()) < 0 or int(chunk.max()) > np.iinfo(dtype).max):
+          raise ValueError(f"{path}: ids must lie in [0, {np.iinfo(dtype).max}] for "
+                           f"{dtype.name}; chunk {count} holds {int(chunk.min())}.."
+                           f"{int(chunk.max())}.")
+        chunk.astype(dtype, copy=False).tofile(f)
+        count += chunk.size
+      f.seek(0)
+      f.write(_HEADER.pack(MAGIC, dtype.name.encode("ascii"), count))
+  return Path(path)
+
+
+def encode_to_file(tokenizer, text, path, chunk_chars: int = 1 << 20) -> Path:
+  """Encodes text (a str, or an iterable of documents) into a token file, chunk by chunk.
+
+  Chunks of about chunk_chars end just after a newline, and no piece spans a newline (the char
+  tokenizer has it as a token, our BPE as a byte that never merges), so the file holds
+  tokenizer.encode(document) for each document, back to back, whenever no line is longer
+  than chunk_chars.
+  """
+  documents = [text] if isinstance(text, str) else text
+  chunks = (tokenizer.encode(c) for d in documents for c in _newline_chunks(d, chunk_chars))
+  return write_token_chunks(path, chunks, smallest_dtype(tokenizer.vocab_size))
+
+
+def _newline_chunks(text: str, size: int):
+  start = 0
+  while start < len(text):
+    end = text.rfind("\n", start, start + size) + 1 if start + size < len(text) else len(text)
+    end = end if end > start else min(start + size, len(text))  # a line longer than `size`
+    yield text[start:end]
+    start = end
+
+
 def open_tokens(path, dtype=None) -> np.ndarray:
   """A read-only np.memmap of the ids (uint16 or uint32); pages load only when read."""
   path = Path(path)

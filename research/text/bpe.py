@@ -13,6 +13,7 @@ Choices that make the round trip exact and no word unknown:
 
 import io
 import os
+import random
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -106,6 +107,17 @@ class BpeTokenizer:
     return "normal"
 
 
+def compression(tokenizer: BpeTokenizer, text: str) -> dict[str, float]:
+  """How much the tokenizer shortens `text`: characters and UTF-8 bytes per token, and the share
+  of tokens that are byte-fallback pieces (characters the vocabulary lacks)."""
+  ids = tokenizer.encode(text)
+  n = max(len(ids), 1)
+  return {"tokens": len(ids),
+          "chars_per_token": len(text) / n,
+          "bytes_per_token": len(text.encode("utf-8")) / n,
+          "byte_fallback_fraction": sum(map(tokenizer.is_byte, ids)) / n}
+
+
 def train_bpe(texts: Iterable[str] | str | os.PathLike, vocab_size: int, model_prefix,
               *, character_coverage: float = 1.0, seed: int = 0,
               max_sentences: int = 2_000_000) -> BpeTokenizer:
@@ -119,11 +131,11 @@ def train_bpe(texts: Iterable[str] | str | os.PathLike, vocab_size: int, model_p
   if vocab_size <= 0:
     raise ValueError(f"vocab_size={vocab_size}: expected a positive number of pieces.")
   model_prefix = Path(model_prefix)
-  spm.set_random_generator_seed(seed)  # the only randomness: sampling of input sentences
+  sentences = _sample(_sentences(_documents(texts)), max_sentences, seed)
   model = io.BytesIO()
   try:
     spm.SentencePieceTrainer.train(
-        sentence_iterator=_sentences(_documents(texts)),
+        sentence_iterator=iter(sentences),
         model_writer=model,
         model_type="bpe",
         vocab_size=vocab_size,
@@ -136,8 +148,7 @@ def train_bpe(texts: Iterable[str] | str | os.PathLike, vocab_size: int, model_p
         allow_whitespace_only_pieces=True,  # runs of spaces (indentation) become single pieces
         split_digits=True,
         max_sentence_length=4 * _MAX_SENTENCE_CHARS,  # in bytes; a UTF-8 char is <= 4
-        input_sentence_size=max_sentences,
-        shuffle_input_sentence=True,
+        input_sentence_size=0,  # _sample already drew them: sentencepiece's own draw ignores seeds
         num_threads=max(1, min(4, os.cpu_count() or 1)),
         minloglevel=2,
     )
@@ -171,6 +182,18 @@ def _sentences(documents: Iterable[str]) -> Iterable[str]:
           yield chunk
   if empty:
     raise ValueError("train_bpe: the training text is empty; expected at least one non-empty line.")
+
+
+def _sample(sentences: Iterable[str], k: int, seed: int) -> list[str]:
+  """k sentences drawn uniformly without replacement (reservoir sampling), or all if fewer."""
+  rng = random.Random(seed)
+  reservoir = []
+  for i, sentence in enumerate(sentences):
+    if i < k:
+      reservoir.append(sentence)
+    elif (j := rng.randrange(i + 1)) < k:
+      reservoir[j] = sentence
+  return reservoir
 
 
 def _explain(error: RuntimeError, vocab_size: int) -> str:

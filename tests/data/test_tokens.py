@@ -51,3 +51,27 @@ def test_split_keeps_order_and_does_not_copy(tmp_path):
   np.testing.assert_array_equal(np.concatenate([train, val]), np.arange(1000))
   with pytest.raises(ValueError, match="val_fraction=1"):
     tokens.split_train_val(read, 1.0)
+
+
+def test_streamed_chunks_equal_one_write(tmp_path):
+  ids = np.random.default_rng(3).integers(0, 70_000, size=5000)
+  one = tokens.open_tokens(tokens.write_tokens(tmp_path / "one.bin", ids))
+  streamed = tokens.open_tokens(
+      tokens.write_token_chunks(tmp_path / "s.bin", np.array_split(ids, 7), np.uint32))
+  np.testing.assert_array_equal(streamed, one)
+  with pytest.raises(ValueError, match="s16.bin: ids must lie in"):
+    tokens.write_token_chunks(tmp_path / "s16.bin", [ids], np.uint16)
+  assert not (tmp_path / "s16.bin").exists()
+
+
+def test_encoding_in_chunks_equals_encoding_the_whole_text(tmp_path):
+  from research.data import corpus  # pylint: disable=g-import-not-at-top
+  from research.text import bpe  # pylint: disable=g-import-not-at-top
+  from research.text import char  # pylint: disable=g-import-not-at-top
+  text = corpus.default_corpus()[:120_000]
+  tok = bpe.train_bpe(text, 400, tmp_path / "tok")
+  path = tokens.encode_to_file(tok, text, tmp_path / "t.bin", chunk_chars=5000)
+  np.testing.assert_array_equal(tokens.open_tokens(path), tok.encode(text))
+  chars = char.CharTokenizer.from_text(text)
+  path = tokens.encode_to_file(chars, [text[:7000], text[7000:]], tmp_path / "c.bin", 999)
+  np.testing.assert_array_equal(tokens.open_tokens(path), chars.encode(text))

@@ -82,3 +82,20 @@ def test_bad_inputs_stop_with_one_clear_sentence(tmp_path):
   with pytest.raises(FileNotFoundError, match="nope.model"):
     bpe.BpeTokenizer.load(tmp_path / "nope.model")
   assert not list(tmp_path.iterdir())  # failed training leaves no files behind
+
+
+def test_the_seed_picks_the_sentence_sample_when_the_corpus_is_too_big(text, tmp_path):
+  def train(name, seed):
+    bpe.train_bpe(text, VOCAB, tmp_path / name, seed=seed, max_sentences=300)
+    return (tmp_path / f"{name}.model").read_bytes()
+  assert train("a", 1) == train("b", 1)
+  assert train("a", 1) != train("c", 2)
+
+
+def test_compression_counts_characters_bytes_and_byte_fallback(tok, text):
+  stats = bpe.compression(tok, text[:20_000])
+  assert stats["chars_per_token"] > 1.2  # even ~60 merges beat one character per token
+  assert stats["bytes_per_token"] >= stats["chars_per_token"]
+  chinese = bpe.compression(tok, "机器学习")
+  assert chinese == {"tokens": 12, "chars_per_token": 4 / 12, "bytes_per_token": 1.0,
+                     "byte_fallback_fraction": 1.0}
