@@ -1,0 +1,130 @@
+import math
+
+import jax
+import ml_collections
+import numpy as np
+
+from research import runs
+from research.data import windows as windows_lib
+from research.nn import config as config_lib
+from research.train import checkpoint as checkpoint_lib
+from research.train import loop
+
+
+def tiny_model(**changes):
+  base = dict(vocab_size=32, num_layers=2, width=32, num_heads=4, max_length=16)
+  base.update(changes)
+  return config_lib.ModelConfig(**base)
+
+
+def train_config(**changes):
+  config = ml_collections.ConfigDict(dict(
+      seed=0, steps=20, lr=3e-3, min_lr=3e-4, warmup_steps=4, b1=0.9, b2=0.99,
+      weight_decay=0.1, max_grad_norm=1.0, grad_accum=1, dtype="float32", eval_every=0,
+      eval_batches=2, checkpoint_every=0, keep=2, log_every=1, sampler="epoch",
+      mesh_data=1, mesh_fsdp=1))
+  config.update(changes)
+  return config
+
+
+def tokens(n=4000, seed=0):
+  rng = np.random.default_rng(seed)
+  pattern = rng.integers(0, 32, size=37)  # a repeating pattern a model can learn
+  noise = rng.integers(0, 32, size=n)
+  return np.where(rng.random(n) < 0.8, np.resize(pattern, n), noise).astype(np.uint16)
+
+
+def windows(batch_size=8, context_length=16, seed=0):
+  return windows_lib.Windows(tokens(), context_length, context_length // 2, batch_size,
+                             seed=seed)
+
+
+def _params(result):
+  return [np.asarray(x) for x in jax.tree.leaves(result.state.params)]
+
+
+def test_loss_falls_and_metrics_and_figure_are_written(tmp_path):
+  config = train_config(steps=30, eval_every=15)
+  result = loop.train(tiny_model(), config, windows(), windows(seed=1),
+                      workdir=tmp_path, peak_flops=1e11, show_progress=False)
+  assert result.history[-1]["loss"] < result.history[0]["loss"] - 0.5
+  assert [e["step"] for e in result.evals] == [15, 30]
+  rows = runs.read_metrics(tmp_path)
+  assert rows[-1]["step"] == 30 and "val_loss" in rows[-1] and "mfu" in rows[-1]
+  assert (tmp_path / "loss.png").stat().st_size > 0
+  assert list((tmp_path / "tb").iterdir())
+  assert result.ms_per_iter > 0 and 0 < result.mfu < 1
+
+
+def test_killed_at_k_and_resumed_equals_uninterrupted_bit_for_bit(tmp_path):
+  k = 6
+  config = train_config(steps=2 * k, checkpoint_every=k)
+  model = tiny_model(dropout=0.1)  # dropout keys must replay too
+  whole = loop.train(model, config, windows(), workdir=tmp_path / "whole",
+                     peak_flops=1e11, show_progress=False)
+  first = loop.train(model, config, windows(), workdir=tmp_path / "resumed",
+                     stop_at=k, peak_flops=1e11, show_progress=False)
+  assert int(first.state.step) == k
+  second = loop.train(model, config, windows(), workdir=tmp_path / "resumed",
+                      peak_flops=1e11, show_progress=False)
+  assert second.start_step == k and int(second.state.step) == 2 * k
+  for a, b in zip(_params(whole), _params(second)):
+    np.testing.assert_array_equal(a, b)
+
+
+class _CorruptAfter(windows_lib.Windows):
+  """Batches from step `bad` on hold an id past the vocabulary: its embedding reads NaN."""
+
+  def __init__(self, bad, *args, **kwargs):
+    super().__init__(*args, **kwargs)
+    self.bad = bad
+
+  def batch(self, step):
+    inputs, targets = super().batch(step)
+    if step >= self.bad:
+      inputs = inputs.copy()
+      inputs[0, 0] = 10_000
+    return inputs, targets
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+  config = train_config(steps=12, checkpoint_every=4)
+  corrupt = _CorruptAfter(6, tokens(), 16, 8, 8)
+  result = loop.train(tiny_model(), config, corrupt, workdir=tmp_path, peak_flops=1e11,
+                      show_progress=False)
+  assert result.stopped == "non-finite"
+  bad_step = len(result.history) + 1
+  assert bad_step == 7
+  checkpoints = checkpoint_lib.Checkpoints(tmp_path / "checkpoints")
+  latest = checkpoints.latest_step()
+  assert latest is not None and latest < bad_step
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), result.state)
+  restored = checkpoints.restore(abstract)
+  assert int(restored.step) == latest
+  assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(restored.params))
+  checkpoints.close()
+
+
+def test_last_n_and_best_are_kept(tmp_path):
+  config = train_config(steps=12, checkpoint_every=2, keep=2, eval_every=4)
+  loop.train(tiny_model(), config, windows(), windows(seed=1),
+             workdir=tmp_path, peak_flops=1e11, show_progress=False)
+  checkpoints = checkpoint_lib.Checkpoints(tmp_path / "checkpoints")
+  assert checkpoints.last.all_steps() == [10, 12]
+  assert checkpoints.best_step() in (4, 8, 12) and len(checkpoints.best.all_steps()) == 1
+  checkpoints.close()
+
+
+def test_one_device_and_four_fake_devices_give_the_same_losses():
+  assert jax.device_count() >= 4, "tests/conftest.py should give 4 fake CPU devices"
+  single = loop.train(tiny_model(), train_config(), windows(),
+                      peak_flops=1e11, show_progress=False)
+  sharded = loop.train(tiny_model(), train_config(mesh_data=2, mesh_fsdp=2),
+                       windows(), peak_flops=1e11, show_progress=False)
+  kernel = sharded.state.params["blocks"][0]["ffn"]["up"]["kernel"][...]
+  assert len(kernel.sharding.device_set) == 4
+  losses_1 = [r["loss"] for r in single.history]
+  losses_4 = [r["loss"] for r in sharded.history]
+  assert len(losses_1) == len(losses_4) == 20
+  np.testing.assert_allclose(losses_4, losses_1, rtol=0, atol=1e-5)
+  assert math.isfinite(losses_1[-1])
