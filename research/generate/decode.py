@@ -1,0 +1,92 @@
+"""KV-cache decoding under jit: one prefill of the prompt, then one token per
+`lax.while_loop` iteration, until every row has emitted EOS or `max_new_tokens` are out.
+
+  tokens_BxT, lengths_B = decode.generate(model, prompt_BxP, 50, jax.random.key(0),
+                                          temperature=0.8, top_p=0.95, eos_id=tok.eos_id)
+
+The cache holds keys and values of every position so far, so each new token costs one row of
+attention instead of recomputing the prefix; the logits are the same as a full recompute.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from research.generate import samplers
+from research.nn import transformer
+
+
+def generate(model, prompt_BxP, max_new_tokens: int, key, *, temperature=1.0, top_k=None,
+             top_p=None, min_p=None, eos_id: int | None = None, pad_id: int = 0,
+             cache_dtype=jnp.float32):
+  """Prompt plus up to `max_new_tokens` sampled tokens, B x (P + max_new_tokens), and the
+  number of tokens generated per row (EOS included; `pad_id` fills the rest)."""
+  graphdef, params = nnx.split(model)
+  prompt_BxP = jnp.asarray(prompt_BxP, jnp.int32)
+  if prompt_BxP.shape[1] + max_new_tokens > _position_limit(model.config):
+    raise ValueError(f"generate: prompt {prompt_BxP.shape[1]} + max_new_tokens "
+                     f"{max_new_tokens} exceeds max_length={model.config.max_length}.")
+  sampler = functools.partial(samplers.sample, temperature=temperature, top_k=top_k,
+                              top_p=top_p, min_p=min_p)
+  return _generate(graphdef, params, prompt_BxP, key, max_new_tokens, sampler,
+                   -1 if eos_id is None else eos_id, pad_id, jnp.dtype(cache_dtype))
+
+
+def _position_limit(config):
+  return config.max_length if config.position in ("learned", "sinusoidal") else 1 << 30
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6, 7, 8))
+def _generate(graphdef, params, prompt_BxP, key, max_new_tokens, sampler, eos_id, pad_id,
+              cache_dtype):
+  model = nnx.merge(graphdef, params)
+  b, p = prompt_BxP.shape
+  total = p + max_new_tokens
+  cache = transformer.init_cache(model.config, b, total, cache_dtype)
+  logits_BxPxV, cache = model(prompt_BxP, cache=cache)
+  tokens_BxT = jnp.concatenate([prompt_BxP, jnp.full((b, max_new_tokens), pad_id, jnp.int32)],
+                               axis=1)
+
+  def cond(carry):
+    i, _, _, _, done_B, _ = carry
+    return (i < max_new_tokens) & ~jnp.all(done_B)
+
+  def body(carry):
+    i, tokens_BxT, cache, logits_BxV, done_B, lengths_B = carry
+    token_B = sampler(jax.random.fold_in(key, i), logits_BxV).astype(jnp.int32)
+    token_B = jnp.where(done_B, pad_id, token_B)
+    tokens_BxT = jax.lax.dynamic_update_slice_in_dim(tokens_BxT, token_B[:, None], p + i,
+                                                     axis=1)
+    lengths_B = lengths_B + (~done_B).astype(jnp.int32)
+    done_B = done_B | (token_B == eos_id)
+    logits_Bx1xV, cache = model(token_B[:, None], cache=cache)
+    return i + 1, tokens_BxT, cache, logits_Bx1xV[:, -1], done_B, lengths_B
+
+  carry = (jnp.zeros((), jnp.int32), tokens_BxT, cache, logits_BxPxV[:, -1],
+           jnp.zeros((b,), bool), jnp.zeros((b,), jnp.int32))
+  _, tokens_BxT, _, _, _, lengths_B = jax.lax.while_loop(cond, body, carry)
+  return tokens_BxT, lengths_B
+
+
+def cached_logits(model, tokens_BxT, prefill: int = 1):
+  """Logits for every position computed through the cache: the prompt's first `prefill`
+  tokens at once, then one token at a time (what `generate` does)."""
+  graphdef, params = nnx.split(model)
+  return _cached_logits(graphdef, params, jnp.asarray(tokens_BxT, jnp.int32), prefill)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _cached_logits(graphdef, params, tokens_BxT, prefill):
+  model = nnx.merge(graphdef, params)
+  b, t = tokens_BxT.shape
+  cache = transformer.init_cache(model.config, b, t)
+  first_BxPxV, cache = model(tokens_BxT[:, :prefill], cache=cache)
+
+  def one(cache, token_B):
+    logits_Bx1xV, cache = model(token_B[:, None], cache=cache)
+    return cache, logits_Bx1xV[:, 0]
+
+  _, rest_TxBxV = jax.lax.scan(one, cache, tokens_BxT[:, prefill:].T)
+  return jnp.concatenate([first_BxPxV, jnp.swapaxes(rest_TxBxV, 0, 1)], axis=1)

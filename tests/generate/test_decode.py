@@ -1,0 +1,69 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from research.generate import decode
+from research.generate import samplers
+from research.nn import config as config_lib
+from research.nn import transformer
+
+
+def _model(**changes):
+  base = dict(vocab_size=23, num_layers=2, width=16, num_heads=4, max_length=24)
+  base.update(changes)
+  return transformer.Transformer(config_lib.ModelConfig(**base), rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("changes", [
+    {}, {"position": "sinusoidal", "tied_head": False}, {"position": "alibi"},
+    {"position": "rope", "norm": "rmsnorm", "ffn": "swiglu", "num_kv_heads": 2},
+    {"attention": "xla", "position": "rope", "num_kv_heads": 1},
+])
+def test_cached_decoding_gives_the_logits_of_a_full_recompute(changes):
+  model = _model(**changes)
+  tokens = jax.random.randint(jax.random.key(1), (2, 12), 0, 23)
+  full, _ = jax.jit(lambda m, t: m(t))(model, tokens)
+  cached = decode.cached_logits(model, tokens, prefill=5)
+  np.testing.assert_allclose(cached, full, rtol=1e-5, atol=1e-5)
+
+
+def test_greedy_generation_equals_argmax_of_full_recompute_step_by_step():
+  model = _model()
+  prompt = jnp.asarray([[3, 7, 1], [5, 5, 2]])
+  out, lengths = decode.generate(model, prompt, 6, jax.random.key(0), temperature=0.0)
+  tokens = prompt
+  for _ in range(6):
+    logits, _ = model(tokens)
+    tokens = jnp.concatenate([tokens, samplers.greedy(logits[:, -1])[:, None]], axis=1)
+  np.testing.assert_array_equal(out, tokens)
+  np.testing.assert_array_equal(lengths, [6, 6])
+
+
+def test_generation_stops_at_eos_and_pads_after_it():
+  model = _model()
+  prompt = jnp.asarray([[3, 7, 1]])
+  greedy, _ = decode.generate(model, prompt, 6, jax.random.key(0), temperature=0.0)
+  eos = int(greedy[0, 4])  # the second generated token
+  out, lengths = decode.generate(model, prompt, 6, jax.random.key(0), temperature=0.0,
+                                 eos_id=eos, pad_id=0)
+  first = int(np.argmax(np.asarray(greedy[0, 3:]) == eos))
+  assert int(lengths[0]) == first + 1
+  np.testing.assert_array_equal(out[0, : 3 + first + 1], greedy[0, : 3 + first + 1])
+  assert np.all(np.asarray(out[0, 3 + first + 1:]) == 0)
+
+
+def test_sampling_is_seeded():
+  model = _model()
+  prompt = jnp.asarray([[1, 2]])
+  a, _ = decode.generate(model, prompt, 8, jax.random.key(4), temperature=1.0, top_k=5)
+  b, _ = decode.generate(model, prompt, 8, jax.random.key(4), temperature=1.0, top_k=5)
+  c, _ = decode.generate(model, prompt, 8, jax.random.key(5), temperature=1.0, top_k=5)
+  np.testing.assert_array_equal(a, b)
+  assert not np.array_equal(a, c)
+
+
+def test_prompt_past_the_position_table_is_refused():
+  with pytest.raises(ValueError, match="max_length"):
+    decode.generate(_model(), jnp.zeros((1, 20), jnp.int32), 10, jax.random.key(0))
