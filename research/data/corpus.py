@@ -50,6 +50,18 @@ def _stdlib_sources(root: Path) -> list[Path]:
   return sorted(paths, key=lambda p: p.relative_to(root).as_posix())
 
 
+def split_text(text: str, val_fraction: float = 0.1) -> tuple[str, str]:
+  """The first (1 - val_fraction) of the text and the rest, cut just after a newline when the
+  text has one near the cut (so no line is split between the two)."""
+  if not 0.0 <= val_fraction < 1.0:
+    raise ValueError(f"val_fraction={val_fraction}: expected a number in [0, 1).")
+  cut = int(len(text) * (1.0 - val_fraction))
+  newline = text.rfind("\n", 0, cut)
+  if newline >= 0 and cut - newline < 10_000:
+    cut = newline + 1
+  return text[:cut], text[cut:]
+
+
 def load_text(path) -> str:
   """The text of one file, or of every .txt/.md file under a folder (sorted, blank-line joined)."""
   path = Path(path)

@@ -8,7 +8,8 @@ Choices that make the round trip exact and no word unknown:
   so Chinese or emoji never map to <unk>;
 - identity normalization, no dummy prefix, extra whitespace kept: the text is not rewritten
   (NFKC would turn "ﬁ" into "fi"; collapsing spaces would break indented code);
-- ids fixed: pad 0 (so zero-padded batches are padding), unk 1, bos 2, eos 3.
+- ids fixed: pad 0 (so zero-padded batches are padding), unk 1, bos 2, eos 3, and the
+  newline 4: training sentences are lines, so without it every newline would cost a byte token.
 """
 
 import io
@@ -23,6 +24,7 @@ import sentencepiece as spm
 from research import files
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+USER_SYMBOLS = ("\n",)  # ids 4, ...: always one piece each
 # sentencepiece silently skips longer sentences, so longer lines are cut into pieces this long.
 _MAX_SENTENCE_CHARS = 2048
 
@@ -104,6 +106,8 @@ class BpeTokenizer:
       return "unknown"
     if self._sp.is_control(i):
       return "control"
+    if self._sp.id_to_piece(i) in USER_SYMBOLS:
+      return "user_defined"
     return "normal"
 
 
@@ -142,6 +146,7 @@ def train_bpe(texts: Iterable[str] | str | os.PathLike, vocab_size: int, model_p
         character_coverage=character_coverage,
         byte_fallback=True,
         pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
+        user_defined_symbols=list(USER_SYMBOLS),
         normalization_rule_name="identity",
         remove_extra_whitespaces=False,
         add_dummy_prefix=False,

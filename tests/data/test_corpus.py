@@ -29,3 +29,13 @@ def test_load_text_errors_name_the_path(tmp_path):
   (tmp_path / "latin1.txt").write_bytes("café".encode("latin-1"))
   with pytest.raises(ValueError, match="latin1.txt: byte 3 is not UTF-8"):
     corpus.load_text(tmp_path / "latin1.txt")
+
+
+def test_split_text_cuts_after_a_newline_near_the_fraction():
+  text = "".join(f"line {i}\n" for i in range(1000))
+  train, val = corpus.split_text(text, 0.1)
+  assert train + val == text
+  assert train.endswith("\n") and abs(len(val) / len(text) - 0.1) < 0.01
+  assert corpus.split_text("no newline at all", 0.5) == ("no newli", "ne at all")
+  with pytest.raises(ValueError, match="val_fraction=-0.1"):
+    corpus.split_text(text, -0.1)

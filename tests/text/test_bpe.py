@@ -44,7 +44,8 @@ def test_whitespace_and_layout_round_trip_exactly(tok, s):
 def test_special_ids_and_vocab_size(tok):
   assert tok.vocab_size == VOCAB
   assert (tok.pad_id, tok.unk_id, tok.bos_id, tok.eos_id) == (0, 1, 2, 3)
-  assert [tok.id_to_piece(i) for i in range(4)] == ["<pad>", "<unk>", "<s>", "</s>"]
+  assert [tok.id_to_piece(i) for i in range(5)] == ["<pad>", "<unk>", "<s>", "</s>", "\n"]
+  assert tok.encode("a\n\nb")[1:3] == [4, 4]  # a newline is a token, not a byte
   assert tok.is_byte(tok.piece_to_id("<0x41>"))
 
 
@@ -55,7 +56,7 @@ def test_model_and_vocab_table_are_written_and_load_back(tok, text):
   assert len(table) == VOCAB + 1
   for row in table[1:]:
     i, piece, _, kind = row.split("\t")
-    assert kind in ("normal", "control", "unknown", "byte")
+    assert kind in ("normal", "control", "unknown", "byte", "user_defined")
     if kind == "normal" and "\\" not in piece:
       assert tok.piece_to_id(piece) == int(i)
   assert not [p for p in prefix.parent.iterdir() if p.name.endswith(".tmp")]
@@ -99,3 +100,17 @@ def test_compression_counts_characters_bytes_and_byte_fallback(tok, text):
   chinese = bpe.compression(tok, "机器学习")
   assert chinese == {"tokens": 12, "chars_per_token": 4 / 12, "bytes_per_token": 1.0,
                      "byte_fallback_fraction": 1.0}
+
+
+def test_the_bpe_experiment_trains_on_a_data_file_and_writes_its_table(text, tmp_path):
+  from experiments import bpe as experiment  # pylint: disable=g-import-not-at-top
+  from experiments.configs import bpe as bpe_config  # pylint: disable=g-import-not-at-top
+  (tmp_path / "data.txt").write_text(text, encoding="utf-8")
+  config = bpe_config.get_config(f"quick,vocab_size={VOCAB},sweep=370+{VOCAB}")
+  config.data = str(tmp_path / "data.txt")
+  result = experiment.run_experiment(config, tmp_path / "run")
+  assert result["vocab_size"] == VOCAB
+  assert result["val"]["chars_per_token"] > 1.0
+  assert [r["vocab_size"] for r in result["sweep"]] == [370, VOCAB]
+  assert (tmp_path / "run" / "tokenizer.vocab.tsv").exists()
+  assert (tmp_path / "run" / "compression_vs_vocab.png").exists()
