@@ -74,21 +74,23 @@ def _params(key, dtype=jnp.float32):
 def _random_like(tree, key):
   leaves, treedef = jax.tree.flatten(tree)
   keys = jax.random.split(key, len(leaves))
-  # Gradients of varied size from step to step, so moments see more than one scale.
-  scale = jnp.exp(jax.random.normal(key, ()))
-  return jax.tree.unflatten(treedef, [scale.astype(x.dtype) * jax.random.normal(k, x.shape, x.dtype)
+  return jax.tree.unflatten(treedef, [jax.random.normal(k, x.shape, x.dtype)
                                       for k, x in zip(keys, leaves)])
 
 
-@jax.jit
-def _gradient_stream(params, keys):
-  """One random gradient tree per key, stacked on a leading step axis."""
-  return jax.vmap(lambda k: _random_like(params, k))(keys)
+def _gradient_stream(params, key, steps):
+  """`steps` random gradient trees stacked on a leading axis (NumPy: nothing to compile)."""
+  rng = np.random.default_rng(jax.random.randint(key, (), 0, 2**31 - 1).item())
+  # Gradients of varied size from step to step, so moments see more than one scale.
+  scale_S = np.exp(rng.standard_normal(steps))
+  return jax.tree.map(
+      lambda p: jnp.asarray(scale_S.reshape((steps,) + (1,) * p.ndim)
+                            * rng.standard_normal((steps,) + p.shape), p.dtype), params)
 
 
 def _run(tx, params, key, steps=STEPS):
   """`steps` updates on random gradients inside one jitted scan; all updates and final state."""
-  grads = _gradient_stream(params, jax.random.split(key, steps))
+  grads = _gradient_stream(params, key, steps)
 
   @jax.jit
   def run(params, grads):
