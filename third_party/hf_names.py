@@ -1,0 +1,76 @@
+"""How HF llama-family checkpoints and GGUF files name the tensors of our Transformer.
+
+Our paths follow the roles (blocks.3.attn.query.kernel); nnx.Linear stores kernels as
+(in, out) where HF stores weights as (out, in), hence the transposes ("T").
+"""
+
+import re
+
+# HF module name inside model.layers.{i} -> our module path inside blocks.{i}.
+HF_BLOCK_MODULES = {
+    "self_attn.q_proj": "attn.query", "self_attn.k_proj": "attn.key",
+    "self_attn.v_proj": "attn.value", "self_attn.o_proj": "attn.out",
+    "mlp.gate_proj": "ffn.gate", "mlp.up_proj": "ffn.up", "mlp.down_proj": "ffn.down",
+}
+HF_BLOCK_NORMS = {"input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm"}
+HF_TOP = {"model.embed_tokens.weight": ("embed.embedding", ""),
+          "model.norm.weight": ("final_norm.scale", ""),
+          "lm_head.weight": ("head.kernel", "T")}
+GGUF_BLOCK = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
+              "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj",
+              "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj",
+              "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm"}
+GGUF_TOP = {"token_embd.weight": "model.embed_tokens.weight",
+            "output_norm.weight": "model.norm.weight", "output.weight": "lm_head.weight"}
+IGNORED = re.compile(r".*rotary_emb\.inv_freq$")
+
+_OURS_TO_HF_MODULE = {ours: hf for hf, ours in HF_BLOCK_MODULES.items()}
+
+
+def hf_to_path(name: str) -> tuple[str, str]:
+  """('blocks.3.attn.query.kernel', 'T') for 'model.layers.3.self_attn.q_proj.weight'."""
+  if name in HF_TOP:
+    return HF_TOP[name]
+  match = re.fullmatch(r"model\.layers\.(\d+)\.(.+)\.(weight|bias)", name)
+  if match:
+    layer, module, kind = match.groups()
+    if module in HF_BLOCK_MODULES:
+      leaf, how = ("kernel", "T") if kind == "weight" else ("bias", "")
+      return f"blocks.{layer}.{HF_BLOCK_MODULES[module]}.{leaf}", how
+    if module in HF_BLOCK_NORMS and kind == "weight":
+      return f"blocks.{layer}.{HF_BLOCK_NORMS[module]}.scale", ""
+  raise KeyError(name)
+
+
+def path_to_hf(path: str) -> tuple[str, str]:
+  """The inverse of `hf_to_path`."""
+  for name, (ours, how) in HF_TOP.items():
+    if ours == path:
+      return name, how
+  match = re.fullmatch(r"blocks\.(\d+)\.(.+)\.(kernel|bias|scale)", path)
+  if match:
+    layer, module, leaf = match.groups()
+    if module in _OURS_TO_HF_MODULE and leaf in ("kernel", "bias"):
+      kind, how = ("weight", "T") if leaf == "kernel" else ("bias", "")
+      return f"model.layers.{layer}.{_OURS_TO_HF_MODULE[module]}.{kind}", how
+    for hf, ours in HF_BLOCK_NORMS.items():
+      if ours == module and leaf == "scale":
+        return f"model.layers.{layer}.{hf}.weight", ""
+  raise KeyError(path)
+
+
+def module_to_hf(path: str) -> str:
+  """'model.layers.3.self_attn.q_proj' for the linear at 'blocks.3.attn.query'."""
+  match = re.fullmatch(r"blocks\.(\d+)\.(.+)", path)
+  if match and match.group(2) in _OURS_TO_HF_MODULE:
+    return f"model.layers.{match.group(1)}.{_OURS_TO_HF_MODULE[match.group(2)]}"
+  raise KeyError(path)
+
+
+def gguf_to_hf(name: str) -> str:
+  if name in GGUF_TOP:
+    return GGUF_TOP[name]
+  match = re.fullmatch(r"blk\.(\d+)\.([a-z_]+)\.(weight|bias)", name)
+  if match and match.group(2) in GGUF_BLOCK:
+    return f"model.layers.{match.group(1)}.{GGUF_BLOCK[match.group(2)]}.{match.group(3)}"
+  raise KeyError(name)
