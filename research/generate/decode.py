@@ -28,9 +28,12 @@ def generate(model, prompt_BxP, max_new_tokens: int, key, *, temperature=1.0, to
   if prompt_BxP.shape[1] + max_new_tokens > _position_limit(model.config):
     raise ValueError(f"generate: prompt {prompt_BxP.shape[1]} + max_new_tokens "
                      f"{max_new_tokens} exceeds max_length={model.config.max_length}.")
-  sampler = functools.partial(samplers.sample, temperature=temperature, top_k=top_k,
-                              top_p=top_p, min_p=min_p)
-  return _generate(graphdef, params, prompt_BxP, key, max_new_tokens, sampler,
+  # Neutral values stand in for None, so every sampler setting shares one compiled loop.
+  settings = (jnp.float32(temperature), jnp.int32(model.config.vocab_size if top_k is None
+                                                  else top_k),
+              jnp.float32(1.0 if top_p is None else top_p),
+              jnp.float32(0.0 if min_p is None else min_p))
+  return _generate(graphdef, params, prompt_BxP, key, settings, max_new_tokens,
                    -1 if eos_id is None else eos_id, pad_id, jnp.dtype(cache_dtype))
 
 
@@ -38,10 +41,13 @@ def _position_limit(config):
   return config.max_length if config.position in ("learned", "sinusoidal") else 1 << 30
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6, 7, 8))
-def _generate(graphdef, params, prompt_BxP, key, max_new_tokens, sampler, eos_id, pad_id,
+@functools.partial(jax.jit, static_argnums=(0, 5, 6, 7, 8))
+def _generate(graphdef, params, prompt_BxP, key, settings, max_new_tokens, eos_id, pad_id,
               cache_dtype):
   model = nnx.merge(graphdef, params)
+  temperature, top_k, top_p, min_p = settings
+  sampler = functools.partial(samplers.sample, temperature=temperature, top_k=top_k,
+                              top_p=top_p, min_p=min_p)
   b, p = prompt_BxP.shape
   total = p + max_new_tokens
   cache = transformer.init_cache(model.config, b, total, cache_dtype)

@@ -41,6 +41,7 @@ class TrainResult:
   ms_per_iter: float = math.nan    # median over the steps of this run, compile excluded
   tokens_per_s: float = math.nan
   mfu: float = math.nan
+  peak_flops: float = math.nan  # the measured matmul FLOP/s the MFU divides by
 
   @property
   def model(self):
@@ -106,7 +107,7 @@ def train(model_config, config, train_windows, val_windows=None, workdir=None,
     peak_flops = flops_lib.measure_matmul_peak()
 
   run = runs.Run(workdir, _snapshot(model_config, config)) if workdir is not None else None
-  result = TrainResult(graphdef, state, [], [], start_step=start)
+  result = TrainResult(graphdef, state, [], [], start_step=start, peak_flops=peak_flops)
   bar = runs.progress(total=end, initial=start, desc="train", disable=not show_progress)
   times = []
   try:

@@ -1,0 +1,39 @@
+"""Trains a GPT on text: python -m experiments.train_lm --config=experiments/configs/train_lm.py
+
+Prints the samples of each sampler (when config.samples) and, last,
+`val_loss=<float> ms_per_iter=<median> tokens_per_s=<float>`.
+"""
+
+from pathlib import Path
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from research import runs
+from research.train import distributed
+from research.train import lm
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", str(Path(__file__).parent / "configs" / "train_lm.py"), "Experiment config.")
+_WORKDIR = flags.DEFINE_string("workdir", "runs/train_lm", "Where results are written.")
+
+
+def main(argv):
+  del argv
+  distributed.initialize_if_multihost()
+  config = _CONFIG.value
+  runs.seed_everything(config.seed)
+  run = lm.train_lm(config, _WORKDIR.value)
+  result = run.result
+  if config.get("samples", 0):
+    from experiments.chapters import llm  # pylint: disable=g-import-not-at-top
+    for name, text in llm.sample_each(run, config).items():
+      print(f"--- {name} ---\n{text}\n")
+  print(f"peak fp32 matmul {result.peak_flops / 1e9:.0f} GFLOP/s, MFU {100 * result.mfu:.1f}%")
+  print(f"val_loss={run.val_loss:.4f} ms_per_iter={result.ms_per_iter:.2f} "
+        f"tokens_per_s={result.tokens_per_s:.0f}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,73 @@
+"""Text to a trained language model: tokenizer, token files, windows, then the train loop.
+
+  tokenizer, train_windows, val_windows = lm.prepare_data(config, workdir)
+  result = lm.train_lm(config, workdir)
+
+`config.data` is "default" (the standard library's docstrings) or a text file or folder;
+`config.tokenizer` is "bpe" (sentencepiece, `config.vocab_size` pieces) or "char".
+"""
+
+import dataclasses
+from pathlib import Path
+
+from research.data import corpus
+from research.data import tokens as tokens_lib
+from research.data import windows as windows_lib
+from research.nn import config as config_lib
+from research.text import bpe
+from research.text import char
+from research.train import loop
+
+
+@dataclasses.dataclass
+class LmRun:
+  tokenizer: object
+  model_config: config_lib.ModelConfig
+  result: loop.TrainResult
+  val_loss: float
+
+
+def load_corpus(config) -> str:
+  text = corpus.default_corpus() if config.data == "default" else corpus.load_text(config.data)
+  if config.get("max_chars", 0):
+    text = text[: config.max_chars]
+  return text
+
+
+def build_tokenizer(config, text: str, workdir: Path):
+  if config.tokenizer == "char":
+    return char.CharTokenizer.from_text(text)
+  if config.tokenizer == "bpe":
+    return bpe.train_bpe(text, config.vocab_size, workdir / "tokenizer" / "bpe",
+                         seed=config.seed)
+  raise ValueError(f"config.tokenizer={config.tokenizer!r}: expected 'bpe' or 'char'.")
+
+
+def prepare_data(config, workdir):
+  """(tokenizer, train Windows, val Windows); the ids go through memory-mapped token files."""
+  workdir = Path(workdir)
+  text = load_corpus(config)
+  tokenizer = build_tokenizer(config, text, workdir)
+  path = tokens_lib.encode_to_file(tokenizer, text, workdir / "tokens" / "all.bin")
+  train_ids, val_ids = tokens_lib.split_train_val(tokens_lib.open_tokens(path),
+                                                  config.val_fraction)
+  stride = config.get("stride", 0) or config.context_length
+  make = lambda ids, seed: windows_lib.Windows(ids, config.context_length, stride,
+                                               config.batch_size, seed=seed)
+  return tokenizer, make(train_ids, config.seed), make(val_ids, config.seed + 1)
+
+
+def model_config_for(config, vocab_size: int) -> config_lib.ModelConfig:
+  fields = dict(config.model)
+  fields.setdefault("max_length", config.context_length)
+  return config_lib.ModelConfig(vocab_size=vocab_size, **fields)
+
+
+def train_lm(config, workdir, peak_flops=None, show_progress=True) -> LmRun:
+  workdir = Path(workdir)
+  tokenizer, train_windows, val_windows = prepare_data(config, workdir)
+  model_config = model_config_for(config, tokenizer.vocab_size)
+  result = loop.train(model_config, config, train_windows, val_windows, workdir=workdir,
+                      peak_flops=peak_flops, show_progress=show_progress)
+  val_loss = result.evals[-1]["val_loss"] if result.evals else float("nan")
+  return LmRun(tokenizer, model_config, result, val_loss)
