@@ -1,0 +1,111 @@
+"""Direct preference optimisation on LoRA: the reference model is the same model with its
+adapters off (B = 0), so no second copy of the weights is needed.
+
+  loss = -log sigmoid(beta * [(log pi - log pi_ref)(chosen) - (log pi - log pi_ref)(rejected)])
+
+with log pi(answer | prompt) summed over the answer's tokens (the prompt is masked).
+"""
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from research.data import sft as sft_data
+from research.finetune import sft
+from research.finetune import trainer
+
+
+def sequence_logps(model, inputs_BxL, targets_BxL, weights_BxL):
+  """sum_t w_t log p(target_t | inputs_<=t): the log-probability of each row's answer."""
+  logits_BxLxV, _ = model(inputs_BxL)
+  logp_BxLxV = jax.nn.log_softmax(logits_BxLxV.astype(jnp.float32), axis=-1)
+  token_BxL = jnp.take_along_axis(logp_BxLxV, targets_BxL[..., None], axis=-1)[..., 0]
+  return jnp.sum(token_BxL * weights_BxL, axis=-1)
+
+
+def pair_logps(model, batch):
+  """(chosen, rejected) answer log-probs, both halves in one forward pass."""
+  both = lambda k: jnp.concatenate([batch[f"chosen_{k}"], batch[f"rejected_{k}"]])
+  logps = sequence_logps(model, both("inputs"), both("targets"), both("weights"))
+  half = batch["chosen_inputs"].shape[0]
+  return logps[:half], logps[half:]
+
+
+def make_objective(beta: float):
+  def objective(model, batch, reference):
+    chosen, rejected = pair_logps(model, batch)
+    ref_chosen, ref_rejected = reference
+    reward_chosen = beta * (chosen - ref_chosen)        # beta (log pi - log pi_ref)(chosen)
+    reward_rejected = beta * (rejected - ref_rejected)
+    loss = -jnp.mean(jax.nn.log_sigmoid(reward_chosen - reward_rejected))
+    metrics = {"rewards/chosen": jnp.mean(reward_chosen),
+               "rewards/rejected": jnp.mean(reward_rejected),
+               "rewards/accuracy": jnp.mean((reward_chosen > reward_rejected).astype(jnp.float32)),
+               "rewards/margin": jnp.mean(reward_chosen - reward_rejected)}
+    return loss, metrics
+  return objective
+
+
+def reference_factory(graphdef):
+  """The reference log-probs: the model with every LoRA B (hence every update) at zero."""
+  def reference(params, rng, frozen, batch):
+    off = jax.tree.map(jnp.zeros_like, params)
+    return jax.lax.stop_gradient(pair_logps(nnx.merge(graphdef, off, rng, frozen), batch))
+  return reference
+
+
+def preference_arrays(rows, pad_id: int) -> dict:
+  """rows: (chosen ids, labels, rejected ids, labels); both halves padded to one length."""
+  length = sft.bucket(max(max(len(r[0]), len(r[2])) for r in rows) - 1)
+  out = {}
+  for name, (ids_i, labels_i) in (("chosen", (0, 1)), ("rejected", (2, 3))):
+    pairs = [(r[ids_i], r[labels_i]) for r in rows]
+    inputs, targets, weights = sft_data.pad_batch(pairs, pad_id, length)
+    out.update({f"{name}_inputs": inputs, f"{name}_targets": targets,
+                f"{name}_weights": weights})
+  out["lengths"] = np.array([min(len(r[0]) - 1, length) + min(len(r[2]) - 1, length)
+                             for r in rows], np.int32)
+  return out
+
+
+def encode_pairs(tokenizer, examples, config, source):
+  rows = []
+  for i, example in enumerate(examples):
+    if example.rejected is None:
+      raise sft_data.DataError(f"{source}: record {i} has no rejected answer; DPO needs a "
+                               "dataset with \"ranking\": true.")
+    chosen = sft_data.encode_conversation(tokenizer, example.messages, config.cutoff_len,
+                                          config.train_on_prompt)
+    rejected_messages = example.messages[:-1] + [{"role": "assistant",
+                                                  "content": example.rejected}]
+    rejected = sft_data.encode_conversation(tokenizer, rejected_messages, config.cutoff_len,
+                                            config.train_on_prompt)
+    rows.append((*chosen, *rejected))
+  return rows
+
+
+def run(config, show_progress=True, stop_at=None):
+  """DPO from a config (stage "dpo", finetuning_type "lora"); returns (lm, result)."""
+  if config.finetuning_type != "lora":
+    raise ValueError("config field finetuning_type: DPO here needs 'lora' (its reference is "
+                     "the model with the adapters off).")
+  lm, _, train_examples, val_examples = sft.prepare(config)
+  source = str(Path(config.dataset_dir) / "dataset_info.json")
+  pad_id = lm.tokenizer.pad_id if lm.tokenizer.pad_id is not None else 0
+  make = lambda rows, pad: preference_arrays(rows, pad)
+  batches = sft.StepBatches(encode_pairs(lm.tokenizer, train_examples, config, source),
+                            config.per_device_train_batch_size,
+                            config.gradient_accumulation_steps, pad_id, config.seed, make)
+  val = None
+  if val_examples:
+    val_rows = encode_pairs(lm.tokenizer, val_examples, config, source)
+    size = config.per_device_train_batch_size
+    val = [preference_arrays(val_rows[i:i + size], pad_id) for i in range(0, len(val_rows), size)]
+  result = trainer.train(lm.model, config, batches, val, make_objective(config.pref_beta),
+                         workdir=config.output_dir, reference_fn_factory=reference_factory,
+                         show_progress=show_progress, stop_at=stop_at)
+  lm.model = result.model
+  return lm, result
