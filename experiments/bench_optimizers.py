@@ -98,8 +98,8 @@ def main(argv):
     print(f"{name}: ours {ours * 1e3:.2f} ms, optax {theirs * 1e3:.2f} ms, "
           f"paired ratio {ratio:.3f}, identical HLO: {same_ops}")
 
-  table = ["| optimizer | ours (ms/step) | optax (ms/step) | ratio ours/optax (median of pairs) | identical "
-           "optimised HLO |", "|---|---|---|---|---|"]
+  table = ["| optimizer | ours (ms/step) | optax (ms/step) | ratio ours/optax (median of pairs) "
+           "| identical optimised HLO |", "|---|---|---|---|---|"]
   table += [f"| {n} | {a:.2f} | {b:.2f} | {r:.3f} | {s} |" for n, a, b, r, s in rows]
   print("\n".join(table))
   if _OUT.value:

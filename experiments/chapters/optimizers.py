@@ -64,9 +64,9 @@ def worked_example(cfg, out_dir: Path) -> list[tour.Claim]:
   ax.set_ylabel("L(b)")
   ax.legend()
   files.save_figure(fig, out_dir / "worked_example.png")
-  return [tour.Claim.close_to("GD on the worked example ends at the closed-form b* = mean(y - w_hat x)",
-                              "b", b_final, b_star, 1e-5, fmt="{:.8f}",
-                              figure="worked_example.png")]
+  return [tour.Claim.close_to(
+      "GD on the worked example ends at the closed-form b* = mean(y - w_hat x)",
+      "b", b_final, b_star, 1e-5, fmt="{:.8f}", figure="worked_example.png")]
 
 
 # 2. The ravine ------------------------------------------------------------------------------

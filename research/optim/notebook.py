@@ -72,7 +72,8 @@ def adagrad(eps: float, delta: float = 1e-7) -> optax.GradientTransformation:
   def update_fn(g, state, params=None):
     del params
     r = jax.tree.map(lambda r, g: r + g * g, state.r, g)  # r <- r + g*g
-    step = jax.tree.map(lambda r, g: -eps / (delta + jnp.sqrt(r)) * g, r, g)  # -eps/(delta+sqrt(r))*g
+    step = jax.tree.map(lambda r, g: -eps / (delta + jnp.sqrt(r)) * g,  # -eps/(delta+sqrt(r))*g
+                        r, g)
     return step, AdaGradState(r=r)
 
   return optax.GradientTransformation(init_fn, update_fn)
@@ -90,7 +91,8 @@ def rmsprop(eps: float, rho: float = 0.9, delta: float = 1e-6) -> optax.Gradient
 
   def update_fn(g, state, params=None):
     del params
-    r = jax.tree.map(lambda r, g: rho * r + (1 - rho) * g * g, state.r, g)  # r <- rho*r + (1-rho)*g*g
+    r = jax.tree.map(lambda r, g: rho * r + (1 - rho) * g * g,  # r <- rho*r + (1-rho)*g*g
+                     state.r, g)
     step = jax.tree.map(lambda r, g: -eps / jnp.sqrt(delta + r) * g, r, g)  # -eps/sqrt(delta+r)*g
     return step, RMSPropState(r=r)
 
@@ -115,11 +117,13 @@ def adam(eps: float = 0.001, rho1: float = 0.9, rho2: float = 0.999, delta: floa
     del params
     t = transforms.safe_increment(state.t)  # t <- t + 1
     s = jax.tree.map(lambda s, g: rho1 * s + (1 - rho1) * g, state.s, g)  # s <- rho1*s + (1-rho1)*g
-    r = jax.tree.map(lambda r, g: rho2 * r + (1 - rho2) * g * g, state.r, g)  # r <- rho2*r + (1-rho2)*g*g
+    r = jax.tree.map(lambda r, g: rho2 * r + (1 - rho2) * g * g,  # r <- rho2*r + (1-rho2)*g*g
+                     state.r, g)
     tf = t.astype(jnp.float32)
     s_hat = jax.tree.map(lambda s: s / (1 - rho1 ** tf).astype(s.dtype), s)  # s_hat = s/(1-rho1^t)
     r_hat = jax.tree.map(lambda r: r / (1 - rho2 ** tf).astype(r.dtype), r)  # r_hat = r/(1-rho2^t)
-    step = jax.tree.map(lambda s, r: -eps * s / (jnp.sqrt(r) + delta), s_hat, r_hat)  # -eps*s_hat/(sqrt(r_hat)+delta)
+    # delta-theta = -eps * s_hat / (sqrt(r_hat) + delta)
+    step = jax.tree.map(lambda s, r: -eps * s / (jnp.sqrt(r) + delta), s_hat, r_hat)
     return step, AdamState(t=t, s=s, r=r)
 
   return optax.GradientTransformation(init_fn, update_fn)

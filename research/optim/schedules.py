@@ -16,14 +16,14 @@ def step_decay(init_value: float, gamma: float, every: int):
     raise ValueError(f"step_decay: every={every}; expected a positive number of steps.")
 
   def schedule(count):
-    return init_value * jnp.power(gamma, jnp.floor(count / every))  # eps_t = eps_0 * gamma^floor(t/k)
+    return init_value * jnp.power(gamma, jnp.floor(count / every))  # eps_0 * gamma^floor(t/k)
 
   return schedule
 
 
 def linear(init_value: float, end_value: float, transition_steps: int,
            transition_begin: int = 0):
-  """Holds init_value until transition_begin, then moves linearly to end_value; optax.linear_schedule."""
+  """init_value until transition_begin, then linear to end_value; optax.linear_schedule."""
   if transition_steps <= 0:
     return lambda count: init_value
 

@@ -191,8 +191,10 @@ def scale_by_adam(b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, mu_dtype: Any = None
 
   def update_fn(updates, state, params=None):
     del params
-    mu = jax.tree.map(lambda g, s: (1 - b1) * g + b1 * s, updates, state.mu)  # s <- rho1*s + (1-rho1)*g
-    nu = jax.tree.map(lambda g, r: (1 - b2) * g ** 2 + b2 * r, updates, state.nu)  # r <- rho2*r + (1-rho2)*g^2
+    mu = jax.tree.map(lambda g, s: (1 - b1) * g + b1 * s,  # s <- rho1*s + (1-rho1)*g
+                      updates, state.mu)
+    nu = jax.tree.map(lambda g, r: (1 - b2) * g ** 2 + b2 * r,  # r <- rho2*r + (1-rho2)*g^2
+                      updates, state.nu)
     count = safe_increment(state.count)  # t <- t + 1
     if nesterov:
       # Nadam: the next step's debiased moment, b1*s_hat(t+1) + (1-b1)*g_hat(t).
@@ -202,8 +204,8 @@ def scale_by_adam(b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, mu_dtype: Any = None
     else:
       mu_hat = _debias(mu, b1, count)  # s_hat = s / (1 - rho1^t)
     nu_hat = _debias(nu, b2, count)  # r_hat = r / (1 - rho2^t)
-    updates = jax.tree.map(lambda m, v: m / (jnp.sqrt(v + eps_root) + eps),  # s_hat / (sqrt(r_hat) + delta)
-                           mu_hat, nu_hat)
+    # u = s_hat / (sqrt(r_hat) + delta)
+    updates = jax.tree.map(lambda m, v: m / (jnp.sqrt(v + eps_root) + eps), mu_hat, nu_hat)
     mu = _cast(mu, mu_dtype)
     nu = jax.tree.map(lambda n, old: n.astype(old.dtype), nu, state.nu)
     return updates, ScaleByAdamState(count=count, mu=mu, nu=nu)
@@ -272,7 +274,8 @@ def scale_by_learning_rate(learning_rate: float | Schedule | None = None, *,
   def update_fn(updates, state, params=None):
     del params
     step_size = sign * learning_rate(state.count)
-    updates = jax.tree.map(lambda g: jnp.array(step_size, dtype=g.dtype) * g, updates)  # u = -eps_t*g
+    updates = jax.tree.map(lambda g: jnp.array(step_size, dtype=g.dtype) * g,  # u = -eps_t*g
+                           updates)
     return updates, ScaleByScheduleState(count=safe_increment(state.count))
 
   return optax.GradientTransformation(init_fn, update_fn)

@@ -137,7 +137,9 @@ def test_1000_steps_equal_optax(case):
 # Defaults plus the options that add state.
 DTYPE_CASES = [("sgd", dict(momentum=0.9)), ("adagrad", {}),
                ("rmsprop", dict(centered=True, momentum=0.9, bias_correction=True)),
-               ("adam", {}), ("adamw", dict(weight_decay=0.1, mask=lambda p: jax.tree.map(lambda x: x.ndim > 1, p)))]
+               ("adam", {}),
+               ("adamw", dict(weight_decay=0.1,
+                              mask=lambda p: jax.tree.map(lambda x: x.ndim > 1, p)))]
 
 
 @pytest.mark.parametrize("name,kwargs", DTYPE_CASES, ids=[c[0] for c in DTYPE_CASES])

@@ -20,7 +20,8 @@ def _updates(tx, steps=300, seed=0):
 
   def gradient(key):
     keys = jax.random.split(key, len(leaves))
-    return jax.tree.unflatten(treedef, [jax.random.normal(k, x.shape) for k, x in zip(keys, leaves)])
+    return jax.tree.unflatten(treedef,
+                              [jax.random.normal(k, x.shape) for k, x in zip(keys, leaves)])
 
   def step(state, key):
     updates, state = tx.update(gradient(key), state, params)
@@ -72,6 +73,7 @@ def test_rmsprop_equals_optax_rmsprop():
 
 
 def test_adam_equals_optax_adam():
-  ours, theirs = _updates(notebook.adam(1e-3, 0.8, 0.99, 1e-8)), _updates(optax.adam(1e-3, 0.8, 0.99, 1e-8))
+  ours = _updates(notebook.adam(1e-3, rho1=0.8, rho2=0.99, delta=1e-8))
+  theirs = _updates(optax.adam(1e-3, b1=0.8, b2=0.99, eps=1e-8))
   _assert_close(ours[1], theirs[1], rtol=1e-6)
   _assert_close((ours[0].t, ours[0].s, ours[0].r), theirs[0][0], rtol=1e-6)

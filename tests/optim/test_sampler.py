@@ -12,7 +12,8 @@ from research.optim import MinibatchSampler
 
 
 @settings(max_examples=60, deadline=None)
-@given(n=st.integers(1, 200), m=st.integers(1, 200), seed=st.integers(0, 2**31), epoch=st.integers(0, 5))
+@given(n=st.integers(1, 200), m=st.integers(1, 200), seed=st.integers(0, 2**31),
+       epoch=st.integers(0, 5))
 def test_an_epoch_draws_m_of_n_without_replacement(n, m, seed, epoch):
   if m > n:
     with pytest.raises(ValueError, match="batch_size"):
