@@ -28,19 +28,43 @@ def apply_temperature(logits, temperature):
 def top_k_mask(logits, k):
   """Keeps exactly the k most likely tokens (ties broken towards the lower id, as argmax)."""
   _check_number("k", k, low=1)
-  return jnp.where(_ranks(logits) < k, logits, -jnp.inf)
+  return _top_k_mask(logits, k)
+
+
+@jax.jit  # k traced: one compilation per shape, not one per k (the bisection is a loop)
+def _top_k_mask(logits, k):
+  key_V = _sortable(logits)
+  t = _largest_threshold(key_V, lambda t: jnp.sum(key_V >= t[..., None], axis=-1) >= k)
+  above, tie = key_V > t[..., None], key_V == t[..., None]
+  room = k - jnp.sum(above, axis=-1, keepdims=True)  # how many of the tied tokens still fit
+  keep = above | (tie & (jnp.cumsum(tie, axis=-1) <= room))
+  return jnp.where(keep, logits, -jnp.inf)
 
 
 def top_p_mask(logits, p):
-  """Keeps the smallest set of most likely tokens whose probabilities sum to at least p."""
+  """Keeps the smallest set of most likely tokens whose probabilities sum to at least p.
+
+  Token i belongs iff the tokens ranked before it hold < p (the first always belongs); ties
+  rank by id. At p = 1 the float sum can reach 1 before the tail, and "sum >= 1" means all.
+  """
   _check_number("p", p, low=0.0, high=1.0)
-  order_V = jnp.argsort(-logits, axis=-1, stable=True)
-  probs_sorted = jax.nn.softmax(jnp.take_along_axis(logits, order_V, axis=-1), axis=-1)
-  mass_before = jnp.cumsum(probs_sorted, axis=-1) - probs_sorted  # sum of the likelier tokens
-  # Token j belongs iff the likelier ones hold < p; the first always belongs. At p = 1 the
-  # float cumsum can reach 1 before the tail, and "sum >= 1" means every token.
-  keep_sorted = (mass_before < p) | (jnp.arange(logits.shape[-1]) == 0) | (p >= 1.0)
-  keep = jnp.take_along_axis(keep_sorted, _inverse(order_V), axis=-1)
+  return _top_p_mask(logits, p)
+
+
+@jax.jit
+def _top_p_mask(logits, p):
+  probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+  key_V = _sortable(probs)
+
+  def enough(t):  # do the tokens at least as likely as t hold >= p?
+    return jnp.sum(jnp.where(key_V >= t[..., None], probs, 0.0), axis=-1) >= p
+
+  t = _largest_threshold(key_V, enough)  # the probability of the last token kept
+  above, tie = key_V > t[..., None], key_V == t[..., None]
+  tie_probs = jnp.where(tie, probs, 0.0)
+  before = (jnp.sum(jnp.where(above, probs, 0.0), axis=-1, keepdims=True)
+            + jnp.cumsum(tie_probs, axis=-1) - tie_probs)  # mass ranked before a tied token
+  keep = above | (tie & (before < p)) | (p >= 1.0)
   return jnp.where(keep, logits, -jnp.inf)
 
 
@@ -62,8 +86,9 @@ def filter_logits(logits, temperature=1.0, top_k=None, top_p=None, min_p=None):
     scaled = top_p_mask(scaled, top_p)
   if min_p is not None:
     scaled = min_p_mask(scaled, min_p)
-  greedy_only = jnp.where(_ranks(logits) == 0, logits, -jnp.inf)
-  return jnp.where(hot, scaled, greedy_only)
+  argmax_only = jnp.where(jnp.arange(logits.shape[-1]) == greedy(logits)[..., None], logits,
+                          -jnp.inf)
+  return jnp.where(hot, scaled, argmax_only)
 
 
 def sample(key, logits, temperature=1.0, top_k=None, top_p=None, min_p=None):
@@ -83,13 +108,31 @@ def candidate_set(logits, temperature=1.0, top_k=None, top_p=None, min_p=None) -
   return order[np.isfinite(filtered[order])]
 
 
-def _ranks(logits):
-  """Rank of each token by descending logit (0 = most likely), ties to the lower id."""
-  return _inverse(jnp.argsort(-logits, axis=-1, stable=True))
+# Top-k and top-p need the k-th largest value, not a full order: XLA's CPU sort costs about
+# 200 ns per element (two argsorts of 8 x 50k logits take 210 ms), while 32 halvings of the
+# float32 range by counting cost 6 ms and select the same tokens.
 
 
-def _inverse(permutation):
-  return jnp.argsort(permutation, axis=-1)
+def _sortable(x):
+  """int32 keys in the order of the float32 values (-0.0 and 0.0 equal, -inf lowest)."""
+  x = jnp.where(x == 0, 0.0, x).astype(jnp.float32)
+  i = jax.lax.bitcast_convert_type(x, jnp.int32)
+  return jnp.where(i < 0, i ^ jnp.int32(0x7FFFFFFF), i)  # negative floats count down
+
+
+def _largest_threshold(key_V, holds):
+  """The largest t among int32 keys with holds(t), for holds true at min(key) and monotone
+  (true up to some t, false after): bisection, 32 steps for 2^32 candidates."""
+  lo, hi = jnp.min(key_V, axis=-1), jnp.max(key_V, axis=-1)
+
+  def halve(_, bounds):
+    lo, hi = bounds
+    mid = (lo >> 1) + (hi >> 1) + ((lo | hi) & 1)  # ceil((lo + hi) / 2) without overflow
+    ok = holds(mid)
+    return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid - 1)
+
+  lo, _ = jax.lax.fori_loop(0, 32, halve, (lo, hi))
+  return lo
 
 
 def _check_number(name, value, low=None, high=None):

@@ -47,6 +47,46 @@ def test_top_k_keeps_exactly_the_k_largest(logits, k):
     assert row[mask].min() >= row[~mask].max(initial=-np.inf)
 
 
+def sorted_top_k(logits, k):
+  """Reference: a stable sort, the first k in it."""
+  keep = np.zeros(logits.shape, bool)
+  for row, out in zip(logits.reshape(-1, V), keep.reshape(-1, V)):
+    out[np.argsort(-row, kind="stable")[:k]] = True
+  return keep
+
+
+def sorted_top_p(logits, p):
+  """Reference: a stable sort by probability, kept while the mass before is < p."""
+  keep = np.zeros(logits.shape, bool)
+  for row, out in zip(logits.reshape(-1, V), keep.reshape(-1, V)):
+    probs = softmax64(row)
+    order = np.argsort(-probs, kind="stable")
+    before = np.cumsum(probs[order]) - probs[order]
+    out[order[(before < p) | (np.arange(V) == 0)]] = True
+  return keep
+
+
+tied_logits = hnp.arrays(np.float32, (2, V), elements=st.sampled_from(
+    [-np.inf, -2.0, -1.0, -0.0, 0.0, 0.5, 1.0, 3.0]))
+
+
+@given(logits=tied_logits, k=st.integers(1, V + 2))
+@fast
+def test_top_k_selects_what_a_stable_sort_selects_even_with_ties_and_inf(logits, k):
+  np.testing.assert_array_equal(kept(samplers.top_k_mask(logits, k)) | np.isinf(logits),
+                                sorted_top_k(logits, k) | np.isinf(logits))
+
+
+@given(logits=st.one_of(tied_logits, logits_BxV.map(lambda x: x[:2])), p=st.floats(0.01, 1.0))
+@fast
+def test_top_p_selects_what_a_stable_sort_selects_even_with_ties(logits, p):
+  for row in logits:
+    assume(np.isfinite(row).any())
+    assume(np.abs(np.cumsum(np.sort(softmax64(row))[::-1]) - p).min() > 1e-5)
+  want = sorted_top_p(logits, p) & np.isfinite(logits)
+  np.testing.assert_array_equal(kept(samplers.top_p_mask(logits, p)), want)
+
+
 def test_temperature_towards_zero_equals_greedy():
   rng = np.random.default_rng(0)
   logits = rng.permutation(np.arange(V, dtype=np.float32) * 0.05)[None].repeat(64, 0)  # gaps 0.05
@@ -67,7 +107,8 @@ def test_top_p_keeps_the_smallest_likeliest_set_reaching_p(logits, p):
   probs = softmax64(logits)
   mass, m = np.sort(probs)[::-1], keep.sum()
   assume(np.abs(np.cumsum(mass) - p).min() > 1e-5)  # float32 cannot settle ties with p itself
-  assert probs[keep].min() >= probs[~keep].max(initial=0.0)  # the likeliest tokens
+  # The likeliest tokens, up to float32 resolution of the probabilities the sampler compares.
+  assert probs[keep].min() >= probs[~keep].max(initial=0.0) - 1e-7
   assert mass[:m].sum() >= p                                 # reaching p
   assert mass[:m - 1].sum() < p                              # and no smaller set does
 
