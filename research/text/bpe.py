@@ -151,7 +151,7 @@ def train_bpe(texts: Iterable[str] | str | os.PathLike, vocab_size: int, model_p
         remove_extra_whitespaces=False,
         add_dummy_prefix=False,
         allow_whitespace_only_pieces=True,  # runs of spaces (indentation) become single pieces
-        split_digits=True,
+        split_digits=True,  # numbers become digit sequences, as in Llama's tokenizer
         max_sentence_length=4 * _MAX_SENTENCE_CHARS,  # in bytes; a UTF-8 char is <= 4
         input_sentence_size=0,  # _sample already drew them: sentencepiece's own draw ignores seeds
         num_threads=max(1, min(4, os.cpu_count() or 1)),
@@ -159,8 +159,9 @@ def train_bpe(texts: Iterable[str] | str | os.PathLike, vocab_size: int, model_p
     )
   except RuntimeError as e:
     raise ValueError(_explain(e, vocab_size)) from e
-  files.write_bytes(model_prefix.with_name(model_prefix.name + ".model"), model.getvalue())
-  tokenizer = BpeTokenizer.load(model_prefix.with_name(model_prefix.name + ".model"))
+  model_path = files.write_bytes(model_prefix.with_name(model_prefix.name + ".model"),
+                                 model.getvalue())
+  tokenizer = BpeTokenizer.load(model_path)
   files.write_text(model_prefix.with_name(model_prefix.name + ".vocab.tsv"),
                    tokenizer.vocab_table())
   return tokenizer
