@@ -1,8 +1,14 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from research.data import corpus
 from research.text import bpe
 
+REPO = Path(__file__).resolve().parents[2]
 VOCAB = 400  # 256 bytes + 4 specials + the corpus's characters + about 60 merges
 
 
@@ -102,15 +108,19 @@ def test_compression_counts_characters_bytes_and_byte_fallback(tok, text):
                      "byte_fallback_fraction": 1.0}
 
 
-def test_the_bpe_experiment_trains_on_a_data_file_and_writes_its_table(text, tmp_path):
-  from experiments import bpe as experiment  # pylint: disable=g-import-not-at-top
-  from experiments.configs import bpe as bpe_config  # pylint: disable=g-import-not-at-top
+def test_the_bpe_script_trains_on_a_data_file_and_writes_its_table(text, tmp_path):
+  # A subprocess, because absl flags are global: importing two scripts in one process clashes.
   (tmp_path / "data.txt").write_text(text, encoding="utf-8")
-  config = bpe_config.get_config(f"quick,vocab_size={VOCAB},sweep=370+{VOCAB}")
-  config.data = str(tmp_path / "data.txt")
-  result = experiment.run_experiment(config, tmp_path / "run")
-  assert result["vocab_size"] == VOCAB
-  assert result["val"]["chars_per_token"] > 1.0
+  out = subprocess.run(
+      [sys.executable, "-m", "experiments.bpe", f"--data={tmp_path / 'data.txt'}",
+       f"--workdir={tmp_path / 'run'}",
+       f"--config={REPO / 'experiments/configs/bpe.py'}:quick,vocab_size={VOCAB},"
+       f"sweep=370+{VOCAB}"],
+      cwd=REPO, capture_output=True, text=True, timeout=120, check=True).stdout
+  assert f"vocab_size={VOCAB}" in out and "chars/token" in out
+  assert "'Zorblaxifunctionality is not a word.' -> ['Z'" in out
+  result = json.loads((tmp_path / "run" / "bpe.json").read_text())
+  assert result["vocab_size"] == VOCAB and result["val"]["chars_per_token"] > 1.0
   assert [r["vocab_size"] for r in result["sweep"]] == [370, VOCAB]
   assert (tmp_path / "run" / "tokenizer.vocab.tsv").exists()
   assert (tmp_path / "run" / "compression_vs_vocab.png").exists()
