@@ -32,13 +32,15 @@ class Windows:
         raise ValueError(f"Windows: {name}={value}; expected a positive integer.")
     if not 0 <= seed < 2**32:
       raise ValueError(f"Windows: seed={seed}; expected an integer in [0, 2**32).")
-    self.tokens = tokens
+    self.tokens = tokens if isinstance(tokens, np.ndarray) else np.asarray(tokens)
+    if self.tokens.ndim != 1:
+      raise ValueError(f"Windows: tokens have shape {self.tokens.shape}; expected a 1-D array.")
     self.context_length = int(context_length)
     self.stride = int(stride)
     self.batch_size = int(batch_size)
     self.seed = int(seed)
     self.shuffle = shuffle
-    self.num_windows = num_windows(len(tokens), self.context_length, self.stride)
+    self.num_windows = num_windows(len(self.tokens), self.context_length, self.stride)
     self.batches_per_epoch = self.num_windows // self.batch_size
     if self.batches_per_epoch == 0:
       raise ValueError(

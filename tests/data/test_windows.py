@@ -93,5 +93,9 @@ def test_random_batches_shift_by_one_and_stay_in_range():
 def test_too_little_text_for_one_batch_is_a_clear_error():
   with pytest.raises(ValueError, match="fewer than one batch"):
     windows.Windows(np.arange(20), context_length=16, stride=1, batch_size=8)
+  with pytest.raises(ValueError, match=r"shape \(2, 50\); expected a 1-D array"):
+    windows.Windows(np.zeros((2, 50)), 8, 1, 2)
+  x, y = windows.Windows(list(range(50)), 8, 1, 2).batch(0)  # a list works too
+  np.testing.assert_array_equal(y, x + 1)
   with pytest.raises(ValueError, match="stride=0"):
     windows.Windows(np.arange(100), 8, 0, 2)
