@@ -149,7 +149,8 @@ def run_experiment(config, out_dir) -> list[tour.Claim]:
                           "max difference between two units", sym["xavier"]["spread"], 1e-3,
                           fmt="{:.3g}"),
   ]
-  if {"xavier", "normal"} <= set(config.inits) and "tanh" in config.activations:
+  verdicts = depth in config.depths
+  if verdicts and {"xavier", "normal"} <= set(config.inits) and "tanh" in config.activations:
     claims += [
         tour.Claim.within(f"Xavier keeps tanh's activation std within [0.5, 2]x of layer 1 "
                           f"across {depth} layers", "last/first (median over seeds)",
@@ -159,7 +160,7 @@ def run_experiment(config, out_dir) -> list[tour.Claim]:
                             "saturated fraction", at("normal", "tanh", saturated), 0.5,
                             fmt="{:.3f}", figure="std_curves.png"),
     ]
-  if {"xavier", "kaiming"} <= set(config.inits) and "relu" in config.activations:
+  if verdicts and {"xavier", "kaiming"} <= set(config.inits) and "relu" in config.activations:
     claims += [
         tour.Claim.within(f"Kaiming keeps ReLU's activation std within [0.5, 2]x of layer 1 "
                           f"across {depth} layers", "last/first (median over seeds)",

@@ -15,7 +15,7 @@ def _fmt(value) -> str:
   value = np.asarray(value)
   if value.size == 1:
     return f"{float(value):.4g}"
-  return f"{value.shape} |{np.abs(value).max():.3g}|max"
+  return f"{value.shape} max|{np.abs(value).max():.3g}|"
 
 
 def _edge_label(parent: graph.Node, child: graph.Node, index: int) -> str:
@@ -27,7 +27,7 @@ def _edge_label(parent: graph.Node, child: graph.Node, index: int) -> str:
 
 def _node_label(node: graph.Node) -> str:
   head = node.label if node.op in ("leaf", "const") or not node.name else f"{node.name} = {node.op}"
-  text = f"{head}\n{_fmt(node.value)}"
+  text = head if head == _fmt(node.value) else f"{head}\n{_fmt(node.value)}"
   if node.grad is not None:
     text += f"\ngrad {_fmt(node.grad)}"
   return text
@@ -51,11 +51,18 @@ def to_dot(root: graph.Node) -> str:
 
 
 def layout(root: graph.Node) -> dict[int, tuple[float, float]]:
-  """Column = longest path from an input; rows spread evenly within a column."""
+  """Column = longest path from an input, inputs just left of their first use; rows spread
+  evenly within a column."""
   order = graph.topological_order(root)
   column = {}
   for node in order:
     column[id(node)] = 1 + max((column[id(p)] for p in node.inputs), default=-1)
+  placed = set()
+  for node in order:  # move each input next to the op that first uses it
+    for parent in node.inputs:
+      if not parent.inputs and id(parent) not in placed:
+        column[id(parent)] = column[id(node)] - 1
+        placed.add(id(parent))
   by_column: dict[int, list[graph.Node]] = {}
   for node in order:
     by_column.setdefault(column[id(node)], []).append(node)
@@ -73,12 +80,12 @@ def draw(root: graph.Node, title: str | None = None):
   pos = layout(root)
   columns = 1 + max(x for x, _ in pos.values())
   rows = 1 + max(y for _, y in pos.values()) - min(y for _, y in pos.values())
-  fig, ax = plt.subplots(figsize=(2.6 * columns + 1, 1.5 * rows + 1))
+  fig, ax = plt.subplots(figsize=(3.0 * columns + 1, 1.6 * rows + 1))
   for node in order:
     for i, parent in enumerate(node.inputs):
       (x0, y0), (x1, y1) = pos[id(parent)], pos[id(node)]
-      ax.annotate("", xy=(x1 - 0.28, y1), xytext=(x0 + 0.28, y0),
-                  arrowprops=dict(arrowstyle="->", color="0.4"))
+      ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
+                  arrowprops=dict(arrowstyle="->", color="0.4", shrinkA=28, shrinkB=28))
       ax.text((x0 + x1) / 2, (y0 + y1) / 2 + 0.12, _edge_label(parent, node, i),
               ha="center", va="bottom", fontsize=7, color="tab:blue")
   for node in order:

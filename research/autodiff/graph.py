@@ -91,7 +91,8 @@ def _node(x) -> Node:
 def _negate(a: Node) -> Node:
   if a.requires_grad:
     return mul(a, -1.0)
-  return constant(-a.value, name=_short(-a.value))  # a constant's negation is just a constant
+  name = f"-{a.name}" if a.name and a.name != _short(a.value) else _short(-a.value)
+  return constant(-a.value, name=name)  # a constant's negation is just a constant
 
 
 def _short(value: Array) -> str:
