@@ -22,14 +22,22 @@ def num_windows(num_tokens: int, context_length: int, stride: int) -> int:
 
 
 class Windows:
-  """Batches of (inputs_BxL, targets_BxL) int32 arrays from a 1-D token array or memmap."""
+  """Batches of (inputs_BxL, targets_BxL) int32 arrays from a 1-D token array or memmap.
+
+  With several hosts, each builds Windows with its shard_index (jax.process_index()) and
+  shard_count (jax.process_count()) and gets its batch_size / shard_count rows of the global
+  batch; all shards together are exactly the one-host batch.
+  """
 
   def __init__(self, tokens, context_length: int, stride: int, batch_size: int,
-               seed: int = 0, shuffle: bool = True):
+               seed: int = 0, shuffle: bool = True, shard_index: int = 0, shard_count: int = 1):
     for name, value in (("context_length", context_length), ("stride", stride),
                         ("batch_size", batch_size)):
       if int(value) < 1:
         raise ValueError(f"Windows: {name}={value}; expected a positive integer.")
+    if batch_size % shard_count or not 0 <= shard_index < shard_count:
+      raise ValueError(f"Windows: shard {shard_index} of {shard_count} with batch_size "
+                       f"{batch_size}; expected 0 <= shard_index < shard_count dividing it.")
     if not 0 <= seed < 2**32:
       raise ValueError(f"Windows: seed={seed}; expected an integer in [0, 2**32).")
     self.tokens = tokens if isinstance(tokens, np.ndarray) else np.asarray(tokens)
@@ -40,11 +48,14 @@ class Windows:
     self.batch_size = int(batch_size)
     self.seed = int(seed)
     self.shuffle = shuffle
+    self.shard_index, self.shard_count = int(shard_index), int(shard_count)
+    self._rows = slice(self.shard_index * self.batch_size // self.shard_count,
+                       (self.shard_index + 1) * self.batch_size // self.shard_count)
     self.num_windows = num_windows(len(self.tokens), self.context_length, self.stride)
     self.batches_per_epoch = self.num_windows // self.batch_size
     if self.batches_per_epoch == 0:
       raise ValueError(
-          f"Windows: {len(tokens)} tokens give {self.num_windows} windows of "
+          f"Windows: {len(self.tokens)} tokens give {self.num_windows} windows of "
           f"{self.context_length}+1 tokens at stride {self.stride}, fewer than one batch of "
           f"{self.batch_size}; use more text or a smaller context_length/batch_size.")
     self._offsets_W = np.arange(self.context_length + 1)  # W = L + 1: inputs, then last target
@@ -54,11 +65,12 @@ class Windows:
     return int(step) // self.batches_per_epoch
 
   def window_ids(self, step: int) -> np.ndarray:
-    """Which windows (0 .. num_windows-1) make up batch `step`."""
+    """Which windows (0 .. num_windows-1) make up batch `step` (this shard's rows of it)."""
     if step < 0:
       raise ValueError(f"Windows: step={step}; expected step >= 0.")
     epoch, position = divmod(int(step), self.batches_per_epoch)
-    slots = range(position * self.batch_size, (position + 1) * self.batch_size)
+    first = position * self.batch_size
+    slots = range(first + self._rows.start, first + self._rows.stop)
     if not self.shuffle:
       return np.asarray(slots, dtype=np.int64)
     # grain's index_shuffle is a keyed bijection on [0, n): window j of the epoch is computed
@@ -77,7 +89,7 @@ class Windows:
     (seed, step); ignores stride and epochs."""
     rng = np.random.default_rng((self.seed, int(step)))
     starts_B = rng.integers(0, len(self.tokens) - self.context_length, size=self.batch_size)
-    return self._gather(starts_B)
+    return self._gather(starts_B[self._rows])
 
   def iterate(self, start_step: int = 0, num_steps: int | None = None):
     """Yields batch(start_step), batch(start_step + 1), ... (forever when num_steps is None)."""

@@ -81,6 +81,23 @@ def test_memmapped_uint16_and_uint32_tokens_give_the_in_memory_batches(tmp_path,
   assert int(on_disk.batch(1)[0].max()) > 2**16 or high < 2**16
 
 
+def test_shards_of_a_batch_make_up_the_one_host_batch():
+  ids = np.random.default_rng(4).integers(0, 1000, size=4000)
+  whole = windows.Windows(ids, 16, 3, 12, seed=2)
+  shards = [windows.Windows(ids, 16, 3, 12, seed=2, shard_index=i, shard_count=4)
+            for i in range(4)]
+  assert shards[0].batches_per_epoch == whole.batches_per_epoch
+  for step in (0, 5, whole.batches_per_epoch + 1):
+    for sampler in ("batch", "random_batch"):
+      parts = [getattr(shard, sampler)(step) for shard in shards]
+      assert parts[0][0].shape == (3, 16)
+      for k in (0, 1):
+        np.testing.assert_array_equal(np.concatenate([p[k] for p in parts]),
+                                      getattr(whole, sampler)(step)[k])
+  with pytest.raises(ValueError, match="shard 0 of 5 with batch_size 12"):
+    windows.Windows(ids, 16, 3, 12, shard_index=0, shard_count=5)
+
+
 def test_random_batches_shift_by_one_and_stay_in_range():
   ids = np.arange(100)
   w = windows.Windows(ids, 10, 1, 64, seed=0)
