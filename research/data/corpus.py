@@ -1,7 +1,7 @@
 """Where the text comes from: a default corpus every Python install has, or files on disk.
 
 The default corpus is the docstrings of the Python standard library (modules, classes and
-functions, about 1.5 MB of English prose with code examples on CPython 3.11). It is read from
+functions, about 1.6 MB of English prose with code examples on CPython 3.11). It is read from
 the .py sources with `ast`, never by importing them (importing `antigravity` opens a browser),
 in sorted path order, so one Python version always gives the same text.
 """
