@@ -111,6 +111,10 @@ def ravine(cfg, out_dir: Path) -> list[tour.Claim]:
   flips_momentum = _sign_changes(paths_q[momentum_name][:, 1])
   loss_gd = float(quadratic(paths_q["GD"][-1]))
   loss_momentum = float(quadratic(paths_q[momentum_name][-1]))
+  # The notebook's v <- a*v - eps*g against optax's t <- g + a*t, u = -eps*t: one path.
+  optax_form = _trajectory(optim.sgd(cfg.gd_rate * (1 - a), momentum=a), quadratic, cfg.start,
+                           cfg.steps)
+  form_gap = float(np.max(np.abs(optax_form - paths_q[momentum_name])))
   print(f"ravine: sign changes of the steep coordinate, GD {flips_gd}, momentum "
         f"{flips_momentum}; final loss GD {loss_gd:.3g}, momentum {loss_momentum:.3g}")
 
@@ -144,6 +148,10 @@ def ravine(cfg, out_dir: Path) -> list[tour.Claim]:
                          "steep coordinate, momentum / GD, same flat-direction speed)",
                          f"{flips_momentum}/{flips_gd} =", flips_momentum / max(flips_gd, 1),
                          0.5, fmt="{:.2f}", figure="ravine.png"),
+      tour.Claim.at_most("the notebook's momentum v <- a*v - eps*g; theta <- theta + v is "
+                         "optax's trace form t <- g + a*t; theta <- theta - eps*t (constant eps)",
+                         "max |theta gap| over the path", form_gap, 1e-5, fmt="{:.2g}",
+                         figure="ravine.png"),
       tour.Claim.at_most("with the oscillation damped, momentum ends lower in the ravine than GD",
                          "final loss momentum / GD", loss_momentum / loss_gd, 1.0, fmt="{:.3g}",
                          figure="ravine.png"),
@@ -181,7 +189,7 @@ def learning_rate_decay(cfg, out_dir: Path, seed: int) -> list[tour.Claim]:
   every = max(cfg.steps // 5, 1)
 
   # Each method: the transform for a rate, and its effective per-coordinate rate from the state.
-  rsqrt_median = lambda lr, acc: jnp.median(lr * jax.lax.rsqrt(acc + 1e-7))
+  rsqrt_median = lambda lr, r: jnp.median(lr * jax.lax.rsqrt(r + 1e-7))  # eps / sqrt(r + delta)
   methods = {
       "SGD constant": (lambda lr: optim.sgd(lr), lambda lr, s: lr),
       f"SGD step decay (x{cfg.gamma} every {every})": (
