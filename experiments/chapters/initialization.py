@@ -59,11 +59,11 @@ def _heatmaps(config, table, title, path, fmt, **imshow):
   depths = config.depths
   fig, axes = plt.subplots(1, len(depths), figsize=(2.6 * len(depths) + 1, 0.5 * len(config.inits) + 2),
                            squeeze=False)
-  for ax, depth in zip(axes[0], depths):
+  for col, (ax, depth) in enumerate(zip(axes[0], depths)):
     grid = np.array([[table[i, a, depth] for a in config.activations] for i in config.inits])
     image = ax.imshow(grid, aspect="auto", **imshow)
     ax.set_xticks(range(len(config.activations)), config.activations, rotation=60, fontsize=7)
-    ax.set_yticks(range(len(config.inits)), config.inits, fontsize=7)
+    ax.set_yticks(range(len(config.inits)), config.inits if col == 0 else [], fontsize=7)
     ax.set_title(f"depth {depth}", fontsize=9)
     for (r, c), v in np.ndenumerate(grid):
       ax.text(c, r, fmt.format(v), ha="center", va="center", fontsize=6)
@@ -84,7 +84,8 @@ def _std_curves(config, stats_rows, depth, path):
         ax.semilogy(range(1, depth + 1), np.median(curves, axis=0), label=init)
     ax.set_title(f"{act}, depth {depth}: activation std per layer at init", fontsize=9)
     ax.set_xlabel("layer")
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+      ax.legend(fontsize=7)
   files.save_figure(fig, path)
 
 
@@ -98,7 +99,7 @@ def run_experiment(config, out_dir) -> list[tour.Claim]:
   trials = init_sweep.grid(config.inits, config.activations, config.depths, seeds)
   stats_rows, stats_s = init_sweep.timed(
       init_sweep.run_init_stats, trials, data[0][: config.stats_batch],
-      data[1][: config.stats_batch], config.stats_width, max_batch=128)
+      data[1][: config.stats_batch], config.stats_width, max_batch=64)
   train_rows, sweep_s = init_sweep.timed(init_sweep.run_vmapped, trials, data, budget)
   rows = init_sweep.merge(train_rows, stats_rows)
   timings = {"trials": len(trials), "init_stats_s": stats_s, "vmapped_s": sweep_s}
@@ -116,7 +117,7 @@ def run_experiment(config, out_dir) -> list[tour.Claim]:
 
   cell = lambda t: (t.init, t.activation, t.depth)  # pylint: disable=unnecessary-lambda-assignment
   accuracy = _median(rows, cell, lambda r: r["accuracy"])
-  ratio = _median(rows, cell, lambda r: r["act_std"][-1] / r["act_std"][0])
+  ratio = _median(rows, cell, init_sweep.std_ratio)
   _heatmaps(config, accuracy, f"test accuracy after {config.steps} SGD steps (median of "
             f"{config.seeds} seeds)", out_dir / "accuracy_heatmap.png", "{:.2f}",
             vmin=0, vmax=1, cmap="viridis")

@@ -169,6 +169,12 @@ def merge(train_rows: list[dict], stats_rows: list[dict]) -> list[dict]:
   return [{**stats[r["trial"]], **r} for r in train_rows]
 
 
+def std_ratio(row: dict) -> float:
+  """Last hidden layer's activation std over the first's; nan when the first is 0 (zero init)."""
+  std = row["act_std"]
+  return float(std[-1] / std[0]) if std[0] > 0 else float("nan")
+
+
 def to_table(rows: list[dict]) -> tuple[list[str], list[list]]:
   """CSV-ready: one line per trial with the scalar results and per-layer std / grad norms."""
   header = ["init", "activation", "depth", "seed", "accuracy", "train_loss",
@@ -177,7 +183,7 @@ def to_table(rows: list[dict]) -> tuple[list[str], list[list]]:
   for r in rows:
     t, std = r["trial"], r["act_std"]
     lines.append([t.init, t.activation, t.depth, t.seed, f"{float(r['accuracy']):.4f}",
-                  f"{float(r['train_loss']):.5g}", f"{float(std[-1] / std[0]):.5g}",
+                  f"{float(r['train_loss']):.5g}", f"{std_ratio(r):.5g}",
                   " ".join(f"{v:.4g}" for v in std),
                   " ".join(f"{v:.4g}" for v in r["grad_norm"])])
   return header, lines
