@@ -1,0 +1,129 @@
+"""Benchmarks of the fine-tuning chapter, each figure a median and each comparison side by side.
+
+  python -m experiments.bench_finetune --what=decode   # greedy KV-cache decode vs transformers
+  python -m experiments.bench_finetune --what=sft      # LoRA vs full SFT: tokens/s, peak RSS
+
+decode: SmolLM2-135M-Instruct, one prompt, greedy, `--new_tokens`; ours is
+decode.generate (one jitted while_loop), theirs is transformers' generate on the same GGUF
+(torch, `--threads` threads); runs alternate, compile and first call excluded.
+sft: each mode runs in its own child process (peak RSS is per process), same model, batch,
+sequence length and steps; tokens/s is the median step's.
+"""
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+from absl import app
+from absl import flags
+
+_WHAT = flags.DEFINE_enum("what", "decode", ["decode", "sft", "sft_child"], "Which benchmark.")
+_NEW = flags.DEFINE_integer("new_tokens", 64, "Tokens to generate per decode run.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed runs of each side.")
+_THREADS = flags.DEFINE_integer("threads", 2, "torch threads (this machine has 2 cores).")
+_MODE = flags.DEFINE_string("mode", "lora", "sft_child: lora or full.")
+_STEPS = flags.DEFINE_integer("steps", 6, "SFT steps per mode (the first one compiles).")
+_BATCH = flags.DEFINE_integer("batch", 4, "SFT batch size.")
+_LENGTH = flags.DEFINE_integer("length", 128, "SFT sequence length.")
+
+PROMPT = "Explain in a few sentences why gradient descent needs a learning rate."
+
+
+def bench_decode():
+  os.environ.setdefault("HF_HUB_OFFLINE", "1")
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import torch  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
+  from research import pretrained  # pylint: disable=g-import-not-at-top
+  from research.generate import decode  # pylint: disable=g-import-not-at-top
+  torch.set_num_threads(_THREADS.value)
+  lm = pretrained.load_model()
+  tok = lm.tokenizer
+  ids = tok.encode(tok.apply_chat_template([{"role": "user", "content": PROMPT}]))
+  path = pretrained.packaged_path("smollm2-135m-instruct")
+  theirs = transformers.AutoModelForCausalLM.from_pretrained(
+      str(path.parent), gguf_file=path.name, dtype=torch.float32).eval()
+  new = _NEW.value
+
+  def ours_once():
+    out, _ = decode.generate(lm.model, jnp.asarray([ids]), new, jax.random.key(0),
+                             temperature=0.0)  # no EOS: exactly `new` tokens, like theirs
+    return out.block_until_ready()
+
+  def theirs_once():
+    with torch.no_grad():
+      return theirs.generate(torch.as_tensor([ids]), max_new_tokens=new, min_new_tokens=new,
+                             do_sample=False, use_cache=True, pad_token_id=tok.eos_id)
+
+  ours_once(), theirs_once()  # compile / warm up
+  times = {"ours": [], "transformers": []}
+  for _ in range(_REPEATS.value):
+    for name, fn in (("ours", ours_once), ("transformers", theirs_once)):
+      tick = time.perf_counter()
+      fn()
+      times[name].append(time.perf_counter() - tick)
+  rates = {k: new / statistics.median(v) for k, v in times.items()}
+  same = ours_once()[0, len(ids):].tolist() == theirs_once()[0, len(ids):].tolist()
+  print(json.dumps({"prompt_tokens": len(ids), "new_tokens": new,
+                    "ours_tokens_per_s": round(rates["ours"], 1),
+                    "transformers_tokens_per_s": round(rates["transformers"], 1),
+                    "ratio": round(rates["ours"] / rates["transformers"], 2),
+                    "same_greedy_tokens": same}))
+
+
+def sft_child():
+  """One mode's SFT steps on random token rows; prints tokens/s and this process's peak RSS."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from research import pretrained  # pylint: disable=g-import-not-at-top
+  from research.finetune import config as config_lib  # pylint: disable=g-import-not-at-top
+  from research.finetune import sft  # pylint: disable=g-import-not-at-top
+  from research.finetune import trainer  # pylint: disable=g-import-not-at-top
+  from research.nn import lora  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  config = config_lib.defaults()
+  config.finetuning_type = _MODE.value
+  config.max_steps, config.logging_steps, config.save_steps = _STEPS.value, 1, 10**6
+  config.per_device_train_batch_size, config.gradient_accumulation_steps = _BATCH.value, 1
+  config.learning_rate = 1e-5
+  lm = pretrained.load_model()
+  if _MODE.value == "lora":
+    lora.apply_lora(lm.model, "all", 8)
+  rng = np.random.default_rng(0)
+  rows = [(rng.integers(3, 49152, _LENGTH.value + 1).tolist(),) * 2 for _ in range(64)]
+  batches = sft.StepBatches(rows, _BATCH.value, 1, 0, 0)
+  with tempfile.TemporaryDirectory() as workdir:
+    result = trainer.train(lm.model, config, batches, None, sft.sft_objective, workdir=workdir,
+                           show_progress=False)
+  del jnp
+  print(json.dumps({"mode": _MODE.value, "tokens_per_s": round(result.tokens_per_s, 1),
+                    "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                                         / 1024, 1)}))
+
+
+def bench_sft():
+  results = {}
+  for mode in ("lora", "full"):
+    proc = subprocess.run([sys.executable, "-m", "experiments.bench_finetune", "--what=sft_child",
+                           f"--mode={mode}", f"--steps={_STEPS.value}", f"--batch={_BATCH.value}",
+                           f"--length={_LENGTH.value}"], capture_output=True, text=True,
+                          check=True)
+    results[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
+  print(json.dumps({**results, "rss_ratio_lora_over_full": round(
+      results["lora"]["peak_rss_mb"] / results["full"]["peak_rss_mb"], 2),
+      "tokens_per_s_ratio_lora_over_full": round(
+          results["lora"]["tokens_per_s"] / results["full"]["tokens_per_s"], 2)}))
+
+
+def main(argv):
+  del argv
+  {"decode": bench_decode, "sft": bench_sft, "sft_child": sft_child}[_WHAT.value]()
+
+
+if __name__ == "__main__":
+  app.run(main)

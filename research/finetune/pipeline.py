@@ -1,0 +1,44 @@
+"""One fine-tuning job end to end: train (SFT or DPO), export, and the persona check."""
+
+from pathlib import Path
+
+from research import files
+from research import pretrained
+from research.finetune import dpo
+from research.finetune import export
+from research.finetune import persona as persona_lib
+from research.finetune import sft
+
+
+def run(config, check_base: bool = True, show_progress: bool = True) -> dict:
+  """Trains per `config`, exports to `config.export_dir` when set, runs the persona check when
+  `config.persona` names a persona file; writes and returns output_dir/summary.json."""
+  train = dpo.run if config.stage == "dpo" else sft.run
+  lm, result = train(config, show_progress=show_progress)
+  summary = {"stage": config.stage, "steps": result.steps,
+             "final_loss": result.history[-1]["loss"] if result.history else None,
+             "trainable_parameters": result.trainable, "base_parameters": result.frozen,
+             "tokens_per_s": result.tokens_per_s, "history": result.history[-1:]}
+  print(f"finetune: {result.steps} steps, final loss {summary['final_loss']}, "
+        f"{result.tokens_per_s:.0f} tokens/s")
+  if config.export_dir:
+    export.export(lm, config.export_dir, lora_dropout=config.lora_dropout,
+                  rslora=config.use_rslora)
+    print(f"finetune: merged model in {config.export_dir}, PEFT adapter in "
+          f"{Path(config.export_dir) / 'adapter'}")
+  if config.get("persona", ""):
+    persona = persona_lib.load_persona(config.persona)
+    tuned = pretrained.load_model(config.export_dir) if config.export_dir else lm
+    rate, rows = persona_lib.name_rate(tuned, persona, show_progress)
+    summary.update(persona=persona["name"], tuned_name_rate=rate, tuned_answers=rows)
+    for row in rows:
+      print(f"  Q: {row['question']}\n  A: {row['answer']}")
+    line = f"persona: the tuned model says {persona['name']!r} in {100 * rate:.0f}%"
+    if check_base:
+      base_rate, base_rows = persona_lib.name_rate(pretrained.load_model(config.model),
+                                                   persona, show_progress)
+      summary.update(base_name_rate=base_rate, base_answers=base_rows)
+      line += f", the base model in {100 * base_rate:.0f}%"
+    print(line + " of held-out questions")
+  files.write_json(Path(config.output_dir) / "summary.json", summary)
+  return summary

@@ -1,0 +1,45 @@
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from research.generate import decode
+from research.generate import stream
+from research.nn import config as config_lib
+from research.nn import transformer
+
+
+def _model():
+  config = config_lib.llama(vocab_size=40, num_layers=2, width=32, num_heads=4, num_kv_heads=2,
+                            ffn_width=48, init_std=0.5)
+  return transformer.Transformer(config, rngs=nnx.Rngs(3))
+
+
+def test_greedy_stream_equals_compiled_generate():
+  model = _model()
+  for prompt in ([5, 6, 7], list(range(1, 70))):  # inside one bucket, and across two
+    ours = list(stream.stream(model, prompt, 12, jax.random.key(0), temperature=0.0))
+    out, _ = decode.generate(model, jnp.asarray([prompt]), 12, jax.random.key(0),
+                             temperature=0.0)
+    assert ours == out[0, len(prompt):].tolist()
+
+
+def test_stream_stops_at_eos():
+  model = _model()
+  first = list(stream.stream(model, [5, 6, 7], 12, jax.random.key(0), temperature=0.0))
+  eos = first[3]
+  stopped = list(stream.stream(model, [5, 6, 7], 12, jax.random.key(0), temperature=0.0,
+                               eos_id=eos))
+  assert stopped == first[:first.index(eos) + 1]
+
+
+class _Bytes:
+  """Decodes ids as UTF-8 bytes, as a byte-level tokenizer would."""
+
+  def decode(self, ids, skip_special_tokens=True):
+    return bytes(ids).decode("utf-8", errors="replace")
+
+
+def test_stream_text_never_shows_half_a_character():
+  pieces = list(stream.stream_text(_Bytes(), iter("a中b".encode("utf-8"))))
+  assert "".join(pieces) == "a中b"
+  assert all("\ufffd" not in p for p in pieces)
