@@ -2,6 +2,7 @@
   [--config=experiments/configs/init_sweep.py:inits=xavier+kaiming,depths=4+32]
   [--config=experiments/configs/init_sweep.py:benchmark,depths=8]  (vmapped vs Python loop)."""
 
+import json
 from pathlib import Path
 
 from absl import app
@@ -9,7 +10,6 @@ from absl import flags
 from ml_collections import config_flags
 
 from experiments.chapters import initialization
-from research import files
 from research import runs
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -26,14 +26,12 @@ def main(argv):
     for step, claim in enumerate(claims):
       run.log(step, holds=float(claim.holds))
       print(f"{claim.statement} — measured {claim.measured} — {claim.verdict}")
-    timings = files.read_json(run.dir / "timings.json") if hasattr(files, "read_json") else None
-    if timings is None:
-      import json  # pylint: disable=g-import-not-at-top
-      timings = json.loads((run.dir / "timings.json").read_text())
+    timings = json.loads((run.dir / "timings.json").read_text())
     print("timings:", timings)
     if "loop_s" in timings:
-      print(f"speed-up, compile included: {timings['loop_s'] / timings['vmapped_s']:.1f}x; "
-            f"warm: {timings['loop_warm_s'] / timings['vmapped_warm_s']:.1f}x")
+      for loop in ("loop", "step_loop"):
+        print(f"{loop} / vmapped: compile included {timings[loop + '_s'] / timings['vmapped_s']:.2f}x,"
+              f" warm {timings[loop + '_warm_s'] / timings['vmapped_warm_s']:.2f}x")
 
 
 if __name__ == "__main__":

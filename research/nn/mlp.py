@@ -109,17 +109,22 @@ def init_stats(params, x_BxD, labels_B, act) -> dict:
   return {"act_std": jnp.std(hidden_LxBxW, axis=(1, 2)), "grad_norm": layer_weight_grads(grads)}
 
 
+def sgd_step(params, opt_state, key, act, x_train, y_train, *, batch_size: int, optimizer):
+  """One step on a minibatch drawn (with replacement) by `key`."""
+  idx_B = jax.random.randint(key, (batch_size,), 0, x_train.shape[0])
+  grads = jax.grad(loss_fn)(params, x_train[idx_B], y_train[idx_B], act)
+  updates, opt_state = optimizer.update(grads, opt_state, params)
+  return optax.apply_updates(params, updates), opt_state
+
+
 def train(params, key, act, x_train, y_train, *, steps: int, batch_size: int,
           learning_rate: float, momentum: float = 0.9):
   """SGD with momentum on random minibatches, all inside one `lax.scan`; returns final params."""
   optimizer = optax.sgd(learning_rate, momentum=momentum)
 
   def step(carry, key):
-    params, opt_state = carry
-    idx_B = jax.random.randint(key, (batch_size,), 0, x_train.shape[0])
-    grads = jax.grad(loss_fn)(params, x_train[idx_B], y_train[idx_B], act)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return (optax.apply_updates(params, updates), opt_state), None
+    return sgd_step(*carry, key, act, x_train, y_train, batch_size=batch_size,
+                    optimizer=optimizer), None
 
   (params, _), _ = jax.lax.scan(step, (params, optimizer.init(params)),
                                 jax.random.split(key, steps))

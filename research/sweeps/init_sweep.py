@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from research import runs
 from research.nn import initializers
@@ -145,6 +146,40 @@ def run_loop(trials: Sequence[Trial], data, budget: Budget, progress: bool = Tru
     out = _single(_cached_train_fn(budget))(params, key, mlp.ACTIVATIONS.index(t.activation),
                                             data)
     rows += _rows([t], jax.tree.map(lambda a: a[None], out))
+  return rows
+
+
+@functools.lru_cache(maxsize=None)
+def _step_and_eval(budget: Budget):
+  optimizer = optax.sgd(budget.learning_rate, momentum=0.9)
+
+  def step(params, opt_state, key, act, x_train, y_train):
+    return mlp.sgd_step(params, opt_state, key, act, x_train, y_train,
+                        batch_size=budget.batch_size, optimizer=optimizer)
+
+  def evaluate(params, act, data):
+    x_train, y_train, x_test, y_test = data
+    return {"accuracy": mlp.accuracy(params, x_test, y_test, act),
+            "train_loss": mlp.loss_fn(params, x_train, y_train, act)}
+
+  return (optimizer, jax.jit(step, static_argnums=3, compiler_options=_COMPILER_OPTIONS),
+          jax.jit(evaluate, static_argnums=1))
+
+
+def run_loop_steps(trials: Sequence[Trial], data, budget: Budget,
+                   progress: bool = True) -> list[dict]:
+  """The same trials as a plain training script runs them: a Python loop over trials, and in
+  each a Python loop calling a jitted SGD step (one program per depth and activation)."""
+  data, d_in, d_out = _shapes(data)
+  optimizer, step, evaluate = _step_and_eval(budget)
+  rows = []
+  for t in runs.progress(trials, desc="sweep (step loop)", unit="trial", disable=not progress):
+    params, key = init_params(t, budget.width, d_in, d_out)
+    act = mlp.ACTIVATIONS.index(t.activation)
+    opt_state = optimizer.init(params)
+    for step_key in jax.random.split(key, budget.steps):
+      params, opt_state = step(params, opt_state, step_key, act, data[0], data[1])
+    rows += _rows([t], jax.tree.map(lambda a: a[None], evaluate(params, act, data)))
   return rows
 
 

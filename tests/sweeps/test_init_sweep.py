@@ -53,3 +53,12 @@ def test_init_stats_and_table(data):
   header, lines = init_sweep.to_table(rows)
   assert header[:4] == ["init", "activation", "depth", "seed"] and len(lines) == 2
   assert len(lines[0][7].split()) == 6
+
+
+def test_step_loop_equals_the_scanned_loop(data):
+  budget = init_sweep.Budget(width=8, steps=4, batch_size=16, learning_rate=0.05)
+  trials = init_sweep.grid(["kaiming"], ["relu"], [2], [0, 1])
+  scanned = init_sweep.run_loop(trials, data, budget, progress=False)
+  stepped = init_sweep.run_loop_steps(trials, data, budget, progress=False)
+  for a, b in zip(scanned, stepped):
+    np.testing.assert_allclose(a["train_loss"], b["train_loss"], rtol=1e-5)
