@@ -10,7 +10,8 @@
 
 Each is an optax `GradientTransformation` whose update is the notebook's delta-theta, so
 `optax.apply_updates(theta, update)` is theta <- theta + delta-theta. They equal the optax-style
-twins up to rounding (tests/optim/test_notebook.py): momentum's v is -eps times optax's trace t.
+twins up to rounding (tests/optim/test_notebook.py): momentum's v is -eps times optax's trace t;
+AdaGrad adds delta outside the root where optax adds eps inside, so those two agree at 0.
 """
 
 from typing import Callable, NamedTuple
