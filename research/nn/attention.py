@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from research.nn import dropout as dropout_lib
+from research.nn import ffn
 from research.nn import positions as positions_lib
 
 
@@ -68,9 +69,9 @@ class Attention(nnx.Module):
     """Returns (y_BxLxD, new_cache). A cache is {"key": BxSxGxK, "value": BxSxGxK} with
     slots written at `positions`; keys at later slots are masked out by causality."""
     b, l, _ = x_BxLxD.shape
-    q = self.query(x_BxLxD).reshape(b, l, self.num_heads, self.head_width)
-    k = self.key(x_BxLxD).reshape(b, l, self.num_kv_heads, self.head_width)
-    v = self.value(x_BxLxD).reshape(b, l, self.num_kv_heads, self.head_width)
+    q = ffn.tokens_first(self.query, x_BxLxD).reshape(b, l, self.num_heads, self.head_width)
+    k = ffn.tokens_first(self.key, x_BxLxD).reshape(b, l, self.num_kv_heads, self.head_width)
+    v = ffn.tokens_first(self.value, x_BxLxD).reshape(b, l, self.num_kv_heads, self.head_width)
     if self.position == "rope":
       cos, sin = positions_lib.rope_angles(positions_BxL, self.head_width, self.rope_base)
       q, k = positions_lib.apply_rope(q, cos, sin), positions_lib.apply_rope(k, cos, sin)
@@ -94,4 +95,4 @@ class Attention(nnx.Module):
     else:
       y = explicit_attention(q, k.astype(q.dtype), v.astype(q.dtype), mask_BxLxS, bias,
                              self.rate, dropout_key)
-    return self.out(y.reshape(b, l, -1)), cache
+    return ffn.tokens_first(self.out, y.reshape(b, l, -1)), cache

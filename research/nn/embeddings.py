@@ -15,4 +15,5 @@ class Embedding(nnx.Module):
   def attend(self, x_BxLxD):
     """The tied output head: logits = x @ table^T."""
     table_VxD = self.embedding[...].astype(x_BxLxD.dtype)
-    return jnp.einsum("bld,vd->blv", x_BxLxD, table_VxD)
+    x_NxD = x_BxLxD.reshape(-1, x_BxLxD.shape[-1])  # one contracting axis for the gradient
+    return (x_NxD @ table_VxD.T).reshape(*x_BxLxD.shape[:-1], table_VxD.shape[0])

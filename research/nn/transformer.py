@@ -87,7 +87,7 @@ class Transformer(nnx.Module):
     if self.config.tied_head:
       logits_BxLxV = self.embed.attend(x_BxLxD)
     else:
-      logits_BxLxV = self.head(x_BxLxD)
+      logits_BxLxV = ffn_lib.tokens_first(self.head, x_BxLxD)
     new_cache = None
     if cache is not None:
       new_cache = {"index": cache["index"] + x_BxLxD.shape[1], "layers": new_layers}
