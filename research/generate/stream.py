@@ -33,9 +33,11 @@ def _prefill(graphdef, params, prompt_1xP, length, cache_slots):
   return jax.lax.dynamic_index_in_dim(logits_1xPxV[0], length - 1, keepdims=False), cache
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3), donate_argnums=(2,))
-def _step(graphdef, params, cache, sampler, key, logits_V):
-  next_token = sampler(key, logits_V[None])[0].astype(jnp.int32)
+@functools.partial(jax.jit, static_argnums=(0,), donate_argnums=(2,))
+def _step(graphdef, params, cache, settings, key, logits_V):
+  temperature, top_k, top_p, min_p = settings
+  next_token = samplers.sample(key, logits_V[None], temperature=temperature, top_k=top_k,
+                               top_p=top_p, min_p=min_p)[0].astype(jnp.int32)
   model = nnx.merge(graphdef, params)
   logits_1x1xV, cache = model(next_token[None, None], cache=cache)
   return next_token, cache, logits_1x1xV[0, 0]
@@ -56,10 +58,13 @@ def stream(model, prompt_ids, max_new_tokens: int, key, *, temperature=1.0, top_
   graphdef, params = nnx.split(model)
   prompt_1xP = jnp.asarray([prompt_ids + [0] * (padded - len(prompt_ids))], jnp.int32)
   logits_V, cache = _prefill(graphdef, params, prompt_1xP, jnp.int32(len(prompt_ids)), slots)
-  sampler = functools.partial(samplers.sample, temperature=temperature, top_k=top_k,
-                              top_p=top_p, min_p=min_p)
+  # Traced settings with neutral values for None: one compiled step serves every sampler.
+  settings = (jnp.float32(temperature),
+              jnp.int32(model.config.vocab_size if top_k is None else top_k),
+              jnp.float32(1.0 if top_p is None else top_p),
+              jnp.float32(0.0 if min_p is None else min_p))
   for i in range(max_new_tokens):
-    token, cache, logits_V = _step(graphdef, params, cache, sampler,
+    token, cache, logits_V = _step(graphdef, params, cache, settings,
                                    jax.random.fold_in(key, i), logits_V)
     value = int(token)
     yield value
