@@ -30,6 +30,8 @@ def main(argv):
     from experiments.chapters import llm  # pylint: disable=g-import-not-at-top
     for name, text in llm.sample_each(run, config).items():
       print(f"--- {name} ---\n{text}\n")
+  if config.get("full_val_eval", False):
+    print(f"full validation loss {run.full_val_loss:.4f} (every non-overlapping window)")
   print(f"peak fp32 matmul {result.peak_flops / 1e9:.0f} GFLOP/s, MFU {100 * result.mfu:.1f}%")
   print(f"val_loss={run.val_loss:.4f} ms_per_iter={result.ms_per_iter:.2f} "
         f"tokens_per_s={result.tokens_per_s:.0f}")

@@ -46,6 +46,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.log_every = 10
   config.mesh_data = 1
   config.mesh_fsdp = 1
+  config.full_val_eval = True   # also the loss on every validation window, beside the recipe's
   config.samples = 0           # no generation in the benchmark
   config.max_new_tokens = 0
   config.prompt = ""

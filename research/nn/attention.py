@@ -23,18 +23,36 @@ def causal_mask(q_positions_BxL, k_positions_BxS):
   return k_positions_BxS[:, None, :] <= q_positions_BxL[:, :, None]
 
 
+@jax.custom_vjp
+def masked_softmax(scores, mask):
+  """softmax over the last axis with -inf where `mask` is False."""
+  return jax.nn.softmax(jnp.where(mask, scores, -jnp.inf), axis=-1)
+
+
+def _masked_softmax_forward(scores, mask):
+  p = masked_softmax(scores, mask)
+  return p, p
+
+
+def _masked_softmax_backward(p, g):
+  # dS = p (g - sum(g p)); masked entries have p = 0, so their gradient is 0 without a select.
+  return p * (g - jnp.sum(g * p, axis=-1, keepdims=True)), None
+
+
+masked_softmax.defvjp(_masked_softmax_forward, _masked_softmax_backward)
+
+
 def attention_weights(q_BxLxHxK, k_BxSxGxK, mask_BxLxS, bias_BxHxLxS=None, scale=None):
   """softmax(q k^T * scale + bias) with -inf where the mask is False: B x G x R x L x S."""
   b, l, h, kw = q_BxLxHxK.shape
   g = k_BxSxGxK.shape[2]
   scale = 1.0 / math.sqrt(kw) if scale is None else scale
-  q_BxLxGxRxK = q_BxLxHxK.reshape(b, l, g, h // g, kw)
+  q_BxLxGxRxK = (q_BxLxHxK * scale).reshape(b, l, g, h // g, kw)  # scale q: L x K, not L x S
   scores = jnp.einsum("blgrk,bsgk->bgrls", q_BxLxGxRxK, k_BxSxGxK,
-                      preferred_element_type=jnp.float32) * scale
+                      preferred_element_type=jnp.float32)
   if bias_BxHxLxS is not None:
     scores = scores + bias_BxHxLxS.reshape(b, g, h // g, l, -1)
-  scores = jnp.where(mask_BxLxS[:, None, None], scores, -jnp.inf)
-  return jax.nn.softmax(scores, axis=-1)
+  return masked_softmax(scores, mask_BxLxS[:, None, None])
 
 
 def explicit_attention(q_BxLxHxK, k_BxSxGxK, v_BxSxGxK, mask_BxLxS, bias=None, rate=0.0,

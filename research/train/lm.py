@@ -17,6 +17,7 @@ from research.nn import config as config_lib
 from research.text import bpe
 from research.text import char
 from research.train import loop
+from research.train import step as step_lib
 
 
 @dataclasses.dataclass
@@ -25,6 +26,7 @@ class LmRun:
   model_config: config_lib.ModelConfig
   result: loop.TrainResult
   val_loss: float
+  full_val_loss: float = float("nan")  # every non-overlapping validation window, when asked
 
 
 def load_corpus(config) -> str:
@@ -70,4 +72,17 @@ def train_lm(config, workdir, peak_flops=None, show_progress=True) -> LmRun:
   result = loop.train(model_config, config, train_windows, val_windows, workdir=workdir,
                       peak_flops=peak_flops, show_progress=show_progress)
   val_loss = result.evals[-1]["val_loss"] if result.evals else float("nan")
-  return LmRun(tokenizer, model_config, result, val_loss)
+  run = LmRun(tokenizer, model_config, result, val_loss)
+  if config.get("full_val_eval", False):
+    run.full_val_loss = full_validation_loss(result, val_windows, config.get("dtype", "float32"))
+  return run
+
+
+def full_validation_loss(result, val_windows, dtype="float32") -> float:
+  """Mean loss over every non-overlapping window of the validation tokens, in order: the
+  figure a 20-batch estimate samples."""
+  every = windows_lib.Windows(val_windows.tokens, val_windows.context_length,
+                              val_windows.context_length, val_windows.batch_size,
+                              shuffle=False)
+  eval_step = step_lib.make_eval_step(result.graphdef, dtype)
+  return loop.evaluate(eval_step, result.state.params, every, every.batches_per_epoch)

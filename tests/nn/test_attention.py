@@ -73,3 +73,13 @@ def test_weights_are_causal_and_sum_to_one():
   att = attention.attention_weights(q, k, attention.causal_mask(pos, pos))[0, :, 0]
   np.testing.assert_allclose(jnp.sum(att, -1), 1.0, rtol=1e-6)
   assert float(jnp.max(jnp.abs(jnp.triu(att, 1)))) == 0.0
+
+
+def test_masked_softmax_gradient_matches_autodiff():
+  scores = jax.random.normal(jax.random.key(5), (2, 3, 6, 6))
+  mask = jnp.tril(jnp.ones((6, 6), bool))
+  g = jax.random.normal(jax.random.key(6), (2, 3, 6, 6))
+  plain = lambda s: jax.nn.softmax(jnp.where(mask, s, -jnp.inf), axis=-1)
+  ours = jax.vjp(lambda s: attention.masked_softmax(s, mask), scores)[1](g)[0]
+  np.testing.assert_allclose(ours, jax.vjp(plain, scores)[1](g)[0], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(attention.masked_softmax(scores, mask), plain(scores), rtol=1e-6)

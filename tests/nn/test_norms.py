@@ -39,3 +39,20 @@ def test_bfloat16_input_keeps_its_dtype_with_float32_statistics():
   x = jax.random.normal(jax.random.key(0), (4, 32)).astype(jnp.bfloat16)
   assert norms.LayerNorm(32)(x).dtype == jnp.bfloat16
   assert norms.RMSNorm(32)(x).dtype == jnp.bfloat16
+
+
+def test_layer_norm_gradients_match_autodiff_of_the_formula():
+  def formula(x, scale, bias, eps=1e-5):
+    mean = jnp.mean(x, -1, keepdims=True)
+    var = jnp.mean((x - mean) ** 2, -1, keepdims=True)
+    return (x - mean) / jnp.sqrt(var + eps) * scale + bias
+  keys = jax.random.split(jax.random.key(5), 4)
+  x = 2.0 + 3.0 * jax.random.normal(keys[0], (3, 5, 16))
+  scale, bias = jax.random.normal(keys[1], (16,)), jax.random.normal(keys[2], (16,))
+  g = jax.random.normal(keys[3], (3, 5, 16))
+  ours = jax.vjp(lambda *a: norms.layer_norm(*a, 1e-5), x, scale, bias)[1](g)
+  reference = jax.vjp(formula, x, scale, bias)[1](g)
+  for a, b in zip(ours, reference):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  no_bias = jax.grad(lambda x: jnp.sum(norms.layer_norm(x, scale, None, 1e-5) * g))(x)
+  np.testing.assert_allclose(no_bias, reference[0], rtol=1e-4, atol=1e-5)
