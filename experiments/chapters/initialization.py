@@ -21,7 +21,7 @@ from research.sweeps import init_sweep
 from research.sweeps import probes
 
 
-@jax.jit
+@probes.jit
 def _train_symmetry(params_N, key, x, y):
   act = mlp.ACTIVATIONS.index("tanh")
   train = lambda p: mlp.train(p, key, act, x, y, steps=100, batch_size=64, learning_rate=0.05)

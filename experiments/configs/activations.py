@@ -22,18 +22,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.grid_points = 201 if quick else 1001
   config.x_range = 6.0
   # 2. vanishing gradients: first-layer gradient norm at init, vs depth
-  config.vanish_depths = [2, 8, 32] if quick else [2, 4, 8, 16, 32, 64]
+  config.vanish_depths = [2, 32] if quick else [2, 4, 8, 16, 32, 64]
   config.vanish_seeds = 2 if quick else 4
   config.vanish_width = 64
   # 3. dead ReLUs at a high learning rate
   config.dead_learning_rate = 0.3
   config.dead_steps_per_check = 40
-  config.dead_checks = 5 if quick else 8
+  config.dead_checks = 4 if quick else 8
   config.dead_width = 64
   config.dead_depth = 4
   config.dead_seeds = 4
   # 4. non-zero mean: single-example SGD steps
-  config.sign_steps = 100 if quick else 300
+  config.sign_steps = 50 if quick else 300
   config.sign_learning_rate = 0.05
   config.sign_width = 32
   # 5. linear collapse on XOR

@@ -8,6 +8,7 @@ the speed comparison.
 
 import dataclasses
 import functools
+import math
 import time
 from typing import Callable, Sequence
 
@@ -104,10 +105,12 @@ def _rows(trials, out) -> list[dict]:
 
 
 def _by_depth(trials, max_batch):
+  """Trials of one depth in equal chunks (equal shapes: one compilation per depth)."""
   chunks = []
   for depth in sorted({t.depth for t in trials}):
     same = [t for t in trials if t.depth == depth]
-    chunks += [same[i: i + max_batch] for i in range(0, len(same), max_batch)]
+    size = math.ceil(len(same) / math.ceil(len(same) / max_batch))
+    chunks += [same[i: i + size] for i in range(0, len(same), size)]
   return chunks
 
 

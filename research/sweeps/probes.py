@@ -17,6 +17,9 @@ import optax
 from research.nn import initializers
 from research.nn import mlp
 
+# LLVM's level 1: these small scan-heavy programs compile ~1.5x faster and run as fast.
+jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 1})
+
 
 def stack_params(keys, init_name: str, d_in: int, width: int, depth: int, d_out: int):
   """One param tree per key, stacked on a leading axis for `jax.vmap`."""
@@ -34,7 +37,7 @@ def dead_fraction(params, x_BxD, act) -> jax.Array:
   return jnp.mean(jnp.all(z_LxBxW <= 0, axis=1))
 
 
-@functools.partial(jax.jit, static_argnames=("steps", "batch_size"))
+@functools.partial(jit, static_argnames=("steps", "batch_size"))
 def train_and_count_dead(params_N, keys_N, acts_N, learning_rates_N, x_train, y_train, *, steps,
                          batch_size):
   """Trains N nets (vmapped) for `steps`; returns the new params and each net's dead fraction."""
@@ -48,7 +51,7 @@ def train_and_count_dead(params_N, keys_N, acts_N, learning_rates_N, x_train, y_
 # --- non-zero mean -----------------------------------------------------------------------------
 
 
-@functools.partial(jax.jit, static_argnames=("steps", "learning_rate"))
+@functools.partial(jit, static_argnames=("steps", "learning_rate"))
 def sign_agreement(params_N, keys_N, acts_N, x_train, y_train, *, steps, learning_rate):
   """Per net: the fraction of (step, unit) pairs, over `steps` single-example SGD steps, in which
   every incoming weight gradient of a second-layer unit has the same sign.
@@ -88,7 +91,7 @@ def collapse_matrix(params):
   return w @ params["w_out"], b @ params["w_out"] + params["b_out"]
 
 
-@functools.partial(jax.jit, static_argnames=("steps", "learning_rate"))
+@functools.partial(jit, static_argnames=("steps", "learning_rate"))
 def fit_full_batch(params_N, acts_N, x, y, *, steps, learning_rate):
   """Adam on the whole set, vmapped over nets; returns trained params and training accuracy."""
   optimizer = optax.adam(learning_rate)
