@@ -1,0 +1,73 @@
+"""Answering from the knowledge base: the retrieved chunks, numbered, go into the prompt; the
+chat model answers citing them as [n]. When no chunk passes the threshold the answer is
+NO_ANSWER and the model is never called, so it cannot guess.
+
+  result = answer.ask(lambda: research.load_model(), retriever, rows, "question?")
+  for piece in result.pieces: print(piece, end="")     # streamed
+  result.sources                                      # [(n, source, chunk index)]
+"""
+
+import dataclasses
+from pathlib import Path
+from typing import Callable, Iterator
+
+import jax
+
+from research.rag import retrieve
+
+NO_ANSWER = "The knowledge base has no answer to this question."
+SYSTEM = ("You answer questions using only the numbered context passages. After each fact, "
+          "cite the passage it comes from as [n]. If the passages do not contain the answer, "
+          "say that the knowledge base has no answer.")
+
+
+@dataclasses.dataclass
+class Result:
+  hits: list[retrieve.Hit]
+  sources: list[tuple[int, str, int]]  # (n, source, chunk index) of the passages shown
+  pieces: Iterator[str]               # the answer, streamed
+
+
+def context_block(rows: list[dict]) -> str:
+  return "\n\n".join(f"[{n}] (from {Path(r['source']).name}) {r['text'].strip()}"
+                     for n, r in enumerate(rows, 1))
+
+
+def messages(question: str, rows: list[dict]) -> list[dict]:
+  user = f"Context:\n{context_block(rows)}\n\nQuestion: {question}\nAnswer with citations [n]."
+  return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+
+
+def prompt_ids(tokenizer, question: str, rows: list[dict], max_prompt_tokens: int):
+  """The chat prompt's token ids with as many of `rows` (best first) as fit the budget;
+  returns (ids, number of rows used). At least one row is kept, cut short if need be."""
+  render = lambda rs: tokenizer.encode(
+      tokenizer.apply_chat_template(messages(question, rs), add_generation_prompt=True))
+  for used in range(len(rows), 0, -1):
+    ids = render(rows[:used])
+    if len(ids) <= max_prompt_tokens:
+      return ids, used
+  first = dict(rows[0])
+  while len(ids) > max_prompt_tokens and len(first["text"]) > 1:
+    first["text"] = first["text"][: len(first["text"]) * 3 // 4]
+    ids = render([first])
+  return ids, 1
+
+
+def ask(load_lm: Callable, retriever: retrieve.Retriever, rows: list[dict], question: str,
+        mode: str = "hybrid", top_n: int = retrieve.TOP_N,
+        threshold: float = retrieve.THRESHOLD, max_new_tokens: int = 128,
+        max_prompt_tokens: int = 1536, seed: int = 0) -> Result:
+  """`load_lm()` returns the chat model (research.load_model); it is called only when some
+  chunk passes the threshold."""
+  hits = retriever.search(question, mode, top_n, threshold)
+  if not hits:
+    return Result([], [], iter([NO_ANSWER]))
+  lm = load_lm()
+  from research.generate import stream  # pylint: disable=g-import-not-at-top
+  chosen = [rows[h.row] for h in hits]
+  ids, used = prompt_ids(lm.tokenizer, question, chosen, max_prompt_tokens)
+  sources = [(n, r["source"], r["chunk"]) for n, r in enumerate(chosen[:used], 1)]
+  tokens = stream.stream(lm.model, ids, max_new_tokens, jax.random.key(seed),
+                         temperature=0.0, eos_id=lm.tokenizer.eos_id)
+  return Result(hits[:used], sources, stream.stream_text(lm.tokenizer, tokens))
