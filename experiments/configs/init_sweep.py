@@ -37,6 +37,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.stats_batch = 256
   config.verdict_depth = 32  # the depth the std verdicts are read at
   config.benchmark = bool(options.pop("benchmark", False))
+  config.benchmark_repeats = 3  # warm runs of each way, interleaved; the median is reported
   # symmetry: constant vs random init, trained the same way
   config.symmetry_constant = 0.1
   config.symmetry_width = 16

@@ -44,7 +44,8 @@ def test_init_stats_and_table(data):
   stats = init_sweep.run_init_stats(trials, data[0][:64], data[1][:64], width=16, progress=False)
   t = trials[1]
   params, _ = init_sweep.init_params(t, 16, 64, 10)
-  want = mlp.init_stats(params, data[0][:64], data[1][:64], mlp.ACTIVATIONS.index("relu"))
+  want = jax.jit(mlp.init_stats, static_argnums=3)(params, data[0][:64], data[1][:64],
+                                                    mlp.ACTIVATIONS.index("relu"))
   np.testing.assert_allclose(stats[1]["act_std"], want["act_std"], rtol=1e-5)
   np.testing.assert_allclose(stats[1]["grad_norm"], want["grad_norm"], rtol=1e-4)
   assert stats[0]["act_std"].shape == (6,)
