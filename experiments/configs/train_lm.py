@@ -2,9 +2,10 @@
 chapter of the tour trains it.
 
 COMMAND: python -m experiments.train_lm --config=experiments/configs/train_lm.py
-RESULT:  full: val loss ~3.9 nats/token (log V = 7.6) after 1200 steps, ~4 min on a 2-core CPU;
-         quick (`train_lm.py:quick`): val loss ~5 after 150 steps, ~30 s. Samples from each
-         sampler, then `val_loss=<float> ms_per_iter=<median> tokens_per_s=<float>`.
+RESULT:  quick (`train_lm.py:quick`, 168k parameters, 300 steps): val loss 5.0 nats/token
+         against 5.86 for unigram frequencies and log V = 6.91, ~35 s on a quiet 2-core CPU;
+         full: see the tour report. Samples from each sampler, then
+         `val_loss=<float> ms_per_iter=<median> tokens_per_s=<float>`.
 Presets: `quick`; overrides like `train_lm.py:steps=300,data=notes.txt`.
 """
 
@@ -31,8 +32,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       num_layers=2 if quick else 4, num_heads=4, width=64 if quick else 128,
       dropout=0.0 if quick else 0.1, position="learned", ffn="gelu", norm="layernorm",
       tied_head=True, attention="explicit"))
-  config.steps = 150 if quick else 1200
-  config.lr = 2e-3 if quick else 1e-3
+  config.steps = 300 if quick else 1200
+  config.lr = 3e-3 if quick else 1e-3
   config.min_lr = 1e-4
   config.warmup_steps = 20 if quick else 100
   config.b1 = 0.9
@@ -41,7 +42,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.max_grad_norm = 1.0
   config.grad_accum = 1
   config.dtype = "float32"
-  config.eval_every = 50 if quick else 200
+  config.eval_every = 100 if quick else 200
   config.eval_batches = 4 if quick else 10
   config.checkpoint_every = 0 if quick else 400
   config.keep = 2

@@ -10,6 +10,8 @@
 import dataclasses
 from pathlib import Path
 
+import numpy as np
+
 from research.data import corpus
 from research.data import tokens as tokens_lib
 from research.data import windows as windows_lib
@@ -27,6 +29,8 @@ class LmRun:
   result: loop.TrainResult
   val_loss: float
   full_val_loss: float = float("nan")  # every non-overlapping validation window, when asked
+  train_windows: object = None
+  val_windows: object = None
 
 
 def load_corpus(config) -> str:
@@ -72,7 +76,8 @@ def train_lm(config, workdir, peak_flops=None, show_progress=True) -> LmRun:
   result = loop.train(model_config, config, train_windows, val_windows, workdir=workdir,
                       peak_flops=peak_flops, show_progress=show_progress)
   val_loss = result.evals[-1]["val_loss"] if result.evals else float("nan")
-  run = LmRun(tokenizer, model_config, result, val_loss)
+  run = LmRun(tokenizer, model_config, result, val_loss, train_windows=train_windows,
+              val_windows=val_windows)
   if config.get("full_val_eval", False):
     run.full_val_loss = full_validation_loss(result, val_windows, config.get("dtype", "float32"))
   return run
@@ -86,3 +91,11 @@ def full_validation_loss(result, val_windows, dtype="float32") -> float:
                               shuffle=False)
   eval_step = step_lib.make_eval_step(result.graphdef, dtype)
   return loop.evaluate(eval_step, result.state.params, every, every.batches_per_epoch)
+
+
+def unigram_cross_entropy(train_tokens, val_tokens, vocab_size: int) -> float:
+  """Validation cross-entropy of token frequencies counted on the training split (add-one
+  smoothed): the loss of a model that ignores context."""
+  counts = np.bincount(np.asarray(train_tokens), minlength=vocab_size) + 1.0
+  log_p = np.log(counts / counts.sum())
+  return float(-np.mean(log_p[np.asarray(val_tokens)]))
