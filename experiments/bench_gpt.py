@@ -1,11 +1,15 @@
-"""Times the jitted train step of the shakespeare_char model (no data loading, no eval).
+"""Times the jitted train step of the shakespeare_char model, ours against the plain-autodiff
+version of the same modules, interleaved in one process (no data loading, no eval).
 
-  python -m experiments.bench_gpt [--steps=200] [--config=experiments/configs/shakespeare_char.py]
+  python -m experiments.bench_gpt [--steps=300] [--config=experiments/configs/shakespeare_char.py]
 
-Prints the median and minimum ms per step, the measured fp32 matmul peak and the MFU, and the
-machine's load average beside them: on a shared machine a figure means little without it.
+"plain" swaps back what the speed work replaced: Linear layers on B x L x D (two contracting
+axes in the weight gradient), autodiff of exact GELU (erfc form), of LayerNorm and of the
+where + softmax mask. Prints median ms per step of each, their ratio, the measured fp32 matmul
+peak, the MFU and the load average: on a shared machine a figure means little without it.
 """
 
+import contextlib
 import os
 import statistics
 import time
@@ -17,7 +21,33 @@ from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", str(Path(__file__).parent / "configs" / "shakespeare_char.py"), "Model config.")
-_STEPS = flags.DEFINE_integer("steps", 200, "Timed steps (after 5 warm-up steps).")
+_STEPS = flags.DEFINE_integer("steps", 300, "Timed steps per variant (after 5 warm-up steps).")
+_ROUNDS = flags.DEFINE_integer("rounds", 10, "Alternations between the variants.")
+
+
+@contextlib.contextmanager
+def plain_autodiff():
+  """The modules as first written: jax differentiates everything, Linear sees B x L x D."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from research.nn import attention  # pylint: disable=g-import-not-at-top
+  from research.nn import ffn  # pylint: disable=g-import-not-at-top
+  from research.nn import norms  # pylint: disable=g-import-not-at-top
+
+  def layer_norm(x, scale, bias, eps):
+    centred = x - jnp.mean(x, axis=-1, keepdims=True)
+    y = centred * jax.lax.rsqrt(jnp.mean(centred * centred, axis=-1, keepdims=True) + eps)
+    return y * scale + (0.0 if bias is None else bias)
+
+  saved = (ffn.tokens_first, ffn.gelu, norms.layer_norm, attention.masked_softmax)
+  ffn.tokens_first = lambda layer, x: layer(x)
+  ffn.gelu = lambda x: jax.nn.gelu(x, approximate=False)
+  norms.layer_norm = layer_norm
+  attention.masked_softmax = lambda s, m: jax.nn.softmax(jnp.where(m, s, -jnp.inf), axis=-1)
+  try:
+    yield
+  finally:
+    ffn.tokens_first, ffn.gelu, norms.layer_norm, attention.masked_softmax = saved
 
 
 def main(argv):
@@ -35,32 +65,45 @@ def main(argv):
   config = _CONFIG.value
   model_config = lm.model_config_for(config, 65)
   tx = state_lib.make_optimizer(config)
-  graphdef, state = state_lib.create(
-      transformer.Transformer(model_config, rngs=nnx.Rngs(config.seed)), tx)
-  train_step = step_lib.make_train_step(graphdef, tx, config.dtype, config.seed,
-                                        model_config.dropout > 0)
   rng = np.random.default_rng(0)
   shape = (1, config.batch_size, config.context_length)
   batches = [(rng.integers(0, 65, shape).astype(np.int32),
               rng.integers(0, 65, shape).astype(np.int32)) for _ in range(8)]
-  times, cpu_times = [], []
-  for i in range(5 + _STEPS.value):
-    inputs, targets = batches[i % len(batches)]
-    tick, cpu_tick = time.perf_counter(), time.process_time()
-    state, metrics = train_step(state, inputs, targets)
-    float(metrics["loss"])
-    if i >= 5:
-      times.append(time.perf_counter() - tick)
-      cpu_times.append(time.process_time() - cpu_tick)  # all threads: less load-sensitive
+
+  def build():
+    graphdef, state = state_lib.create(
+        transformer.Transformer(model_config, rngs=nnx.Rngs(config.seed)), tx)
+    train_step = step_lib.make_train_step(graphdef, tx, config.dtype, config.seed,
+                                          model_config.dropout > 0)
+    for i in range(5):  # compiles (inside any patch) and warms up
+      state, metrics = train_step(state, *batches[i % len(batches)])
+      float(metrics["loss"])
+    return [train_step, state]
+
+  variants = {"ours": build()}
+  with plain_autodiff():
+    variants["plain"] = build()
+  times = {name: [] for name in variants}
+  per_round = max(1, _STEPS.value // _ROUNDS.value)
+  for _ in range(_ROUNDS.value):
+    for name, entry in variants.items():
+      for i in range(per_round):
+        tick = time.perf_counter()
+        entry[1], metrics = entry[0](entry[1], *batches[i % len(batches)])
+        float(metrics["loss"])
+        times[name].append(time.perf_counter() - tick)
   peak = flops.measure_matmul_peak()
-  median = statistics.median(times)
   tokens = config.batch_size * config.context_length
-  mfu = flops.mfu(count.flops_per_token(model_config, config.context_length), tokens / median,
-                  peak)
-  print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r} load={os.getloadavg()[0]:.2f}")
-  print(f"ms_per_iter median={1000 * median:.2f} min={1000 * min(times):.2f} "
-        f"cpu_ms_per_iter={1000 * statistics.median(cpu_times):.2f} "
-        f"tokens_per_s={tokens / median:.0f} peak_gflops={peak / 1e9:.0f} mfu={100 * mfu:.1f}%")
+  flops_per_token = count.flops_per_token(model_config, config.context_length)
+  print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r} load={os.getloadavg()[0]:.2f} "
+        f"peak_gflops={peak / 1e9:.0f}")
+  medians = {name: statistics.median(t) for name, t in times.items()}
+  for name, median in medians.items():
+    mfu = flops.mfu(flops_per_token, tokens / median, peak)
+    print(f"{name:6s} ms_per_iter median={1000 * median:.2f} "
+          f"p10={1000 * np.percentile(times[name], 10):.2f} tokens_per_s={tokens / median:.0f} "
+          f"mfu={100 * mfu:.1f}%")
+  print(f"plain/ours={medians['plain'] / medians['ours']:.2f}x")
 
 
 if __name__ == "__main__":
