@@ -16,9 +16,9 @@ import jax
 from research.rag import retrieve
 
 NO_ANSWER = "The knowledge base has no answer to this question."
-SYSTEM = ("You answer questions using only the numbered context passages. After each fact, "
-          "cite the passage it comes from as [n]. If the passages do not contain the answer, "
-          "say that the knowledge base has no answer.")
+SYSTEM = ("You answer questions using only the numbered context passages. Cite the passage "
+          "you use as [n]. If the passages do not contain the answer, say that the knowledge "
+          "base has no answer.")
 
 
 @dataclasses.dataclass
@@ -34,7 +34,8 @@ def context_block(rows: list[dict]) -> str:
 
 
 def messages(question: str, rows: list[dict]) -> list[dict]:
-  user = f"Context:\n{context_block(rows)}\n\nQuestion: {question}\nAnswer with citations [n]."
+  user = (f"Context:\n{context_block(rows)}\n\nQuestion: {question}\n"
+          "Answer in one sentence and cite the passage, e.g. [1].")
   return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
 

@@ -29,6 +29,7 @@ import numpy as np
 from research import files
 from research.rag import chunk
 from research.rag import extract
+from research.rag import retrieve
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -106,6 +107,9 @@ class KnowledgeBase:
   @property
   def texts(self) -> list[str]:
     return [r["text"] for r in self.rows]
+
+  def retriever(self, embedder, keyword_weight: float = retrieve.KEYWORD_WEIGHT):
+    return retrieve.Retriever(self.vectors_NxD, self.texts, embedder, keyword_weight)
 
   def ingest(self, docs, embedder, max_tokens: int = 512, overlap: int = 64,
              log=logging.warning, progress: bool = False) -> Report:

@@ -84,4 +84,4 @@ def test_prompt_numbers_the_chunks():
   rows = [{"source": "/d/a.txt", "text": "Alpha."}, {"source": "/d/b.md", "text": "Beta."}]
   user = answer.messages("Which?", rows)[1]["content"]
   assert "[1] (from a.txt) Alpha.\n\n[2] (from b.md) Beta." in user
-  assert user.endswith("Question: Which?\nAnswer with citations [n].")
+  assert user.endswith("Question: Which?\nAnswer in one sentence and cite the passage, e.g. [1].")
