@@ -58,7 +58,7 @@ class ICLClassifier:
     need = len(self.head_ids) + longest + max(max(map(len, self.label_ids)),
                                               self.max_new_tokens) + 2 * self._chunk
     if self._cached is None or self._cached[0].slots < need:
-      lm = scoring.CachedLM(self.lm.model, self._chunk, slots=scoring._round_up(need, 256),
+      lm = scoring.CachedLM(self.lm.model, self._chunk, slots=max(512, scoring._round_up(need, 256)),
                             pad_id=self.tokenizer.pad_id or 0)
       cache, logp = (lm.empty(), None) if not self.head_ids else lm.run(lm.empty(),
                                                                         self.head_ids)

@@ -1,0 +1,82 @@
+"""In-context classification with a pretrained chat model.
+
+  python -m experiments.classify --text "The central bank raised rates."   # one sentence
+  python -m experiments.classify                        # label scoring on the fixture
+  python -m experiments.classify --calibrate            # ... with contextual calibration
+  python -m experiments.classify --mode=generate        # generate-then-match
+  python -m experiments.classify --mode=all             # every decoder: the BENCHMARKS table
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+
+from experiments.chapters import classify
+from experiments.configs import classify as classify_config
+from research import runs
+from research.classify import ICLClassifier
+
+_MODEL = flags.DEFINE_string("model", "smollm2-135m-instruct",
+                             "A packaged model's name, a .gguf file or an HF directory.")
+_DATA = flags.DEFINE_string("data", "experiments/data/classify/topics.json",
+                            "JSON with 'demonstrations' (class -> example) and 'test' rows.")
+_MODE = flags.DEFINE_enum("mode", "score", ["score", "generate", "all"],
+                          "Label scoring, generate-then-match, or every decoder.")
+_CALIBRATE = flags.DEFINE_bool("calibrate", False, "Contextual calibration (score mode).")
+_NORMALIZE = flags.DEFINE_bool("normalize_length", False,
+                               "Mean log-prob per label token (score mode).")
+_TEXT = flags.DEFINE_string("text", None, "Classify this sentence instead of evaluating.")
+_QUICK = flags.DEFINE_bool("quick", False, "16 sentences and one demonstration order.")
+_ORDERINGS = flags.DEFINE_integer("orderings", None, "Demonstration orders (default 3).")
+_PER_CLASS = flags.DEFINE_integer("per_class", None, "Sentences per class (0: all).")
+_WORKDIR = flags.DEFINE_string("workdir", "runs/classify", "Where results are written.")
+
+
+def _decoders():
+  if _MODE.value == "all":
+    return classify_config.get_config().decoders
+  if _MODE.value == "generate":
+    return ["generate"]
+  return ["score" + ("+length" if _NORMALIZE.value else "") +
+          ("+calibrate" if _CALIBRATE.value else "")]
+
+
+def classify_one(text: str) -> None:
+  import research  # pylint: disable=g-import-not-at-top
+  demos, _, _ = classify.load_fixture(_DATA.value)
+  mode = "generate" if _MODE.value == "generate" else "score"
+  clf = ICLClassifier(research.load_model(_MODEL.value), demos, mode=mode,
+                      calibrate=_CALIBRATE.value, normalize_length=_NORMALIZE.value)
+  if mode == "generate":
+    answer = clf.generate([text])[0]
+    print(f"answer: {answer!r} -> {clf.predict([text])[0]}")
+    return
+  proba = clf.predict_proba([text])[0]
+  for label, p in sorted(zip(clf.classes, proba), key=lambda lp: -lp[1]):
+    print(f"{label:>12s}  {p:.3f}")
+  print(f"-> {clf.classes[int(proba.argmax())]}")
+
+
+def main(argv):
+  del argv
+  if _TEXT.value is not None:
+    classify_one(_TEXT.value)
+    return 0
+  config = classify_config.get_config("quick" if _QUICK.value else None)
+  config.model, config.data, config.decoders = _MODEL.value, _DATA.value, _decoders()
+  if _ORDERINGS.value is not None:
+    config.orderings = _ORDERINGS.value
+  if _PER_CLASS.value is not None:
+    config.per_class = _PER_CLASS.value
+  runs.seed_everything(config.seed)
+  with runs.Run(_WORKDIR.value, config) as run:
+    claims = classify.run_experiment(config, run.dir)
+    for step, claim in enumerate(claims):
+      run.log(step, holds=float(claim.holds))
+      print(f"{claim.statement} — measured {claim.measured} — {claim.verdict}")
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(lambda argv: sys.exit(main(argv)))

@@ -1,0 +1,29 @@
+"""In-context classification with SmolLM2-135M-Instruct on the four-topic fixture: label scoring
+(raw, calibrated, length-normalised) against generate-then-match, over 3 demonstration orders.
+
+COMMAND: python -m experiments.classify --mode=all
+RESULT:  see BENCHMARKS.md "In-context classification (issue 7)" for the measured table;
+         about 2 to 3 min on 2 CPUs (quick preset: 16 sentences, one ordering, under 1 min).
+Presets: `classify.py:quick`; overrides like `classify.py:orderings=1,per_class=4`.
+"""
+
+import ml_collections
+
+from research import runs
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  options = runs.parse_config_arg(arg)
+  quick = options.pop("quick", False)
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.model = "smollm2-135m-instruct"
+  config.data = "experiments/data/classify/topics.json"
+  config.decoders = ["score", "score+calibrate", "score+length", "score+length+calibrate",
+                     "generate"]
+  config.orderings = 1 if quick else 3
+  config.per_class = 4 if quick else 0  # 0: every test sentence
+  config.max_new_tokens = 8
+  config.hidden_text = "Large language models turn text into vectors."
+  config.update(options)
+  return config
