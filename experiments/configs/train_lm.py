@@ -24,15 +24,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.vocab_size = 1000 if quick else 2000
   config.max_chars = 400_000 if quick else 0   # 0: the whole corpus
   config.val_fraction = 0.1
-  config.context_length = 64 if quick else 128
+  config.context_length = 64
   config.batch_size = 16
-  config.stride = 32 if quick else 64
+  config.stride = 32
   config.sampler = "epoch"
   config.model = ml_collections.ConfigDict(dict(
       num_layers=2 if quick else 4, num_heads=4, width=64 if quick else 128,
       dropout=0.0 if quick else 0.1, position="learned", ffn="gelu", norm="layernorm",
       tied_head=True, attention="explicit"))
-  config.steps = 300 if quick else 1200
+  config.steps = 300 if quick else 1500
   config.lr = 3e-3 if quick else 1e-3
   config.min_lr = 1e-4
   config.warmup_steps = 20 if quick else 100
@@ -42,9 +42,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.max_grad_norm = 1.0
   config.grad_accum = 1
   config.dtype = "float32"
-  config.eval_every = 100 if quick else 200
+  config.eval_every = 100 if quick else 250
   config.eval_batches = 4 if quick else 10
-  config.checkpoint_every = 0 if quick else 400
+  config.checkpoint_every = 0 if quick else 500
   config.keep = 2
   config.log_every = 10
   config.mesh_data = 1

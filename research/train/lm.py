@@ -10,6 +10,7 @@
 import dataclasses
 from pathlib import Path
 
+import jax
 import numpy as np
 
 from research.data import corpus
@@ -58,8 +59,9 @@ def prepare_data(config, workdir):
   train_ids, val_ids = tokens_lib.split_train_val(tokens_lib.open_tokens(path),
                                                   config.val_fraction)
   stride = config.get("stride", 0) or config.context_length
+  hosts = dict(shard_index=jax.process_index(), shard_count=jax.process_count())
   make = lambda ids, seed: windows_lib.Windows(ids, config.context_length, stride,
-                                               config.batch_size, seed=seed)
+                                               config.batch_size, seed=seed, **hosts)
   return tokenizer, make(train_ids, config.seed), make(val_ids, config.seed + 1)
 
 

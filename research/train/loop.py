@@ -56,14 +56,15 @@ def micro_batches(windows, step: int, accum: int, sampler: str = "epoch"):
 
 
 def evaluate(eval_step, params, windows, num_batches: int, sampler: str = "epoch",
-             batch_sharding=None) -> float:
-  """Mean loss over a fixed set of `num_batches` validation batches."""
+             sharding=None) -> float:
+  """Mean loss over a fixed set of `num_batches` validation batches (B x L, B split over the
+  mesh when `sharding` is given)."""
   fetch = windows.random_batch if sampler == "random" else windows.batch
   losses = []
   for i in range(num_batches):
     inputs, targets = fetch(i)
-    if batch_sharding is not None:
-      inputs, targets = (jax.device_put(x[None], batch_sharding)[0] for x in (inputs, targets))
+    if sharding is not None:
+      inputs, targets = (_global_batch(x, sharding) for x in (inputs, targets))
     losses.append(float(eval_step(params, inputs, targets)))
   return float(np.mean(losses))
 
@@ -113,7 +114,7 @@ def train(model_config, config, train_windows, val_windows=None, workdir=None,
   try:
     for step in range(start, end):
       inputs, targets = micro_batches(train_windows, step, accum, sampler)
-      inputs, targets = (jax.device_put(x, batch_sharding) for x in (inputs, targets))
+      inputs, targets = (_global_batch(x, batch_sharding) for x in (inputs, targets))
       tick = time.perf_counter()
       state, metrics = train_step(state, inputs, targets)
       loss = float(metrics["loss"])  # waits for the step: the timing covers all of it
@@ -138,7 +139,8 @@ def train(model_config, config, train_windows, val_windows=None, workdir=None,
       eval_metrics = None
       if val_windows is not None and config.get("eval_every", 0) and (
           done % config.eval_every == 0 or done == config.steps):
-        val_loss = evaluate(eval_step, state.params, val_windows, config.eval_batches, sampler)
+        val_loss = evaluate(eval_step, state.params, val_windows, config.eval_batches, sampler,
+                            mesh_lib.batch_sharding(mesh, ndim=2))
         eval_metrics = {"val_loss": val_loss}
         result.evals.append({"step": done, "val_loss": val_loss})
         bar.write(f"step {done}: train loss {loss:.4f}, val loss {val_loss:.4f}")
@@ -162,6 +164,13 @@ def train(model_config, config, train_windows, val_windows=None, workdir=None,
   if workdir is not None and result.history:
     save_loss_curve(result, Path(workdir) / "loss.png")
   return result
+
+
+def _global_batch(local, sharding):
+  """This host's rows of the batch as one global array (several hosts), or placed as is."""
+  if jax.process_count() > 1:
+    return jax.make_array_from_process_local_data(sharding, local)
+  return jax.device_put(local, sharding)
 
 
 def save_loss_curve(result: TrainResult, path) -> Path:

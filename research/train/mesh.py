@@ -43,8 +43,12 @@ def tree_sharding(mesh: Mesh, tree):
 
 
 def batch_sharding(mesh: Mesh, ndim: int = 3) -> NamedSharding:
-  """Micro-batches A x B x L: B split over data and fsdp together."""
-  return NamedSharding(mesh, P(None, ("data", "fsdp"), *([None] * (ndim - 2))))
+  """Micro-batches A x B x L (ndim 3) or one batch B x L (ndim 2): B split over data and fsdp
+  together."""
+  batch_axes = ("data", "fsdp")
+  if ndim == 2:
+    return NamedSharding(mesh, P(batch_axes, None))
+  return NamedSharding(mesh, P(None, batch_axes, *([None] * (ndim - 2))))
 
 
 def shard(tree, shardings):

@@ -117,14 +117,16 @@ def test_last_n_and_best_are_kept(tmp_path):
 
 def test_one_device_and_four_fake_devices_give_the_same_losses():
   assert jax.device_count() >= 4, "tests/conftest.py should give 4 fake CPU devices"
-  single = loop.train(tiny_model(), train_config(), windows(),
+  single = loop.train(tiny_model(), train_config(eval_every=10), windows(), windows(seed=1),
                       peak_flops=1e11, show_progress=False)
-  sharded = loop.train(tiny_model(), train_config(mesh_data=2, mesh_fsdp=2),
-                       windows(), peak_flops=1e11, show_progress=False)
+  sharded = loop.train(tiny_model(), train_config(eval_every=10, mesh_data=2, mesh_fsdp=2),
+                       windows(), windows(seed=1), peak_flops=1e11, show_progress=False)
   kernel = sharded.state.params["blocks"][0]["ffn"]["up"]["kernel"][...]
   assert len(kernel.sharding.device_set) == 4
   losses_1 = [r["loss"] for r in single.history]
   losses_4 = [r["loss"] for r in sharded.history]
   assert len(losses_1) == len(losses_4) == 20
   np.testing.assert_allclose(losses_4, losses_1, rtol=0, atol=1e-5)
+  np.testing.assert_allclose([e["val_loss"] for e in sharded.evals],
+                             [e["val_loss"] for e in single.evals], rtol=0, atol=1e-5)
   assert math.isfinite(losses_1[-1])
