@@ -55,13 +55,12 @@ class ICLClassifier:
   # The shared prompt head in a cache big enough for every text so far.
 
   def _prepare(self, longest: int):
-    need = len(self.head_ids) + longest + max(max(map(len, self.label_ids)),
-                                              self.max_new_tokens) + 2 * self._chunk
-    if self._cached is None or self._cached[0].slots < need:
-      lm = scoring.CachedLM(self.lm.model, self._chunk, slots=max(512, scoring._round_up(need, 256)),
-                            pad_id=self.tokenizer.pad_id or 0)
-      cache, logp = (lm.empty(), None) if not self.head_ids else lm.run(lm.empty(),
-                                                                        self.head_ids)
+    """`longest`: the longest whole prompt; the answer and a padded chunk must fit after it."""
+    answer = max(max(map(len, self.label_ids)), self.max_new_tokens)
+    slots = max(512, scoring.round_up(longest + answer + 2 * self._chunk, 256))
+    if self._cached is None or self._cached[0].slots < slots:
+      lm = scoring.CachedLM(self.lm.model, self._chunk, slots, self.tokenizer.pad_id or 0)
+      cache, logp = lm.run(lm.empty(), self.head_ids) if self.head_ids else (lm.empty(), None)
       self._cached = (lm, cache, logp)
     return self._cached
 

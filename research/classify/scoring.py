@@ -23,7 +23,7 @@ from flax import nnx
 from research.nn import transformer
 
 
-def _round_up(n: int, multiple: int) -> int:
+def round_up(n: int, multiple: int) -> int:
   return int(math.ceil(n / multiple) * multiple)
 
 
@@ -55,7 +55,7 @@ class CachedLM:
     """Extends `cache` by `ids`: (new cache, log-probs T x V after each of the ids)."""
     if not ids:
       raise ValueError("CachedLM.run: no tokens to add.")
-    if int(cache["index"]) + _round_up(len(ids), self.chunk) > self.slots:
+    if int(cache["index"]) + round_up(len(ids), self.chunk) > self.slots:
       raise ValueError(f"CachedLM.run: {int(cache['index'])} + {len(ids)} tokens do not fit "
                        f"the {self.slots} cache slots.")
     rows = []

@@ -83,7 +83,7 @@ def test_calibration_with_length_normalisation_by_hand():
   logp = [[-2.0, -6.0]]
   content_free = [[-1.0, -4.0]]
   lengths = [1, 2]
-  # normalised: s = (-2, -3), cf = (-1, -2); q ∝ softmax(s) / softmax(cf) ∝ e^-2/e^-1, e^-3/e^-2.
+  # normalised: s = (-2, -3), cf = (-1, -2); q ∝ softmax(s) / softmax(cf) ∝ (e^-1, e^-1).
   q = scoring.softmax(scoring.combine(logp, lengths, True, content_free))
   np.testing.assert_allclose(q, [[0.5, 0.5]], rtol=1e-12)
 
@@ -93,3 +93,14 @@ def test_calibration_with_length_normalisation_by_hand():
 def test_a_content_free_input_calibrates_to_uniform(row):
   q = scoring.softmax(scoring.combine([row], [1] * len(row), content_free_MxC=[row]))
   np.testing.assert_allclose(q, np.full((1, len(row)), 1 / len(row)), rtol=1e-9)
+
+
+def test_a_text_longer_than_the_cache_grows_it(lm):
+  clf = ICLClassifier(lm, CLASS_EXAMPLES, instruction=INSTRUCTION)
+  clf.label_logprobs(TEXTS[:1])
+  assert clf._cached[0].slots == 512
+  long_text = " ".join(f"w{30 + i % 30}" for i in range(600))
+  ours = clf.label_logprobs([long_text])
+  assert clf._cached[0].slots >= 600
+  prompt = lm.tokenizer.encode(clf.render(long_text))
+  np.testing.assert_allclose(ours, _direct(lm, [prompt], clf.label_ids), atol=1e-5, rtol=0)
