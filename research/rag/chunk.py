@@ -8,6 +8,10 @@ previous one. Defaults follow RAGFlow's general parser (512 tokens per chunk).
 tokens. WordPiece splits at whitespace and punctuation, so the count of pieces joined by a
 space is the sum of their counts, which is what the packing below relies on (the tests check
 it by recounting every chunk).
+
+MiniLM reads at most 256 tokens (its max_seq_length), so the vector of a 512-token chunk
+stands for its first half; BM25 sees all of it. RAGFlow has the same mismatch with its
+default embedding models; choose max_tokens=256 where vector recall matters most.
 """
 
 import dataclasses
