@@ -130,7 +130,8 @@ class BertEncoder(nnx.Module):
 
 
 def mean_pool_normalize(h_BxLxD, mask_BxL):
-  """e = sum_i m_i h_i / max(sum_i m_i, 1e-9), then e / max(|e|, 1e-12), as sentence-transformers."""
+  """e = sum_i m_i h_i / max(sum_i m_i, 1e-9), then e / max(|e|, 1e-12), as sentence-transformers
+  does."""
   m_BxLx1 = mask_BxL[..., None].astype(h_BxLxD.dtype)
   e_BxD = (h_BxLxD * m_BxLx1).sum(1) / jnp.maximum(m_BxLx1.sum(1), 1e-9)
   return e_BxD / jnp.maximum(jnp.linalg.norm(e_BxD, axis=-1, keepdims=True), 1e-12)
@@ -152,6 +153,8 @@ class Embedder:
     self.max_length = max_length
     self.batch_size = batch_size
     self.dim = encoder.config.width
+    self._untruncated = tokenizer.from_str(tokenizer.to_str())
+    self._untruncated.no_truncation()
     graphdef, state = nnx.split(encoder)
     self._state = state
 
@@ -168,14 +171,8 @@ class Embedder:
 
   def count_tokens(self, texts: list[str]) -> list[int]:
     """Tokens without [CLS]/[SEP] and without truncation: what a chunk budget counts."""
-    return [len(e.ids) for e in self._counter.encode_batch(list(texts), add_special_tokens=False)]
-
-  @property
-  def _counter(self):
-    if not hasattr(self, "_untruncated"):
-      self._untruncated = self.tokenizer.__class__.from_str(self.tokenizer.to_str())
-      self._untruncated.no_truncation()
-    return self._untruncated
+    encodings = self._untruncated.encode_batch(list(texts), add_special_tokens=False)
+    return [len(e.ids) for e in encodings]
 
   def encode(self, texts, progress: bool = False) -> np.ndarray:
     texts = list(texts)
