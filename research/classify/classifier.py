@@ -81,15 +81,26 @@ class ICLClassifier:
 
   # Decoders.
 
-  def label_logprobs(self, texts) -> np.ndarray:
-    """N x C: log p(class name | prompt of text), summed over the name's tokens."""
+  def decode(self, texts, score: bool = True, generate: bool = True):
+    """One pass over the texts, each prompt run once for both decoders: (N x C summed
+    log p(class name | prompt) or None, greedy answers or None)."""
     prompts = self._prompts(texts)
     lm = self._prepare(max(map(len, prompts), default=0))[0]
-    out = []
-    for ids in self._bar(prompts, "label scoring"):
+    logps, answers = [], []
+    desc = "label scoring" if not generate else ("generating" if not score else "decoding")
+    for ids in self._bar(prompts, desc):
       cache, logp_TxV = self._continue(ids)
-      out.append(lm.label_logprobs(cache, logp_TxV[-1], self.label_ids))
-    return np.stack(out) if out else np.zeros((0, len(self.classes)))
+      if score:
+        logps.append(lm.label_logprobs(cache, logp_TxV[-1], self.label_ids))
+      if generate:
+        out = lm.greedy(cache, logp_TxV[-1], self.max_new_tokens, self.stop_ids)
+        answers.append(self.tokenizer.decode(out, skip_special_tokens=True).strip())
+    logp_NxC = (np.stack(logps) if logps else np.zeros((0, len(self.classes)))) if score else None
+    return logp_NxC, answers if generate else None
+
+  def label_logprobs(self, texts) -> np.ndarray:
+    """N x C: log p(class name | prompt of text), summed over the name's tokens."""
+    return self.decode(texts, score=True, generate=False)[0]
 
   def content_free_logprobs(self) -> np.ndarray:
     if self._content_free_logp is None:
@@ -104,14 +115,7 @@ class ICLClassifier:
 
   def generate(self, texts) -> list[str]:
     """The greedy answers, decoded."""
-    prompts = self._prompts(texts)
-    lm = self._prepare(max(map(len, prompts), default=0))[0]
-    answers = []
-    for ids in self._bar(prompts, "generating"):
-      cache, logp_TxV = self._continue(ids)
-      out = lm.greedy(cache, logp_TxV[-1], self.max_new_tokens, self.stop_ids)
-      answers.append(self.tokenizer.decode(out, skip_special_tokens=True).strip())
-    return answers
+    return self.decode(texts, score=False, generate=True)[1]
 
   # The scikit-learn-like surface.
 

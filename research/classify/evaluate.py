@@ -3,8 +3,8 @@
   results = evaluate(lm, demos, texts, labels, ["score", "score+calibrate", "generate"])
   results["score"]["accuracy_mean"]
 
-The label scores of one ordering serve every score decoder (raw, calibrated, length-normalised);
-generation runs once per ordering.
+Each prompt runs once per ordering: its cache serves every score decoder (raw, calibrated,
+length-normalised) and the greedy answer.
 """
 
 import numpy as np
@@ -42,16 +42,15 @@ def evaluate(lm, class_examples: dict[str, str], texts, labels, decoders=DECODER
   for order in orderings(classes, num_orderings, seed):
     clf = ICLClassifier(lm, {c: class_examples[c] for c in order}, show_progress=show_progress,
                         max_new_tokens=max_new_tokens)
-    if any(d.startswith("score") for d in decoders):
-      logp = clf.label_logprobs(texts)
-      cf = clf.content_free_logprobs() if any("calibrate" in d for d in decoders) else None
+    scored = [d for d in decoders if d.startswith("score")]
+    logp, answers = clf.decode(texts, score=bool(scored), generate="generate" in decoders)
+    if scored:
+      cf = clf.content_free_logprobs() if any("calibrate" in d for d in scored) else None
       lengths = [len(ids) for ids in clf.label_ids]
-      for d in decoders:
-        if d.startswith("score"):
-          s = scoring.combine(logp, lengths, "length" in d, cf if "calibrate" in d else None)
-          runs[d].append(_row(labels, [order[i] for i in np.argmax(s, axis=1)], classes, order))
-    if "generate" in decoders:
-      answers = clf.generate(texts)
+      for d in scored:
+        s = scoring.combine(logp, lengths, "length" in d, cf if "calibrate" in d else None)
+        runs[d].append(_row(labels, [order[i] for i in np.argmax(s, axis=1)], classes, order))
+    if answers is not None:
       predicted = [prompt_lib.match(a, classes) or a for a in answers]
       row = _row(labels, predicted, classes, order)
       row["not_a_class"] = float(np.mean([p not in classes for p in predicted]))
