@@ -22,6 +22,7 @@ from research.classify import hidden
 from research.classify import scoring
 
 REPO = Path(__file__).resolve().parents[2]
+MODEL_NAMES = {"smollm2-135m-instruct": "SmolLM2-135M-Instruct"}
 
 
 def load_fixture(path) -> tuple[dict, list[str], list[str]]:
@@ -88,13 +89,14 @@ def run_experiment(config, out_dir, show_progress: bool = True) -> list[tour.Cla
                    f"{config.orderings} demonstration order(s), {seconds:.0f} s\n\n{table}\n")
   files.write_json(out_dir / "results.json", {"config": config.to_dict(), "results": results,
                                               "seconds": seconds})
-  _figure(results, len(texts), config.orderings, out_dir / "classify_accuracy.png")
+  name = MODEL_NAMES.get(config.model, Path(config.model).name)
+  _figure(results, name, len(texts), config.orderings, out_dir / "classify_accuracy.png")
 
   acc = {d: r["accuracy_mean"] for d, r in results.items()}
   png = "classify_accuracy.png"
   if "score" in acc and "generate" in acc:
     claims.append(tour.Claim(
-        "label scoring beats generate-then-match on SmolLM2-135M-Instruct",
+        f"label scoring beats generate-then-match on {name}",
         f"accuracy {acc['score']:.3f} vs {acc['generate']:.3f}", acc["score"] > acc["generate"],
         png))
   if "score" in acc and "score+calibrate" in acc:
@@ -115,18 +117,19 @@ def run_experiment(config, out_dir, show_progress: bool = True) -> list[tour.Cla
   return claims
 
 
-def _figure(results, n_texts, n_orders, path):
+def _figure(results, model_name, n_texts, n_orders, path):
   names = list(results)
   x = np.arange(len(names))
   fig, ax = plt.subplots(figsize=(7, 3.4))
   for offset, key, label in ((-0.2, "accuracy", "accuracy"), (0.2, "macro_f1", "macro-F1")):
     ax.bar(x + offset, [results[d][f"{key}_mean"] for d in names], 0.4,
            yerr=[results[d][f"{key}_std"] for d in names], capsize=3, label=label)
-  ax.axhline(0.25, color="grey", ls=":", lw=1, label="chance (4 classes)")
+  n_classes = len(next(iter(results.values()))["orderings"][0]["order"])
+  ax.axhline(1 / n_classes, color="grey", ls=":", lw=1, label=f"chance ({n_classes} classes)")
   ax.set_xticks(x, [d.replace("+", "\n+") for d in names], fontsize=8)
   ax.set_ylim(0, 1.05)
   ax.set_ylabel(f"mean ± std over {n_orders} order(s)")
-  ax.set_title(f"SmolLM2-135M-Instruct, {n_texts} sentences, 4 topics", fontsize=9)
+  ax.set_title(f"{model_name}, {n_texts} sentences, {n_classes} classes", fontsize=9)
   ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=3)
   files.save_figure(fig, path)
 

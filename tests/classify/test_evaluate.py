@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from experiments.chapters import classify as chapter
+from experiments.configs import classify as classify_config
 from research.classify import evaluate
 from research.finetune import export
 from tests.classify import tiny
@@ -50,16 +51,35 @@ def test_evaluate_on_a_tiny_model():
     evaluate.evaluate(lm, tiny.CLASS_EXAMPLES, texts, labels, ["vote"])
 
 
-def test_scripts_on_a_tiny_checkpoint(tmp_path):
-  lm = tiny.tiny_lm()
-  export.export(lm, tmp_path / "model")
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+  """The tiny model as an HF directory, and a fixture file over its vocabulary."""
+  path = tmp_path_factory.mktemp("classify")
+  export.export(tiny.tiny_lm(), path / "model")
   data = {"demonstrations": tiny.CLASS_EXAMPLES,
-          "test": [{"text": t, "label": "w10"} for t in tiny.TEXTS]}
-  (tmp_path / "data.json").write_text(json.dumps(data))
+          "test": [{"text": t, "label": c} for t, c in zip(tiny.TEXTS, tiny.CLASS_EXAMPLES)]}
+  (path / "data.json").write_text(json.dumps(data))
+  return path
+
+
+def test_chapter_experiment_on_a_tiny_checkpoint(checkpoint, tmp_path):
+  config = classify_config.get_config("orderings=2,per_class=0")
+  config.model, config.data = str(checkpoint / "model"), str(checkpoint / "data.json")
+  config.max_new_tokens = 3
+  claims = chapter.run_experiment(config, tmp_path, show_progress=False)
+  statements = [c.statement for c in claims]
+  assert any("label scoring beats generate-then-match" in s for s in statements)
+  assert any("order of the demonstrations" in s for s in statements)
+  assert (tmp_path / "classify_accuracy.png").exists()
+  results = json.loads((tmp_path / "results.json").read_text())["results"]
+  assert sorted(results) == sorted(config.decoders)
+
+
+def test_scripts_on_a_tiny_checkpoint(checkpoint):
   run = lambda *args: subprocess.run(
-      [sys.executable, "-m", *args, f"--model={tmp_path / 'model'}"], cwd=REPO,
+      [sys.executable, "-m", *args, f"--model={checkpoint / 'model'}"], cwd=REPO,
       capture_output=True, text=True, timeout=120, check=False)
-  one = run("experiments.classify", f"--data={tmp_path / 'data.json'}", "--text=w20 w21",
+  one = run("experiments.classify", f"--data={checkpoint / 'data.json'}", "--text=w20 w21",
             "--calibrate")
   assert one.returncode == 0, one.stderr
   assert one.stdout.strip().splitlines()[-1] in {f"-> {c}" for c in tiny.CLASS_EXAMPLES}
