@@ -8,7 +8,7 @@ RESULT:  720 trials (5 inits x 6 activations x 6 depths x 4 seeds), one vmapped 
          not hold); zero init stays at chance; Kaiming + ReLU at depth 2 reaches 0.96 accuracy.
          Constant init leaves every unit of a layer identical (max difference exactly 0).
 Subsets:  `init_sweep.py:inits=xavier+kaiming,activations=tanh+relu,depths=4+32`
-Presets:  `init_sweep.py:quick` (3 inits x 2 activations x depths 4, 32; ~20 s);
+Presets:  `init_sweep.py:quick` (3 inits x 2 activations x depths 4, 32; ~25 s);
           `init_sweep.py:benchmark` also runs the same trials one by one in a Python loop and
           writes the timings (benchmark.json) for BENCHMARKS.md.
 Per-layer statistics at init are measured on nets of width `stats_width` (64: at width 32 the
@@ -31,7 +31,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.depths = [4, 32] if quick else list(init_sweep.DEPTHS)
   config.seeds = 4
   config.width = 32
-  config.steps = 60 if quick else 150
+  config.steps = 150
   config.batch_size = 64
   config.learning_rate = 0.02
   config.stats_width = 64
