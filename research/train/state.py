@@ -48,14 +48,14 @@ def learning_rate_schedule(config):
 def create(model: nnx.Module, tx: optax.GradientTransformation):
   """(graphdef, TrainState) for a freshly initialised model."""
   graphdef, params = nnx.split(model)
-  params = params.to_pure_dict()  # plain arrays: no Variable objects to unflatten per step
+  params = nnx.to_pure_dict(params)  # plain arrays: no Variable objects to unflatten per step
   return graphdef, TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
 
 
 def abstract_state(tx, model_fn):
   """(graphdef, TrainState of ShapeDtypeStructs): the state's shape without allocating it."""
   graphdef, params = nnx.split(nnx.eval_shape(model_fn))
-  params = params.to_pure_dict()
+  params = nnx.to_pure_dict(params)
   opt_state = jax.eval_shape(tx.init, params)
   return graphdef, TrainState(jax.ShapeDtypeStruct((), jnp.int32), params, opt_state)
 
