@@ -39,9 +39,11 @@ def make_optimizer(config) -> optax.GradientTransformation:
 
 
 def learning_rate_schedule(config):
+  """nanoGPT's: lr (t + 1) / (W + 1) for the W warmup steps, then cosine to min_lr at `steps`."""
+  start = config.lr / (config.warmup_steps + 1)  # the first step already moves the weights
   if config.warmup_steps >= config.steps:
-    return optim.linear(0.0, config.lr, config.warmup_steps)
-  return optim.warmup_cosine(0.0, config.lr, config.warmup_steps, config.steps,
+    return optim.linear(start, config.lr, config.warmup_steps)
+  return optim.warmup_cosine(start, config.lr, config.warmup_steps, config.steps,
                              end_value=config.min_lr)
 
 

@@ -49,7 +49,7 @@ def test_weight_decay_touches_two_dimensional_weights_only():
   assert not flat["blocks/0/attn/query/bias"] and not flat["final_norm/scale"]
   zero_grads = jax.tree.map(jnp.zeros_like, state.params)
   opt_state = state.opt_state
-  _, opt_state = tx.update(zero_grads, opt_state, state.params)  # step 0: lr 0 in warmup
+  _, opt_state = tx.update(zero_grads, opt_state, state.params)  # step 0: warmup, lr 1/2
   updates, _ = tx.update(zero_grads, opt_state, state.params)
   kernel = state.params["blocks"][0]["ffn"]["up"]["kernel"][...]
   np.testing.assert_allclose(updates["blocks"][0]["ffn"]["up"]["kernel"][...], -0.5 * kernel,
@@ -67,3 +67,14 @@ def test_bfloat16_compute_keeps_float32_master_weights_and_close_loss():
   assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(new.params))
   np.testing.assert_allclose(m16["loss"], m32["loss"], rtol=2e-2)
   assert int(new.step) == 1
+
+
+def test_schedule_is_nanogpts_warmup_then_cosine():
+  config = ml_collections.ConfigDict(dict(lr=1e-3, min_lr=1e-4, warmup_steps=100, steps=2000))
+  schedule = state_lib.learning_rate_schedule(config)
+  for t in (0, 1, 50, 99):
+    np.testing.assert_allclose(schedule(t), 1e-3 * (t + 1) / 101, rtol=1e-5)
+  for t in (100, 700, 1999, 2000):
+    ratio = (t - 100) / 1900
+    expected = 1e-4 + 0.5 * (1 + np.cos(np.pi * ratio)) * (1e-3 - 1e-4)
+    np.testing.assert_allclose(schedule(t), expected, rtol=1e-5)
