@@ -2,11 +2,12 @@
 chapter of the tour trains it.
 
 COMMAND: python -m experiments.train_lm --config=experiments/configs/train_lm.py
-RESULT:  quick (`train_lm.py:quick`, 168k parameters, 300 steps): val loss 5.0 nats/token
-         against 5.86 for unigram frequencies and log V = 6.91, 72 s at load 10 (32 s CPU);
-         full (1.06M parameters, 1000 steps): val loss ~4.6 against 6.26 for unigram
-         frequencies (1500 steps: 4.53 in 517 s at load 9, 214 s CPU). Samples from each
-         sampler, then
+RESULT:  quick (`train_lm.py:quick`, 168k parameters, 300 steps): val loss 5.16 nats/token
+         against 5.86 for unigram frequencies and log V = 6.91; the chapter takes 24 s at
+         load 1.5 (72 s at load 10);
+         full (1.06M parameters, 1000 steps): val loss 4.74 against 6.26 for unigram
+         frequencies, the chapter 96 s at load 1.6 (1500 steps took 517 s at load 9).
+         Samples from each sampler, then
          `val_loss=<float> ms_per_iter=<median> tokens_per_s=<float>`.
 Presets: `quick`; overrides like `train_lm.py:steps=300,data=notes.txt`.
 """
