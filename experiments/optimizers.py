@@ -11,7 +11,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from experiments.chapters import optimizers
-from research import runs
+from research import tour
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", str(Path(__file__).parent / "configs" / "optimizers.py"), "Experiment config.")
@@ -20,13 +20,7 @@ _WORKDIR = flags.DEFINE_string("workdir", "runs/optimizers", "Where results are 
 
 def main(argv):
   del argv
-  config = _CONFIG.value
-  runs.seed_everything(config.seed)
-  with runs.Run(_WORKDIR.value, config) as run:
-    claims = optimizers.run_experiment(config, run.dir)
-    for step, claim in enumerate(claims):
-      run.log(step, holds=float(claim.holds))
-      print(f"{claim.statement} — measured {claim.measured} — {claim.verdict}")
+  tour.run_and_print(optimizers.run_experiment, _CONFIG.value, _WORKDIR.value)
 
 
 if __name__ == "__main__":

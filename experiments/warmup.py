@@ -7,7 +7,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from experiments.chapters import warmup
-from research import runs
+from research import tour
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", str(Path(__file__).parent / "configs" / "warmup.py"), "Experiment config.")
@@ -16,13 +16,7 @@ _WORKDIR = flags.DEFINE_string("workdir", "runs/warmup", "Where results are writ
 
 def main(argv):
   del argv
-  config = _CONFIG.value
-  runs.seed_everything(config.seed)
-  with runs.Run(_WORKDIR.value, config) as run:
-    claims = warmup.run_experiment(config, run.dir)
-    for step, claim in enumerate(claims):
-      run.log(step, holds=float(claim.holds))
-      print(f"{claim.statement} — measured {claim.measured} — {claim.verdict}")
+  tour.run_and_print(warmup.run_experiment, _CONFIG.value, _WORKDIR.value)
 
 
 if __name__ == "__main__":

@@ -172,3 +172,16 @@ def write_report(results: list[ChapterResult], out_dir, quick: bool) -> tuple[Pa
           + "\n".join(body) + "</body></html>\n")
   html_path = files.write_text(out_dir / "report.html", page)
   return md_path, html_path
+
+
+def run_and_print(run_experiment, config, workdir) -> list[Claim]:
+  """What a chapter's own script does: seed, run folder, the experiment, each claim logged
+  to metrics.jsonl and printed with its verdict."""
+  from research import runs  # pylint: disable=g-import-not-at-top
+  runs.seed_everything(config.seed)
+  with runs.Run(workdir, config) as run:
+    claims = run_experiment(config, run.dir)
+    for step, claim in enumerate(claims):
+      run.log(step, holds=float(claim.holds))
+      print(f"{claim.statement} — measured {claim.measured} — {claim.verdict}")
+  return claims
