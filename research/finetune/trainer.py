@@ -149,6 +149,7 @@ def train(model, config, batches, val_batches, objective: Objective, *, workdir,
   dtype = DTYPES[config.compute_type]
   total = config.max_steps or int(math.ceil(config.num_train_epochs * batches.steps_per_epoch))
   tx = make_optimizer(config, total)
+  schedule = make_schedule(config, total)  # the same rate the optimizer uses, for the logs
   model.train()
   graphdef, params, rng, frozen_master = split_model(model, config.finetuning_type)
   model.eval()
@@ -194,7 +195,7 @@ def train(model, config, batches, val_batches, objective: Objective, *, workdir,
         tokens.append(float(np.sum(batch["lengths"])))  # tokens through the model
       done = step + 1
       row = {"step": done, "epoch": done / batches.steps_per_epoch, **metrics,
-             "learning_rate": float(tx_lr(config, total, step))}
+             "learning_rate": float(schedule(step))}
       history.append(row)
       bar.update(1)
       bar.set_postfix(loss=f"{metrics['loss']:.3f}",
@@ -219,10 +220,6 @@ def train(model, config, batches, val_batches, objective: Objective, *, workdir,
   tokens_per_s = sum(tokens) / sum(times) if times else math.nan
   return FinetuneResult(tuned, history, evals, trainable, base, int(state.step), tokens_per_s,
                         stopped)
-
-
-def tx_lr(config, total, step):
-  return make_schedule(config, total)(step)
 
 
 def evaluate(eval_fn, state, frozen, val_batches) -> dict:
