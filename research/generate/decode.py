@@ -28,13 +28,17 @@ def generate(model, prompt_BxP, max_new_tokens: int, key, *, temperature=1.0, to
   if prompt_BxP.shape[1] + max_new_tokens > _position_limit(model.config):
     raise ValueError(f"generate: prompt {prompt_BxP.shape[1]} + max_new_tokens "
                      f"{max_new_tokens} exceeds max_length={model.config.max_length}.")
-  # Neutral values stand in for None, so every sampler setting shares one compiled loop.
-  settings = (jnp.float32(temperature), jnp.int32(model.config.vocab_size if top_k is None
-                                                  else top_k),
-              jnp.float32(1.0 if top_p is None else top_p),
-              jnp.float32(0.0 if min_p is None else min_p))
+  settings = sampler_settings(model.config.vocab_size, temperature, top_k, top_p, min_p)
   return _generate(graphdef, params, prompt_BxP, key, settings, max_new_tokens,
                    -1 if eos_id is None else eos_id, pad_id, jnp.dtype(cache_dtype))
+
+
+def sampler_settings(vocab_size, temperature=1.0, top_k=None, top_p=None, min_p=None):
+  """Sampler arguments as traced scalars, neutral values standing in for None, so every
+  sampler setting shares one compiled program."""
+  return (jnp.float32(temperature), jnp.int32(vocab_size if top_k is None else top_k),
+          jnp.float32(1.0 if top_p is None else top_p),
+          jnp.float32(0.0 if min_p is None else min_p))
 
 
 def _position_limit(config):

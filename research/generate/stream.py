@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from research.generate import decode
 from research.generate import samplers
 from research.nn import transformer
 
@@ -58,11 +59,8 @@ def stream(model, prompt_ids, max_new_tokens: int, key, *, temperature=1.0, top_
   graphdef, params = nnx.split(model)
   prompt_1xP = jnp.asarray([prompt_ids + [0] * (padded - len(prompt_ids))], jnp.int32)
   logits_V, cache = _prefill(graphdef, params, prompt_1xP, jnp.int32(len(prompt_ids)), slots)
-  # Traced settings with neutral values for None: one compiled step serves every sampler.
-  settings = (jnp.float32(temperature),
-              jnp.int32(model.config.vocab_size if top_k is None else top_k),
-              jnp.float32(1.0 if top_p is None else top_p),
-              jnp.float32(0.0 if min_p is None else min_p))
+  settings = decode.sampler_settings(model.config.vocab_size, temperature, top_k, top_p,
+                                     min_p)
   for i in range(max_new_tokens):
     token, cache, logits_V = _step(graphdef, params, cache, settings,
                                    jax.random.fold_in(key, i), logits_V)
