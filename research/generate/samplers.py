@@ -53,13 +53,16 @@ def top_p_mask(logits, p):
 
 @jax.jit
 def _top_p_mask(logits, p):
-  probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
-  key_V = _sortable(probs)
+  logits32 = logits.astype(jnp.float32)
+  probs = jax.nn.softmax(logits32, axis=-1)
+  # Rank by logit, not by float32 probability: the order is the same, but logits a few ulps
+  # apart can round to one probability and would then rank by id instead.
+  key_V = _sortable(logits32)
 
   def enough(t):  # do the tokens at least as likely as t hold >= p?
     return jnp.sum(jnp.where(key_V >= t[..., None], probs, 0.0), axis=-1) >= p
 
-  t = _largest_threshold(key_V, enough)  # the probability of the last token kept
+  t = _largest_threshold(key_V, enough)  # the key of the last token kept
   above, tie = key_V > t[..., None], key_V == t[..., None]
   tie_probs = jnp.where(tie, probs, 0.0)
   before = (jnp.sum(jnp.where(above, probs, 0.0), axis=-1, keepdims=True)
