@@ -1,0 +1,9 @@
+"""A local server for BookForAI's models: Ollama's and OpenAI's HTTP APIs, and a web UI.
+
+  settings.py   what `python -m experiments.serve` is told (model, kb, host, port, limits)
+  services.py   the loaded model, the embedder, the knowledge bases, the one generation worker
+  app.py        create_app(settings) -> a FastAPI app with every route below
+  ollama_api.py /api/chat, /api/generate, /api/embed, /api/tags, /api/version
+  openai_api.py /v1/chat/completions, /v1/embeddings, /v1/models
+  web.py        the pages at / (chat, knowledge base, fine-tune) and the routes they call
+"""
