@@ -32,6 +32,8 @@ def main(argv):
   total = sum(len(r.claims) for r in results)
   print(f"tour: {len(results)} chapters, {held}/{total} claims hold, "
         f"{len(failed)} failed, {time.time() - start:.0f} s -> {md_path} and {html_path}")
+  print("serve the models to Ollama/OpenAI clients and a web UI: python -m experiments.serve "
+        "(then open http://127.0.0.1:11434/; --model, --kb, --port, --api_key)")
   if failed:
     print(f"tour: failed chapters: {', '.join(failed)}", file=sys.stderr)
     return 1
