@@ -1,0 +1,132 @@
+"""The server: `create_app(settings)` -> a FastAPI app with Ollama's API under /api, OpenAI's
+under /v1 and the web UI at /; `python -m experiments.serve` runs it with uvicorn.
+
+Every route needs `Authorization: Bearer <key>` when settings.api_key is set. Every refusal
+is one sentence in the error shape its API's clients read (limits.error_body): 400 for
+malformed JSON, a wrong type or an unknown field, naming the field; 401 for the key; 404
+for an unknown model or route; 413 for a body over the limit; 503 when the generation queue
+is full. An unexpected failure is a 500 with one sentence; the traceback goes to the log.
+"""
+
+import logging
+
+import fastapi
+from fastapi import exceptions
+from fastapi import responses
+from starlette import exceptions as starlette_exceptions
+
+from research.serve import auth
+from research.serve import limits
+from research.serve import ollama_api
+from research.serve import openai_api
+from research.serve import services as services_lib
+from research.serve import web
+from research.serve import worker
+from research.serve.settings import Settings
+
+DESCRIPTION = """BookForAI's models behind Ollama's and OpenAI's APIs.
+
+Knowledge-base answers: name the knowledge base as the model, `"model": "kb/<name>"`, or add
+`"kb": "<name>"` to a chat request (the openai client: `extra_body={"kb": "<name>"}`). The
+answer cites passages as [n] and the response carries `"sources": [{"n", "source", "chunk",
+"text", "score"}]` (Ollama: on the final object; OpenAI: top level, or on the final chunk).
+"""
+
+# pydantic names union members in an error's location ("str", "list[str]"); they are not
+# fields, so the field path ends before them.
+_TYPE_TAGS = {"str", "int", "float", "bool", "dict", "list", "none", "function-after",
+              "constrained-float", "constrained-int"}
+
+
+def _field(loc) -> tuple[str, bool]:
+  """('options.temperature', whether a union's member was dropped from the path)."""
+  parts = []
+  for part in loc[1:] if loc and loc[0] == "body" else loc:
+    text = str(part)
+    if text in _TYPE_TAGS or "[" in text or text.startswith(("function-", "constrained-")):
+      return ".".join(parts), True
+    parts.append(text)
+  return ".".join(parts), False
+
+
+def describe(errors) -> str:
+  """The first validation error as one sentence that names the field."""
+  if not errors:
+    return "The request is not valid."
+  e = errors[0]
+  kind, msg = e.get("type", ""), str(e.get("msg", "invalid value")).rstrip(".")
+  if kind == "json_invalid":
+    where = e["loc"][1] if len(e.get("loc", ())) > 1 else 0
+    return (f"The request body is not valid JSON: {e.get('ctx', {}).get('error', msg)} at "
+            f"character {where}.")
+  field, union = _field(e.get("loc", ()))
+  if not field:
+    if kind == "missing":
+      return "The request body is missing; expected a JSON object."
+    return "The request body must be a JSON object."
+  if kind == "extra_forbidden":
+    return f"Unknown field '{field}': this API does not take it."
+  if kind == "missing":
+    return f"Field '{field}' is required."
+  if union:
+    return f"Field '{field}' has the wrong type: {msg[:1].lower() + msg[1:]}."
+  return f"Field '{field}': {msg[:1].lower() + msg[1:]}."
+
+
+def _error(request: fastapi.Request, status: int, message: str, headers=None):
+  return responses.JSONResponse(limits.error_body(request.url.path, status, message),
+                                status_code=status, headers=headers)
+
+
+def install_error_handlers(app: fastapi.FastAPI) -> None:
+
+  @app.exception_handler(exceptions.RequestValidationError)
+  async def invalid(request, e):
+    return _error(request, 400, describe(e.errors()))
+
+  @app.exception_handler(services_lib.RequestError)
+  async def refused(request, e):
+    return _error(request, e.status, e.message)
+
+  @app.exception_handler(worker.Busy)
+  async def busy(request, e):
+    return _error(request, 503, str(e), {"Retry-After": "1"})
+
+  @app.exception_handler(ConnectionAbortedError)
+  async def gone(request, e):
+    del e
+    return _error(request, 499, "The client disconnected before the answer was ready.")
+
+  @app.exception_handler(starlette_exceptions.HTTPException)
+  async def http(request, e):
+    message = e.detail if isinstance(e.detail, str) else str(e.detail)
+    if e.status_code == 404 and message == "Not Found":
+      message = f"No route {request.method} {request.url.path}."
+    elif e.status_code == 405:
+      message = f"{request.url.path} does not take {request.method}."
+    elif not message.endswith("."):
+      message += "."
+    return _error(request, e.status_code, message, getattr(e, "headers", None))
+
+  @app.exception_handler(Exception)
+  async def failed(request, e):
+    logging.exception("%s %s failed", request.method, request.url.path)
+    return _error(request, 500, f"The server failed on this request ({type(e).__name__}); "
+                  "see its log.")
+
+
+def create_app(settings: Settings, services: services_lib.Services | None = None
+               ) -> fastapi.FastAPI:
+  """The app: Ollama's API, OpenAI's API and the web UI, all behind the optional key."""
+  services = services or services_lib.Services(settings)
+  app = fastapi.FastAPI(title="BookForAI local server", version=ollama_api.VERSION,
+                        description=DESCRIPTION,
+                        dependencies=[fastapi.Depends(auth.require_key(settings.api_key))])
+  app.state.services = services
+  install_error_handlers(app)
+  app.add_middleware(limits.Guard, max_body_bytes=settings.max_body_bytes,
+                     max_upload_bytes=settings.max_upload_bytes)
+  app.include_router(ollama_api.router(services))
+  app.include_router(openai_api.router(services))
+  app.include_router(web.router(services))
+  return app

@@ -1,0 +1,270 @@
+"""Ollama's native API: /api/chat, /api/generate, /api/embed, /api/tags, /api/version.
+
+Streams are NDJSON (one JSON object a line) unless "stream": false. The last object has
+done=true, done_reason ("stop" or "length"), and the counts and times in nanoseconds:
+prompt_eval_count, prompt_eval_duration, eval_count, eval_duration, total_duration.
+
+Options used: temperature (0 is greedy), top_k (0 or less: off), top_p, min_p, num_predict
+(negative: up to the server's cap; above the cap it is lowered to it), seed, stop. The other
+options the client may send (num_ctx, repeat_penalty, ...) are accepted and ignored.
+
+A knowledge-base answer (model "kb/<name>" or the field "kb") puts "sources" on the final
+object: [{"n", "source", "chunk", "text", "score"}]; the answer cites them as [n].
+"""
+
+import datetime
+import json
+from typing import Annotated, Any, Literal
+
+import fastapi
+import pydantic
+from fastapi import responses
+from starlette.concurrency import run_in_threadpool
+
+from research.serve import services as services_lib
+from research.serve import worker as worker_lib
+
+VERSION = "0.1.0"
+Finite = Annotated[float, pydantic.Field(allow_inf_nan=False)]
+
+
+class Strict(pydantic.BaseModel):
+  model_config = pydantic.ConfigDict(extra="forbid")
+
+
+class Options(Strict):
+  temperature: Annotated[Finite, pydantic.Field(ge=0)] | None = None
+  top_k: int | None = None
+  top_p: Annotated[Finite, pydantic.Field(gt=0, le=1)] | None = None
+  min_p: Annotated[Finite, pydantic.Field(ge=0, le=1)] | None = None
+  num_predict: int | None = None
+  seed: int | None = None
+  stop: list[str] | str | None = None
+  # Accepted so that clients which send them work; this server does not use them.
+  numa: bool | None = None
+  num_ctx: int | None = None
+  num_batch: int | None = None
+  num_gpu: int | None = None
+  main_gpu: int | None = None
+  low_vram: bool | None = None
+  f16_kv: bool | None = None
+  logits_all: bool | None = None
+  vocab_only: bool | None = None
+  use_mmap: bool | None = None
+  use_mlock: bool | None = None
+  embedding_only: bool | None = None
+  num_thread: int | None = None
+  num_keep: int | None = None
+  tfs_z: float | None = None
+  typical_p: float | None = None
+  repeat_last_n: int | None = None
+  repeat_penalty: float | None = None
+  presence_penalty: float | None = None
+  frequency_penalty: float | None = None
+  mirostat: int | None = None
+  mirostat_tau: float | None = None
+  mirostat_eta: float | None = None
+  penalize_newline: bool | None = None
+
+
+class Message(Strict):
+  role: Literal["system", "user", "assistant", "tool"]
+  content: str | None = None
+  thinking: str | None = None
+  images: list[str] | None = None
+  tool_name: str | None = None
+  tool_calls: list[dict[str, Any]] | None = None
+
+
+class _Generating(Strict):
+  model: str
+  stream: bool | None = None
+  options: Options | None = None
+  format: Literal["", "json"] | dict[str, Any] | None = None
+  keep_alive: float | str | None = None
+  think: bool | Literal["low", "medium", "high"] | None = None
+  logprobs: bool | None = None
+  top_logprobs: int | None = None
+
+
+class ChatRequest(_Generating):
+  messages: list[Message] | None = None
+  tools: list[dict[str, Any]] | None = None
+  kb: str | None = None
+
+
+class GenerateRequest(_Generating):
+  prompt: str | None = None
+  suffix: str | None = None
+  system: str | None = None
+  template: str | None = None
+  context: list[int] | None = None
+  raw: bool | None = None
+  images: list[str] | None = None
+  width: int | None = None
+  height: int | None = None
+  steps: int | None = None
+
+
+class EmbedRequest(Strict):
+  model: str
+  input: str | list[str]
+  truncate: bool | None = None
+  options: Options | None = None
+  keep_alive: float | str | None = None
+  dimensions: int | None = None
+
+
+def sampling(options: Options | None, cap: int) -> worker_lib.Sampling:
+  o = options or Options()
+  if o.num_predict == 0:
+    raise services_lib.RequestError(400, "options.num_predict: expected a positive number of "
+                                    "tokens, or -1 for up to the server's cap.")
+  stop = [o.stop] if isinstance(o.stop, str) else (o.stop or [])
+  return worker_lib.Sampling(
+      temperature=0.8 if o.temperature is None else o.temperature,  # Ollama's defaults
+      top_k=40 if o.top_k is None else (o.top_k if o.top_k > 0 else None),
+      top_p=0.9 if o.top_p is None else o.top_p,
+      min_p=o.min_p,
+      max_tokens=cap if o.num_predict is None or o.num_predict < 0 else o.num_predict,
+      seed=o.seed, stop=tuple(stop))
+
+
+def _refuse_unsupported(r: _Generating) -> None:
+  if r.format not in (None, ""):
+    raise services_lib.RequestError(400, "format: this server does not constrain output to "
+                                    "JSON; leave format out.")
+  if r.think:
+    raise services_lib.RequestError(400, "think: this model does not think; leave think out "
+                                    "or set it to false.")
+  if getattr(r, "tools", None):
+    raise services_lib.RequestError(400, "tools: this server does not call tools.")
+  if getattr(r, "images", None):
+    raise services_lib.RequestError(400, "images: this model reads text only.")
+
+
+def _now() -> str:
+  return datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _final(done: worker_lib.Done) -> dict:
+  out = {"done": True, "done_reason": done.reason, "total_duration": done.total_ns,
+         "load_duration": 0, "prompt_eval_count": done.prompt_tokens,
+         "prompt_eval_duration": done.prompt_ns, "eval_count": done.tokens,
+         "eval_duration": done.eval_ns}
+  if done.sources is not None:
+    out["sources"] = done.sources
+  return out
+
+
+def _tag(name: str, family: str) -> dict:
+  return {"name": name, "model": name, "modified_at": _now(), "size": 0,
+          "digest": "", "details": {"parent_model": "", "format": "bookforai",
+                                    "family": family, "families": [family],
+                                    "parameter_size": "", "quantization_level": ""}}
+
+
+def router(services: services_lib.Services) -> fastapi.APIRouter:
+  api = fastapi.APIRouter(prefix="/api", tags=["ollama"])
+
+  async def respond(request: fastapi.Request, stream: worker_lib.Stream, model: str,
+                    streaming: bool, piece_of, text_of):
+    """NDJSON objects as the pieces come (streaming) or one object at the end."""
+    head = {"model": model, "created_at": _now()}
+    if not streaming:
+      items = await stream.collect(request.is_disconnected)
+      done = items.pop()
+      return dict(head, **text_of("".join(items)), **_final(done))
+
+    async def lines():
+      try:
+        async for item in stream:
+          if isinstance(item, worker_lib.Done):
+            obj = dict(head, created_at=_now(), **text_of(""), **_final(item))
+          else:
+            obj = dict(head, created_at=_now(), **piece_of(item), done=False)
+          yield json.dumps(obj) + "\n"
+      except Exception as e:  # pylint: disable=broad-except
+        yield json.dumps({"error": f"generation failed: {e}"}) + "\n"
+      finally:
+        stream.cancel()  # a no-op when finished; frees the worker when the client left
+
+    return responses.StreamingResponse(lines(), media_type="application/x-ndjson")
+
+  def load_only(model: str, key: str, value) -> dict:
+    return {"model": model, "created_at": _now(), key: value, "done": True,
+            "done_reason": "load"}
+
+  @api.post("/chat")
+  async def chat(body: ChatRequest, request: fastapi.Request):
+    """Chat: NDJSON stream of {"message": {"role": "assistant", "content": piece}} objects."""
+    _refuse_unsupported(body)
+    kb = services.resolve_model(body.model, body.kb)
+    await run_in_threadpool(services.lm)
+    message = lambda text: {"message": {"role": "assistant", "content": text}}
+    if not body.messages:
+      return load_only(body.model, "message", {"role": "assistant", "content": ""})
+    settings = sampling(body.options, services.settings.max_new_tokens)
+    messages = [{"role": m.role, "content": m.content or ""} for m in body.messages]
+    if kb is not None:
+      question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+      stream = services.ask_kb(kb, question, settings)
+    else:
+      ids = await run_in_threadpool(services.prompt_ids, messages)
+      stream = services.generate(ids, settings)
+    return await respond(request, stream, body.model, body.stream is not False, message, message)
+
+  @api.post("/generate")
+  async def generate(body: GenerateRequest, request: fastapi.Request):
+    """Completion of a prompt: NDJSON stream of {"response": piece} objects. The prompt is
+    wrapped in the chat template (with "system" if given) unless "raw": true."""
+    _refuse_unsupported(body)
+    if body.suffix:
+      raise services_lib.RequestError(400, "suffix: fill-in-the-middle is not supported.")
+    if body.context:
+      raise services_lib.RequestError(400, "context: this server keeps no context between "
+                                      "requests; send the conversation to /api/chat.")
+    if services.resolve_model(body.model) is not None:
+      raise services_lib.RequestError(400, "model: knowledge bases answer through /api/chat "
+                                      "and /v1/chat/completions.")
+    await run_in_threadpool(services.lm)
+    response = lambda text: {"response": text}
+    if not body.prompt:
+      return load_only(body.model, "response", "")
+    settings = sampling(body.options, services.settings.max_new_tokens)
+    if body.raw:
+      ids = await run_in_threadpool(services.prompt_ids, None, body.prompt)
+    else:
+      messages = ([{"role": "system", "content": body.system}] if body.system else []) + [
+          {"role": "user", "content": body.prompt}]
+      ids = await run_in_threadpool(services.prompt_ids, messages)
+    stream = services.generate(ids, settings)
+    return await respond(request, stream, body.model, body.stream is not False, response,
+                         response)
+
+  @api.post("/embed")
+  async def embed(body: EmbedRequest):
+    """L2-normalised all-MiniLM-L6-v2 vectors (384 numbers) for one text or a list; the
+    model name is not checked, every name embeds with MiniLM."""
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    if body.dimensions is not None:
+      raise services_lib.RequestError(400, "dimensions: MiniLM vectors have 384 dimensions; "
+                                      "leave dimensions out.")
+    start = datetime.datetime.now()
+    vectors, tokens = (await run_in_threadpool(services.embed, texts)) if texts else ([], 0)
+    took = int((datetime.datetime.now() - start).total_seconds() * 1e9)
+    return {"model": body.model, "embeddings": [[float(x) for x in v] for v in vectors],
+            "total_duration": took, "load_duration": 0, "prompt_eval_count": tokens}
+
+  @api.get("/tags")
+  async def tags():
+    """The chat model, one "kb/<name>" per knowledge base, and the embedding model."""
+    names = services.model_names()
+    return {"models": [_tag(names[0], "llama")] + [_tag(n, "kb") for n in names[1:]]
+                      + [_tag(services_lib.EMBED_MODEL, "bert")]}
+
+  @api.get("/version")
+  async def version():
+    return {"version": VERSION}
+
+  return api

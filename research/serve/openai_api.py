@@ -1,0 +1,258 @@
+"""OpenAI's API: /v1/chat/completions, /v1/embeddings, /v1/models.
+
+Chat streams as server-sent events when "stream": true, one chat.completion.chunk per text
+piece, the last chunk with finish_reason, then "data: [DONE]"; with
+stream_options.include_usage a chunk with usage and no choices comes before [DONE].
+
+Sampling: temperature (default 1; 0 is greedy), top_p, seed, stop, max_tokens or
+max_completion_tokens (above the server's cap they are lowered to it, and finish_reason
+says "length"), and top_k, min_p as extras (extra_body in the openai client). Fields the
+client may send that change nothing here (user, metadata, store, ...) are accepted; fields
+that ask for what this server cannot do (n > 1, tools, logprobs, images) get a 400.
+
+A knowledge-base answer (model "kb/<name>", or "kb": "<name>" via extra_body) carries
+"sources": [{"n", "source", "chunk", "text", "score"}] at the top level of the response,
+or of the final streamed chunk (the one with finish_reason).
+"""
+
+import base64
+import json
+import time
+import uuid
+from typing import Annotated, Any, Literal
+
+import fastapi
+import numpy as np
+import pydantic
+from fastapi import responses
+from starlette.concurrency import run_in_threadpool
+
+from research.serve import services as services_lib
+from research.serve import worker as worker_lib
+
+Finite = Annotated[float, pydantic.Field(allow_inf_nan=False)]
+ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+
+
+class Strict(pydantic.BaseModel):
+  model_config = pydantic.ConfigDict(extra="forbid")
+
+
+class TextPart(Strict):
+  type: Literal["text"]
+  text: str
+
+
+class Message(Strict):
+  role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+  content: str | list[TextPart | dict[str, Any]] | None = None
+  name: str | None = None
+  tool_calls: list[dict[str, Any]] | None = None
+  tool_call_id: str | None = None
+  function_call: dict[str, Any] | None = None
+  refusal: str | None = None
+  audio: dict[str, Any] | None = None
+
+
+class StreamOptions(Strict):
+  include_usage: bool | None = None
+  include_obfuscation: bool | None = None
+
+
+class ChatRequest(Strict):
+  model: str
+  messages: list[Message]
+  stream: bool | None = None
+  stream_options: StreamOptions | None = None
+  temperature: Annotated[Finite, pydantic.Field(ge=0, le=2)] | None = None
+  top_p: Annotated[Finite, pydantic.Field(gt=0, le=1)] | None = None
+  top_k: int | None = None
+  min_p: Annotated[Finite, pydantic.Field(ge=0, le=1)] | None = None
+  max_tokens: Annotated[int, pydantic.Field(ge=1)] | None = None
+  max_completion_tokens: Annotated[int, pydantic.Field(ge=1)] | None = None
+  stop: str | list[str] | None = None
+  seed: int | None = None
+  n: int | None = None
+  kb: str | None = None
+  # Accepted and ignored: they change nothing a local model can do.
+  frequency_penalty: Finite | None = None
+  presence_penalty: Finite | None = None
+  logit_bias: dict[str, int] | None = None
+  logprobs: bool | None = None
+  top_logprobs: int | None = None
+  metadata: dict[str, str] | None = None
+  store: bool | None = None
+  user: str | None = None
+  safety_identifier: str | None = None
+  prompt_cache_key: str | None = None
+  prompt_cache_retention: str | None = None
+  prompt_cache_options: dict[str, Any] | None = None
+  service_tier: str | None = None
+  reasoning_effort: str | None = None
+  verbosity: str | None = None
+  parallel_tool_calls: bool | None = None
+  response_format: dict[str, Any] | None = None
+  modalities: list[str] | None = None
+  # Refused when used (see _refuse_unsupported).
+  tools: list[dict[str, Any]] | None = None
+  tool_choice: str | dict[str, Any] | None = None
+  functions: list[dict[str, Any]] | None = None
+  function_call: str | dict[str, Any] | None = None
+  audio: dict[str, Any] | None = None
+  prediction: dict[str, Any] | None = None
+  web_search_options: dict[str, Any] | None = None
+  moderation: dict[str, Any] | None = None
+
+
+class EmbeddingRequest(Strict):
+  model: str
+  input: str | list[str] | list[int] | list[list[int]]
+  encoding_format: Literal["float", "base64"] | None = None
+  dimensions: int | None = None
+  user: str | None = None
+
+
+def _refuse(field: str, why: str):
+  raise services_lib.RequestError(400, f"{field}: {why}")
+
+
+def _refuse_unsupported(r: ChatRequest) -> None:
+  if r.n not in (None, 1):
+    _refuse("n", "this server returns one choice; leave n out or set it to 1.")
+  if r.tools or r.functions or r.tool_choice not in (None, "none") or r.function_call:
+    _refuse("tools", "this server does not call tools.")
+  if r.logprobs:
+    _refuse("logprobs", "this server does not return log-probabilities.")
+  if r.audio or (r.modalities and r.modalities != ["text"]):
+    _refuse("modalities", "this model reads and writes text only.")
+  if r.response_format and r.response_format.get("type") != "text":
+    _refuse("response_format", "this server does not constrain output to JSON; leave "
+            "response_format out.")
+  if r.prediction or r.web_search_options or r.moderation:
+    field = "prediction" if r.prediction else (
+        "web_search_options" if r.web_search_options else "moderation")
+    _refuse(field, "this server does not support it; leave it out.")
+
+
+def _text(message: Message, i: int) -> str:
+  if message.content is None or isinstance(message.content, str):
+    return message.content or ""
+  parts = []
+  for part in message.content:
+    if not isinstance(part, TextPart):
+      _refuse(f"messages.{i}.content", "this model reads text parts only.")
+    parts.append(part.text)
+  return "\n".join(parts)
+
+
+def messages_of(r: ChatRequest) -> list[dict]:
+  out = []
+  for i, m in enumerate(r.messages):
+    if m.role not in ROLES:
+      _refuse(f"messages.{i}.role", f"{m.role!r} messages need tools, which this server does "
+              "not call.")
+    out.append({"role": ROLES[m.role], "content": _text(m, i)})
+  if not out:
+    _refuse("messages", "at least one message is needed.")
+  return out
+
+
+def sampling(r: ChatRequest, cap: int) -> worker_lib.Sampling:
+  stop = [r.stop] if isinstance(r.stop, str) else (r.stop or [])
+  limit = r.max_completion_tokens or r.max_tokens
+  return worker_lib.Sampling(
+      temperature=1.0 if r.temperature is None else r.temperature,  # OpenAI's default
+      top_k=r.top_k if r.top_k and r.top_k > 0 else None, top_p=r.top_p, min_p=r.min_p,
+      max_tokens=cap if limit is None else limit, seed=r.seed, stop=tuple(stop))
+
+
+def _usage(done: worker_lib.Done) -> dict:
+  return {"prompt_tokens": done.prompt_tokens, "completion_tokens": done.tokens,
+          "total_tokens": done.prompt_tokens + done.tokens}
+
+
+def router(services: services_lib.Services) -> fastapi.APIRouter:
+  api = fastapi.APIRouter(prefix="/v1", tags=["openai"])
+
+  @api.post("/chat/completions")
+  async def chat_completions(body: ChatRequest, request: fastapi.Request):
+    """A chat completion, or (stream: true) server-sent chat.completion.chunk events."""
+    _refuse_unsupported(body)
+    kb = services.resolve_model(body.model, body.kb)
+    messages = messages_of(body)
+    await run_in_threadpool(services.lm)
+    settings = sampling(body, services.settings.max_new_tokens)
+    if kb is not None:
+      question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+      stream = services.ask_kb(kb, question, settings)
+    else:
+      ids = await run_in_threadpool(services.prompt_ids, messages)
+      stream = services.generate(ids, settings)
+    head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()),
+            "model": body.model, "system_fingerprint": None}
+
+    if not body.stream:
+      items = await stream.collect(request.is_disconnected)
+      done = items.pop()
+      out = dict(head, object="chat.completion", choices=[{
+          "index": 0, "message": {"role": "assistant", "content": "".join(items),
+                                  "refusal": None},
+          "logprobs": None, "finish_reason": done.reason}], usage=_usage(done))
+      if done.sources is not None:
+        out["sources"] = done.sources
+      return out
+
+    chunk = lambda delta, reason=None: dict(head, object="chat.completion.chunk", choices=[{
+        "index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}])
+    event = lambda obj: f"data: {json.dumps(obj)}\n\n"
+
+    async def events():
+      try:
+        yield event(chunk({"role": "assistant", "content": ""}))
+        async for item in stream:
+          if isinstance(item, worker_lib.Done):
+            last = chunk({}, item.reason)
+            if item.sources is not None:
+              last["sources"] = item.sources
+            yield event(last)
+            if body.stream_options and body.stream_options.include_usage:
+              yield event(dict(head, object="chat.completion.chunk", choices=[],
+                               usage=_usage(item)))
+          else:
+            yield event(chunk({"content": item}))
+        yield "data: [DONE]\n\n"
+      except Exception as e:  # pylint: disable=broad-except
+        yield event({"error": {"message": f"generation failed: {e}", "type": "server_error"}})
+      finally:
+        stream.cancel()  # a no-op when finished; frees the worker when the client left
+
+    return responses.StreamingResponse(events(), media_type="text/event-stream")
+
+  @api.post("/embeddings")
+  async def embeddings(body: EmbeddingRequest):
+    """all-MiniLM-L6-v2 vectors, L2-normalised; every model name embeds with MiniLM."""
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    if any(not isinstance(t, str) for t in texts):
+      _refuse("input", "token ids are not supported; send text.")
+    if not texts:
+      _refuse("input", "expected at least one text.")
+    if body.dimensions is not None and body.dimensions != 384:
+      _refuse("dimensions", "MiniLM vectors have 384 dimensions.")
+    vectors, tokens = await run_in_threadpool(services.embed, texts)
+    as_base64 = body.encoding_format == "base64"
+    data = [{"object": "embedding", "index": i,
+             "embedding": (base64.b64encode(np.asarray(v, "<f4").tobytes()).decode()
+                           if as_base64 else [float(x) for x in v])}
+            for i, v in enumerate(vectors)]
+    return {"object": "list", "data": data, "model": body.model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+  @api.get("/models")
+  async def models():
+    """The chat model, one "kb/<name>" per knowledge base, and the embedding model."""
+    created = int(services.started)
+    return {"object": "list", "data": [
+        {"id": name, "object": "model", "created": created, "owned_by": "bookforai"}
+        for name in services.model_names() + [services_lib.EMBED_MODEL]]}
+
+  return api

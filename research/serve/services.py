@@ -1,0 +1,230 @@
+"""What the routes share: the model (loaded once, on first use), the embedder, the knowledge
+bases and the one generation worker.
+
+  services = Services(settings)                 # or Services(settings, lm=tiny, embedder=fake)
+  services.resolve_model("kb/docs")             # -> "docs": answer from that knowledge base
+  stream = services.chat(messages, sampling, kb=None)   # -> worker.Stream of pieces, then Done
+
+A knowledge base is named either by the model name "kb/<name>" (so unmodified Ollama and
+OpenAI clients can use it) or by a body field "kb": "<name>". Names are the --kb folder's
+own name and every subfolder of settings.kb_root that holds a knowledge base.
+"""
+
+import re
+import threading
+import time
+from pathlib import Path
+
+from research.rag import answer
+from research.rag import retrieve
+from research.rag import store
+from research.serve import worker as worker_lib
+from research.serve.settings import Settings
+
+KB_PREFIX = "kb/"
+EMBED_MODEL = "all-minilm-l6-v2"
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class RequestError(Exception):
+  """A request the server refuses: an HTTP status and one sentence for the client."""
+
+  def __init__(self, status: int, message: str):
+    super().__init__(message)
+    self.status = status
+    self.message = message
+
+
+def _folder_name(path) -> str:
+  return re.sub(r"[^A-Za-z0-9_-]", "-", Path(path).resolve().name)[:64] or "kb"
+
+
+class Services:
+
+  def __init__(self, settings: Settings, lm=None, embedder=None):
+    self.settings = settings
+    self._lm = lm
+    self._embedder = embedder
+    self._lm_lock = threading.Lock()
+    self._embedder_lock = threading.Lock()
+    self._kb_lock = threading.Lock()
+    self._kbs: dict[str, tuple] = {}  # name -> (manifest stamp, KnowledgeBase, Retriever)
+    self.worker = worker_lib.Worker(settings.queue_size)
+    self.started = time.time()
+
+  # -- models ---------------------------------------------------------------------------
+
+  def lm(self):
+    """The chat model: research.load_model(settings.model), loaded once."""
+    with self._lm_lock:
+      if self._lm is None:
+        import research  # pylint: disable=g-import-not-at-top
+        self._lm = research.load_model(self.settings.model)
+      return self._lm
+
+  def embedder(self):
+    """all-MiniLM-L6-v2 (research.rag.embed), loaded once."""
+    with self._embedder_lock:
+      if self._embedder is None:
+        from research.rag import embed  # pylint: disable=g-import-not-at-top
+        self._embedder = embed.load_minilm()
+      return self._embedder
+
+  @property
+  def model_name(self) -> str:
+    return self.settings.model
+
+  def model_names(self) -> list[str]:
+    """What /api/tags and /v1/models list: the chat model, then one "kb/<name>" per
+    knowledge base."""
+    return [self.model_name] + [KB_PREFIX + name for name in self.kb_names()]
+
+  def resolve_model(self, requested: str | None, kb: str | None = None) -> str | None:
+    """The knowledge base a chat request names (by "kb/<name>" or the kb field), or None
+    for the plain model; RequestError 404 for a model this server does not have."""
+    requested = (requested or "").removesuffix(":latest")
+    if requested.startswith(KB_PREFIX):
+      if kb is not None and kb != requested[len(KB_PREFIX):]:
+        raise RequestError(400, f"kb: {kb!r} disagrees with the model {requested!r}; name "
+                           "the knowledge base once.")
+      kb = requested[len(KB_PREFIX):]
+    elif requested not in (self.model_name, Path(self.model_name).name, ""):
+      raise RequestError(404, f"model {requested!r} not found; this server has "
+                         f"{', '.join(repr(n) for n in self.model_names())}.")
+    if kb is not None and kb not in self.kb_names():
+      raise RequestError(404, f"knowledge base {kb!r} not found; this server has "
+                         f"{self.kb_names() or 'none'}.")
+    return kb
+
+  # -- knowledge bases ------------------------------------------------------------------
+
+  def kb_names(self) -> list[str]:
+    names = [_folder_name(self.settings.kb)] if self.settings.kb else []
+    root = self.settings.kb_root
+    if root.is_dir():
+      names += sorted(p.name for p in root.iterdir()
+                      if p.is_dir() and _NAME.fullmatch(p.name) and (p / store.MANIFEST).is_file()
+                      and p.name not in names)
+    return names
+
+  def kb_dir(self, name: str) -> Path:
+    """The folder of knowledge base `name`: the --kb folder under its own name, else
+    kb_root/name (which need not exist yet)."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+      raise ValueError(f"knowledge-base name {name!r}: use 1 to 64 letters, digits, '-' or "
+                       "'_'.")
+    if self.settings.kb and name == _folder_name(self.settings.kb):
+      return Path(self.settings.kb)
+    return self.settings.kb_root / name
+
+  def _stamp(self, directory: Path):
+    try:
+      stat = (directory / store.MANIFEST).stat()
+    except FileNotFoundError:
+      return None
+    return stat.st_mtime_ns, stat.st_size
+
+  def _kb_entry(self, name: str):
+    directory = self.kb_dir(name)
+    with self._kb_lock:
+      stamp = self._stamp(directory)
+      cached = self._kbs.get(name)
+      if cached is None or cached[0] != stamp:
+        cached = (stamp, store.KnowledgeBase.open(directory), None)
+        self._kbs[name] = cached
+      return cached
+
+  def open_kb(self, name: str) -> store.KnowledgeBase:
+    """The knowledge base `name`, opened again whenever its manifest changed."""
+    return self._kb_entry(name)[1]
+
+  def retriever(self, name: str) -> tuple[store.KnowledgeBase, retrieve.Retriever]:
+    stamp, kb, found = self._kb_entry(name)
+    if found is None:
+      found = kb.retriever(self.embedder())
+      with self._kb_lock:
+        if self._kbs.get(name, (None,))[0] == stamp:
+          self._kbs[name] = (stamp, kb, found)
+    return kb, found
+
+  # -- generation -----------------------------------------------------------------------
+
+  def budget(self, prompt_tokens: int) -> int:
+    """The KV-cache size in new tokens: settings.max_new_tokens, less for models with
+    learned positions whose table would overflow."""
+    lm = self.lm()
+    budget = self.settings.max_new_tokens
+    if lm.config.position in ("learned", "sinusoidal"):
+      padded = -(-prompt_tokens // 64) * 64
+      budget = min(budget, lm.config.max_length // 64 * 64 - padded)
+    return budget
+
+  def prompt_ids(self, messages: list[dict] | None = None, raw: str | None = None) -> list[int]:
+    """Token ids of a chat (rendered with the model's template) or of raw text; 400 if
+    longer than settings.max_prompt_tokens."""
+    tok = self.lm().tokenizer
+    text = raw if raw is not None else tok.apply_chat_template(messages,
+                                                               add_generation_prompt=True)
+    ids = tok.encode(text)
+    if not ids:
+      raise RequestError(400, "prompt: it is empty after tokenization.")
+    limit = self.settings.max_prompt_tokens
+    if len(ids) > limit:
+      raise RequestError(400, f"prompt: {len(ids)} tokens, more than this server's limit of "
+                         f"{limit}.")
+    if self.budget(len(ids)) < 1:
+      raise RequestError(400, f"prompt: {len(ids)} tokens leave no room to answer in the "
+                         "model's context.")
+    return ids
+
+  def capped(self, sampling: worker_lib.Sampling, prompt_tokens: int) -> worker_lib.Sampling:
+    """max_tokens above the server's cap (or what the context leaves) is lowered to it."""
+    import dataclasses  # pylint: disable=g-import-not-at-top
+    return dataclasses.replace(sampling,
+                               max_tokens=min(sampling.max_tokens, self.budget(prompt_tokens)))
+
+  def generate(self, prompt_ids: list[int], sampling: worker_lib.Sampling) -> worker_lib.Stream:
+    """Queues a generation; the stream yields text pieces, then a worker.Done."""
+    sampling = self.capped(sampling, len(prompt_ids))
+    budget = self.budget(len(prompt_ids))
+    lm = self.lm()
+    return self.worker.submit(
+        lambda cancel: worker_lib.generation(lm, prompt_ids, sampling, budget, cancel))
+
+  def ask_kb(self, name: str, question: str, sampling: worker_lib.Sampling) -> worker_lib.Stream:
+    """Queues an answer from knowledge base `name` (research.rag.answer: greedy, citing
+    [n]); its Done carries the sources."""
+    if not question.strip():
+      raise RequestError(400, "messages: a knowledge-base question needs a user message with "
+                         "text.")
+    sampling = self.capped(sampling, 0)
+
+    def produce(cancel):
+      start_ns = time.perf_counter_ns()
+      kb, found = self.retriever(name)
+      if not len(kb):
+        result = answer.Result([], [], iter([answer.NO_ANSWER]))
+      else:
+        result = answer.ask(self.lm, found, kb.rows, question,
+                            max_new_tokens=self.settings.max_new_tokens,
+                            max_prompt_tokens=self.settings.max_prompt_tokens)
+      done = worker_lib.Done(sources=sources(kb, result))
+      if result.hits:
+        chosen = [kb.rows[h.row] for h in result.hits]
+        done.prompt_tokens = len(answer.prompt_ids(self.lm().tokenizer, question, chosen,
+                                                   self.settings.max_prompt_tokens)[0])
+      yield from worker_lib.finish(result.pieces, sampling, done, start_ns, cancel)
+
+    return self.worker.submit(produce)
+
+  def embed(self, texts: list[str]):
+    """L2-normalised MiniLM vectors, N x 384, and the number of tokens they took."""
+    embedder = self.embedder()
+    return embedder.encode(texts), sum(embedder.count_tokens(texts))
+
+
+def sources(kb: store.KnowledgeBase, result: answer.Result) -> list[dict]:
+  """The cited passages: [n] in the answer is the source with that "n"."""
+  return [{"n": n, "source": source, "chunk": index, "text": kb.rows[hit.row]["text"],
+           "score": round(hit.score, 6)}
+          for (n, source, index), hit in zip(result.sources, result.hits)]
