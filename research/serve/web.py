@@ -1,8 +1,298 @@
-"""The web UI: pages at / and the routes only the pages call (placeholder until it lands)."""
+"""The web UI: the page at / (chat, knowledge base, fine-tune) and the /ui/ routes it calls.
+
+  GET  /                          the page (static/index.html, app.js, app.css; no build step)
+  GET  /ui/info                   model, knowledge bases, upload limit, fine-tune form choices
+  POST /ui/kb                     {"name"}: a new, empty knowledge base
+  GET  /ui/kb/{name}              its documents, chunks and ingest progress
+  POST /ui/kb/{name}/documents    one multipart file (field "file") into its documents folder
+  POST /ui/kb/{name}/ingest       ingest the documents folder in a background thread
+  GET  /ui/kb/{name}/ingest       {"state", "done", "total", "message"}, polled by the page
+  POST /ui/jobs                   the fine-tune form: starts a job (400 names a bad field)
+  GET  /ui/jobs, /ui/jobs/{id}    state, loss points, last line of stderr, export
+  POST /ui/jobs/{id}/stop, /ui/jobs/{id}/export
+
+Chat and knowledge-base answers go through the public API (POST /api/chat, with "kb" for an
+answer from a knowledge base), so the page uses exactly what other clients use. When the
+server has an API key, every /ui/ route needs it; the page keeps it in localStorage.
+"""
+
+import contextlib
+import dataclasses
+import re
+import threading
+from pathlib import Path
 
 import fastapi
+import numpy as np
+from fastapi import responses
+
+from research import files
+from research.serve import auth
+from research.serve import jobs as jobs_lib
+
+STATIC = Path(__file__).parent / "static"
+DOCUMENTS = "documents"   # a knowledge base's uploaded files, beside its manifest
+KB_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # services.kb_dir's rule, checked here too
+# An uploaded file keeps its base name only when it is plain: no separators, no leading dot.
+FILE_NAME = re.compile(r"[\w][\w .()+,=@-]{0,199}")
+MULTIPART_SLACK = 16 << 10  # boundary and headers around the one file of an upload
+CHUNKS_SHOWN = 500
+
+
+def safe_file_name(raw: str | None, allowed_suffixes) -> str:
+  """The base name of an upload, or ValueError: nothing of it may name another folder."""
+  name = (raw or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
+  if not name or name in (".", "..") or not FILE_NAME.fullmatch(name) or name.endswith("."):
+    raise ValueError(f"file name {raw!r}: expected a plain name of letters, digits, spaces "
+                     "and ._-()+,=@ that does not start with a dot.")
+  suffix = Path(name).suffix.lower()
+  if suffix not in allowed_suffixes:
+    raise ValueError(f"file name {raw!r}: expected one of the types {list(allowed_suffixes)}.")
+  return name
+
+
+def inside(folder: Path, name: str) -> Path:
+  """folder/name, checked once more after resolving links: it must lie directly in folder."""
+  path = (folder / name).resolve()
+  if path.parent != folder.resolve():
+    raise ValueError(f"file name {name!r}: resolves outside the documents folder.")
+  return path
+
+
+@dataclasses.dataclass
+class Ingest:
+  state: str = "idle"      # idle | reading | embedding | done | failed
+  done: int = 0            # chunks embedded so far
+  total: int = 0           # chunks to embed in this ingest
+  message: str = ""
+
+  def as_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+class CountingEmbedder:
+  """The embedder an ingest sees: it embeds in batches and reports how far it got."""
+
+  def __init__(self, embedder, progress: Ingest, batch_size: int = 32):
+    self.inner, self.progress, self.batch_size = embedder, progress, batch_size
+    self.dim = embedder.dim
+
+  def count_tokens(self, texts):
+    return self.inner.count_tokens(texts)
+
+  def encode(self, texts, progress: bool = False):
+    del progress
+    self.progress.state, self.progress.total, self.progress.done = "embedding", len(texts), 0
+    parts = []
+    for start in range(0, len(texts), self.batch_size):
+      parts.append(self.inner.encode(texts[start:start + self.batch_size]))
+      self.progress.done = min(start + self.batch_size, len(texts))
+    return np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
+
+
+class KnowledgeBases:
+  """Creating knowledge bases, storing uploads, and one background ingest per base."""
+
+  def __init__(self, services):
+    self.services = services
+    self.ingests: dict[str, Ingest] = {}
+    self.lock = threading.Lock()
+
+  def dir(self, name: str, create: bool = False) -> Path:
+    if not KB_NAME.fullmatch(name or ""):
+      raise fastapi.HTTPException(400, f"knowledge base name {name!r}: expected 1 to 64 "
+                                  "letters, digits, '-' or '_'.")
+    try:
+      path = Path(self.services.kb_dir(name))
+    except ValueError as e:
+      raise fastapi.HTTPException(400, str(e)) from None
+    if create:
+      (path / DOCUMENTS).mkdir(parents=True, exist_ok=True)
+    elif not path.is_dir():
+      raise fastapi.HTTPException(404, f"no knowledge base named {name!r}.")
+    return path
+
+  def names(self) -> list[str]:
+    """The served knowledge bases and those made here that have no ingest yet."""
+    root = Path(self.services.settings.kb_root)
+    fresh = [p.name for p in root.iterdir() if KB_NAME.fullmatch(p.name)
+             and (p / DOCUMENTS).is_dir()] if root.is_dir() else []
+    return sorted(set(self.services.kb_names()) | set(fresh))
+
+  def describe(self, name: str) -> dict:
+    from research.rag import store  # pylint: disable=g-import-not-at-top
+    path = self.dir(name)
+    kb = store.KnowledgeBase.open(path)
+    counts = {}
+    for row in kb.rows:
+      counts[row["source"]] = counts.get(row["source"], 0) + 1
+    docs = path / DOCUMENTS
+    documents = []
+    for f in sorted(docs.iterdir()) if docs.is_dir() else []:
+      if f.is_file() and not f.name.startswith("."):
+        documents.append({"name": f.name, "bytes": f.stat().st_size,
+                          "chunks": counts.get(str(f.resolve()), 0)})
+    chunks = [{"source": Path(r["source"]).name, "chunk": r["chunk"], "tokens": r.get("tokens"),
+               "text": r["text"]} for r in kb.rows[:CHUNKS_SHOWN]]
+    return {"name": name, "documents": documents, "chunks": chunks, "total_chunks": len(kb),
+            "sources": len(counts), "ingest": self.progress(name)}
+
+  def progress(self, name: str) -> dict:
+    return self.ingests.get(name, Ingest()).as_dict()
+
+  def start_ingest(self, name: str) -> dict:
+    path = self.dir(name)
+    with self.lock:
+      current = self.ingests.get(name)
+      if current is not None and current.state in ("reading", "embedding"):
+        raise fastapi.HTTPException(409, f"knowledge base {name!r} is already ingesting.")
+      progress = self.ingests[name] = Ingest(state="reading")
+    (path / DOCUMENTS).mkdir(parents=True, exist_ok=True)
+    threading.Thread(target=self._ingest, args=(name, path, progress), daemon=True,
+                     name=f"ingest-{name}").start()
+    return progress.as_dict()
+
+  def _ingest(self, name: str, path: Path, progress: Ingest):
+    from research.rag import store  # pylint: disable=g-import-not-at-top
+    warnings = []
+    try:
+      embedder = CountingEmbedder(self.services.embedder(), progress)
+      kb = store.KnowledgeBase.open(path, dim=embedder.dim)
+      report = kb.ingest(path / DOCUMENTS, embedder, log=warnings.append)
+      self.services.open_kb(name)  # the chat routes answer from the new generation
+      progress.message = report.summary() + "".join(f"; {w}" for w in warnings)
+      progress.state = "done"
+    except Exception as e:  # pylint: disable=broad-except  (shown on the page, not lost)
+      progress.message = f"{type(e).__name__}: {e}"
+      progress.state = "failed"
+
+
+def _error(status: int, message: str):
+  raise fastapi.HTTPException(status, message)
 
 
 def router(services) -> fastapi.APIRouter:
-  del services
-  return fastapi.APIRouter()
+  settings = services.settings
+  from research.rag import extract  # pylint: disable=g-import-not-at-top
+  allowed = extract.suffixes()
+  kbs = KnowledgeBases(services)
+  jobs = jobs_lib.Jobs(Path(settings.work_dir) / "jobs", settings.model, settings.data_dir)
+
+  @contextlib.asynccontextmanager
+  async def lifespan(app):
+    del app
+    yield
+    jobs.close()  # no training process outlives the server
+
+  pages = fastapi.APIRouter(lifespan=lifespan)
+  ui = fastapi.APIRouter(prefix="/ui", dependencies=[fastapi.Depends(
+      auth.require_key(settings.api_key))])
+  static_files = {p.name: p for p in STATIC.iterdir() if p.is_file()}
+
+  # Plain Starlette routes: no FastAPI dependency (the API key included) applies to them, so
+  # a browser can load the page, which holds nothing but code, and then enter the key.
+  def index(request):
+    del request
+    return responses.FileResponse(STATIC / "index.html", media_type="text/html")
+
+  def static(request):
+    name = request.path_params["name"]
+    if name not in static_files:
+      return responses.JSONResponse({"detail": f"No static file {name!r}."}, status_code=404)
+    return responses.FileResponse(static_files[name])
+
+  pages.add_route("/", index, methods=["GET"], include_in_schema=False)
+  pages.add_route("/static/{name}", static, methods=["GET"], include_in_schema=False)
+
+  @ui.get("/info")
+  def info():
+    return {"model": settings.model, "kbs": kbs.names(), "suffixes": list(allowed),
+            "max_upload_bytes": settings.max_upload_bytes,
+            "datasets": jobs_lib.sft_datasets(settings.data_dir),
+            "data_dir": str(settings.data_dir), "form": jobs_lib.FORM_DEFAULTS,
+            "choices": {k: list(v) for k, v in jobs_lib.CHOICES.items()}}
+
+  @ui.post("/kb")
+  def create_kb(body: dict = fastapi.Body(...)):
+    name = body.get("name") if isinstance(body, dict) else None
+    if not isinstance(name, str):
+      _error(400, 'expected {"name": "<knowledge base name>"}.')
+    kbs.dir(name, create=True)
+    return kbs.describe(name)
+
+  @ui.get("/kb/{name}")
+  def describe_kb(name: str):
+    return kbs.describe(name)
+
+  @ui.post("/kb/{name}/documents")
+  async def upload(name: str, request: fastapi.Request):
+    folder = kbs.dir(name) / DOCUMENTS
+    limit = settings.max_upload_bytes
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > limit + MULTIPART_SLACK:
+      _error(413, f"The upload is {int(length)} bytes, over the limit of {limit} bytes per file.")
+    try:
+      form = await request.form(max_files=1, max_fields=1)
+    except Exception as e:  # pylint: disable=broad-except  (a malformed multipart body)
+      _error(400, f"expected a multipart form with one file in the field 'file' ({e}).")
+    upload_file = form.get("file")
+    if upload_file is None or isinstance(upload_file, str):
+      _error(400, "expected a multipart form with one file in the field 'file'.")
+    try:
+      file_name = safe_file_name(upload_file.filename, allowed)
+      target = inside(folder, file_name)
+    except ValueError as e:
+      _error(400, str(e))
+    data = await upload_file.read(limit + 1)
+    if len(data) > limit:
+      _error(413, f"{file_name} is over the limit of {limit} bytes per file.")
+    folder.mkdir(parents=True, exist_ok=True)
+    files.write_bytes(target, data)
+    return {"name": file_name, "bytes": len(data)}
+
+  @ui.post("/kb/{name}/ingest")
+  def ingest(name: str):
+    return kbs.start_ingest(name)
+
+  @ui.get("/kb/{name}/ingest")
+  def ingest_progress(name: str):
+    kbs.dir(name)
+    return kbs.progress(name)
+
+  @ui.post("/jobs")
+  def start_job(body: dict = fastapi.Body(...)):
+    try:
+      job = jobs.start(body)
+    except ValueError as e:
+      _error(400, str(e))
+    except RuntimeError as e:
+      _error(409, str(e))
+    return jobs.status(job.id)
+
+  @ui.get("/jobs")
+  def list_jobs():
+    return {"jobs": jobs.list()}
+
+  def job_call(fn, job_id):
+    try:
+      return fn(job_id)
+    except KeyError as e:
+      _error(404, e.args[0])
+    except RuntimeError as e:
+      _error(409, str(e))
+
+  @ui.get("/jobs/{job_id}")
+  def job_status(job_id: str):
+    return job_call(jobs.status, job_id)
+
+  @ui.post("/jobs/{job_id}/stop")
+  def stop_job(job_id: str):
+    return job_call(jobs.stop, job_id)
+
+  @ui.post("/jobs/{job_id}/export")
+  def export_job(job_id: str):
+    return job_call(jobs.export, job_id)
+
+  pages.include_router(ui)
+  pages.jobs, pages.kbs = jobs, kbs  # for the server's shutdown and for tests
+  return pages

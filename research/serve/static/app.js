@@ -1,0 +1,496 @@
+// BookForAI's page: chat, knowledge base and fine-tune over the server's own HTTP API.
+// Plain JavaScript, no build step and nothing fetched from elsewhere.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const KEY = "bookforai.api_key";
+let info = null;
+
+// ---- talking to the server ------------------------------------------------------------
+function headers(extra = {}) {
+  const key = localStorage.getItem(KEY);
+  return key ? { ...extra, Authorization: `Bearer ${key}` } : extra;
+}
+
+async function errorText(response) {
+  const text = await response.text();
+  try {
+    const body = JSON.parse(text);
+    const said = body.error ?? body.detail ?? text;
+    const message = typeof said === "string" ? said : (said.message ?? JSON.stringify(said));
+    return `${response.status}: ${message}`;
+  } catch (e) {
+    return `${response.status}: ${text || response.statusText}`;
+  }
+}
+
+async function api(path, options = {}) {
+  const init = { ...options, headers: headers(options.headers || {}) };
+  if (options.json !== undefined) {
+    init.method = init.method || "POST";
+    init.body = JSON.stringify(options.json);
+    init.headers["Content-Type"] = "application/json";
+  }
+  const response = await fetch(path, init);
+  if (!response.ok) throw new Error(await errorText(response));
+  return response.json();
+}
+
+function showError(error) {
+  const box = $("error");
+  box.textContent = error ? String(error.message || error) : "";
+  box.hidden = !error;
+}
+
+// POST /api/chat streams one JSON object per line; calls onPiece(text) as they arrive and
+// returns the final object (done: true), which carries "sources" for knowledge-base answers.
+async function streamChat(body, onPiece, signal) {
+  const response = await fetch("/api/chat", {
+    method: "POST", signal, body: JSON.stringify({ ...body, stream: true }),
+    headers: headers({ "Content-Type": "application/json" }),
+  });
+  if (!response.ok) throw new Error(await errorText(response));
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "", last = null;
+  const handle = (line) => {
+    if (!line.trim()) return;
+    const obj = JSON.parse(line);
+    if (obj.error) throw new Error(obj.error);
+    if (obj.message && obj.message.content) onPiece(obj.message.content);
+    if (obj.done) last = obj;
+  };
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    let cut;
+    while ((cut = buffer.indexOf("\n")) >= 0) {
+      handle(buffer.slice(0, cut));
+      buffer = buffer.slice(cut + 1);
+    }
+  }
+  handle(buffer + decoder.decode());
+  return last;
+}
+
+// ---- pages ------------------------------------------------------------------------------
+function showPage() {
+  const page = (location.hash || "#chat").slice(1);
+  for (const section of document.querySelectorAll(".page")) {
+    section.hidden = section.id !== `page-${page}`;
+  }
+  for (const link of document.querySelectorAll("nav a")) {
+    link.classList.toggle("active", link.dataset.page === page);
+  }
+  if (page === "kb") refreshKb().catch(showError);
+  if (page === "finetune") refreshJobs().catch(showError);
+}
+
+// ---- chat -----------------------------------------------------------------------------
+const chat = { messages: [], controller: null };
+
+function addMessage(role, text) {
+  const div = document.createElement("div");
+  div.className = `msg ${role}`;
+  const who = document.createElement("span");
+  who.className = "who";
+  who.textContent = role;
+  const body = document.createElement("span");
+  body.className = "text";
+  body.textContent = text;
+  div.append(who, body);
+  $("chat-log").append(div);
+  $("chat-log").scrollTop = $("chat-log").scrollHeight;
+  return div;
+}
+
+function samplerOptions() {
+  const options = {};
+  for (const name of ["temperature", "top_k", "top_p", "min_p", "num_predict", "seed"]) {
+    const raw = $(`s-${name}`).value.trim();
+    if (raw === "") continue;
+    const value = Number(raw);
+    if (!Number.isFinite(value)) throw new Error(`${name}: expected a number, got ${raw}`);
+    options[name] = value;
+  }
+  return options;
+}
+
+async function sendChat(event) {
+  event.preventDefault();
+  const text = $("chat-input").value.trim();
+  if (!text || chat.controller) return;
+  showError(null);
+  let options;
+  try { options = samplerOptions(); } catch (e) { showError(e); return; }
+  $("chat-input").value = "";
+  chat.messages.push({ role: "user", content: text });
+  addMessage("user", text);
+  const div = addMessage("assistant", "");
+  div.classList.add("streaming");
+  const out = div.querySelector(".text");
+  const system = $("s-system").value.trim();
+  const messages = system ? [{ role: "system", content: system }, ...chat.messages] : chat.messages;
+  chat.controller = new AbortController();
+  $("chat-send").disabled = true;
+  $("chat-stop").disabled = false;
+  let answer = "";
+  try {
+    const last = await streamChat({ model: info ? info.model : undefined, messages, options },
+      (piece) => {
+        answer += piece;
+        out.textContent = answer;
+        $("chat-log").scrollTop = $("chat-log").scrollHeight;
+      }, chat.controller.signal);
+    if (last && last.eval_count) div.title = `${last.eval_count} tokens`;
+  } catch (e) {
+    if (e.name !== "AbortError") showError(e);
+  } finally {
+    div.classList.remove("streaming");
+    chat.messages.push({ role: "assistant", content: answer });
+    chat.controller = null;
+    $("chat-send").disabled = false;
+    $("chat-stop").disabled = true;
+  }
+}
+
+// ---- knowledge base -------------------------------------------------------------------
+const kb = { polling: null };
+
+function currentKb() { return $("kb-select").value; }
+
+async function refreshKbList(select) {
+  info = await api("/ui/info");
+  const box = $("kb-select");
+  const keep = select || box.value;
+  box.replaceChildren(...info.kbs.map((name) => new Option(name, name)));
+  if (keep && info.kbs.includes(keep)) box.value = keep;
+}
+
+async function refreshKb(select) {
+  await refreshKbList(select);
+  const name = currentKb();
+  $("kb-limits").textContent = `Files up to ${info.max_upload_bytes.toLocaleString()} bytes, ` +
+    `of type ${info.suffixes.join(" ")}.`;
+  if (!name) { renderKb({ documents: [], chunks: [], total_chunks: 0, ingest: {} }); return; }
+  const state = await api(`/ui/kb/${encodeURIComponent(name)}`);
+  renderKb(state);
+  if (["reading", "embedding"].includes(state.ingest.state)) pollIngest(name);
+}
+
+function renderKb(state) {
+  const rows = state.documents.map((d) => {
+    const tr = document.createElement("tr");
+    for (const value of [d.name, d.bytes, d.chunks]) {
+      const td = document.createElement("td");
+      td.textContent = value;
+      tr.append(td);
+    }
+    return tr;
+  });
+  $("kb-documents").querySelector("tbody").replaceChildren(...rows);
+  $("kb-chunk-count").textContent = `(${state.total_chunks}` +
+    (state.chunks.length < state.total_chunks ? `, first ${state.chunks.length} shown)` : ")");
+  $("kb-chunks").replaceChildren(...state.chunks.map((c) => chunkItem(c, null)));
+  renderIngest(state.ingest || {});
+}
+
+function chunkItem(c, n) {
+  const li = document.createElement("li");
+  const meta = document.createElement("span");
+  meta.className = "meta";
+  const score = c.score === undefined ? "" : `, score ${Number(c.score).toFixed(3)}`;
+  meta.textContent = `${n === null ? "" : `[${n}] `}${c.source.split("/").pop()} chunk ${c.chunk}${score}`;
+  li.append(meta, document.createTextNode(c.text));
+  return li;
+}
+
+function renderIngest(p) {
+  const bar = $("kb-progress");
+  bar.max = Math.max(p.total || 0, 1);
+  bar.value = p.state === "done" ? bar.max : (p.done || 0);
+  const words = { idle: "", reading: "reading documents...",
+                  embedding: `embedding ${p.done}/${p.total} chunks`, done: "done", failed: "failed" };
+  $("kb-status").textContent = [words[p.state] ?? p.state, p.message].filter(Boolean).join(": ");
+  $("kb-ingest").disabled = ["reading", "embedding"].includes(p.state);
+}
+
+function pollIngest(name) {
+  clearTimeout(kb.polling);
+  const tick = async () => {
+    try {
+      const p = await api(`/ui/kb/${encodeURIComponent(name)}/ingest`);
+      renderIngest(p);
+      if (["reading", "embedding"].includes(p.state)) kb.polling = setTimeout(tick, 400);
+      else if (name === currentKb()) await refreshKb();
+    } catch (e) { showError(e); }
+  };
+  tick();
+}
+
+async function createKb(event) {
+  event.preventDefault();
+  showError(null);
+  const name = $("kb-new-name").value.trim();
+  try {
+    await api("/ui/kb", { json: { name } });
+    $("kb-new-name").value = "";
+    await refreshKb(name);
+  } catch (e) { showError(e); }
+}
+
+async function uploadFiles(event) {
+  event.preventDefault();
+  showError(null);
+  const name = currentKb();
+  if (!name) { showError("Create or pick a knowledge base first."); return; }
+  const chosen = [...$("kb-files").files];
+  try {
+    for (const [i, file] of chosen.entries()) {
+      $("kb-status").textContent = `uploading ${file.name} (${i + 1}/${chosen.length})`;
+      const form = new FormData();
+      form.append("file", file, file.name);
+      await api(`/ui/kb/${encodeURIComponent(name)}/documents`, { method: "POST", body: form });
+    }
+    $("kb-files").value = "";
+    await refreshKb();
+    $("kb-status").textContent = `uploaded ${chosen.length} file(s); press Ingest`;
+  } catch (e) { showError(e); }
+}
+
+async function startIngest() {
+  showError(null);
+  const name = currentKb();
+  if (!name) { showError("Create or pick a knowledge base first."); return; }
+  try {
+    renderIngest(await api(`/ui/kb/${encodeURIComponent(name)}/ingest`, { method: "POST" }));
+    pollIngest(name);
+  } catch (e) { showError(e); }
+}
+
+// The answer with each [n] marked; a marked [n] and source n light up together.
+function renderAnswer(text, sources) {
+  const box = $("kb-answer");
+  box.replaceChildren();
+  const known = new Set((sources || []).map((s) => s.n));
+  const cited = new Set();
+  let at = 0;
+  for (const m of text.matchAll(/\[(\d+)\]/g)) {
+    const n = Number(m[1]);
+    if (!known.has(n)) continue;
+    box.append(document.createTextNode(text.slice(at, m.index)));
+    const mark = document.createElement("mark");
+    mark.className = "cite";
+    mark.dataset.n = n;
+    mark.textContent = m[0];
+    mark.addEventListener("mouseenter", () => focusSource(n, true));
+    mark.addEventListener("mouseleave", () => focusSource(n, false));
+    mark.addEventListener("click", () => $(`source-${n}`)?.scrollIntoView({ block: "nearest" }));
+    box.append(mark);
+    cited.add(n);
+    at = m.index + m[0].length;
+  }
+  box.append(document.createTextNode(text.slice(at)));
+  return cited;
+}
+
+function focusSource(n, on) {
+  $(`source-${n}`)?.classList.toggle("focus", on);
+}
+
+async function askKb(event) {
+  event.preventDefault();
+  showError(null);
+  const name = currentKb();
+  const question = $("kb-question").value.trim();
+  if (!name || !question) return;
+  $("kb-sources").replaceChildren();
+  let text = "";
+  $("kb-answer").textContent = "";
+  try {
+    const options = { ...samplerOptions(), temperature: 0 };
+    const last = await streamChat({ model: info ? info.model : undefined, kb: name, options,
+                                    messages: [{ role: "user", content: question }] },
+      (piece) => { text += piece; $("kb-answer").textContent = text; });
+    const sources = (last && last.sources) || [];
+    const cited = renderAnswer(text, sources);
+    $("kb-sources").replaceChildren(...sources.map((s) => {
+      const li = chunkItem(s, s.n);
+      li.id = `source-${s.n}`;
+      li.value = s.n;
+      if (cited.has(s.n)) li.classList.add("cited");
+      return li;
+    }));
+  } catch (e) { showError(e); }
+}
+
+// ---- fine-tune --------------------------------------------------------------------------
+const ft = { job: null, polling: null };
+
+function fillForm() {
+  const form = $("ft-form");
+  $("ft-model").textContent = info.model;
+  $("ft-dataset").replaceChildren(...info.datasets.map((d) => new Option(d, d)));
+  for (const [name, options] of Object.entries(info.choices)) {
+    form.elements[name].replaceChildren(...options.map((o) => new Option(o, o)));
+  }
+  for (const [name, value] of Object.entries(info.form)) {
+    if (form.elements[name]) form.elements[name].value = value;
+  }
+}
+
+function formValues() {
+  const out = {};
+  for (const el of $("ft-form").elements) {
+    if (!el.name) continue;
+    const raw = el.value.trim();
+    // numbers stay text when they do not parse, so the server names the bad field
+    out[el.name] = el.tagName === "SELECT" || raw === "" || !Number.isFinite(Number(raw)) ? raw : Number(raw);
+  }
+  return out;
+}
+
+async function startJob(event) {
+  event.preventDefault();
+  showError(null);
+  try {
+    const status = await api("/ui/jobs", { json: formValues() });
+    ft.job = status.id;
+    renderJob(status);
+    pollJob();
+  } catch (e) { showError(e); }
+}
+
+function pollJob() {
+  clearTimeout(ft.polling);
+  const tick = async () => {
+    if (!ft.job) return;
+    try {
+      const status = await api(`/ui/jobs/${ft.job}`);
+      renderJob(status);
+      const exporting = status.export && status.export.state === "running";
+      if (status.state === "running" || exporting) ft.polling = setTimeout(tick, 1000);
+      else refreshJobs().catch(showError);
+    } catch (e) { showError(e); }
+  };
+  tick();
+}
+
+function renderJob(status) {
+  $("ft-job-id").textContent = status.id;
+  $("ft-state").textContent = status.state;
+  $("ft-state").dataset.state = status.state;
+  const last = status.points.length ? status.points[status.points.length - 1] : null;
+  $("ft-steps").textContent = last ? `step ${last.step}${status.total_steps ? "/" + status.total_steps : ""}, ` +
+    `loss ${last.loss.toFixed(4)}` : "";
+  $("ft-message").textContent = status.message || "";
+  $("ft-start").disabled = status.state === "running";
+  $("ft-stop").disabled = status.state !== "running";
+  const exp = status.export;
+  $("ft-export").disabled = status.state === "running" || (exp && exp.state === "running");
+  $("ft-export-path").textContent = !exp ? "not yet" : exp.state === "finished" ?
+    exp.path + (exp.adapter ? `  (adapter: ${exp.adapter})` : "") :
+    exp.state === "running" ? "exporting..." : `failed: ${exp.message}`;
+  drawCurve(status.points);
+}
+
+// The loss curve as inline SVG: raw points and a line through them, axes with their ranges.
+function drawCurve(points) {
+  const svg = $("ft-curve");
+  const NS = "http://www.w3.org/2000/svg";
+  const W = 480, H = 260, left = 52, right = 12, top = 12, bottom = 30;
+  svg.replaceChildren();
+  const el = (name, attrs, text) => {
+    const node = document.createElementNS(NS, name);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+    if (text !== undefined) node.textContent = text;
+    svg.append(node);
+    return node;
+  };
+  el("rect", { x: left, y: top, width: W - left - right, height: H - top - bottom, fill: "none", stroke: "#ccd" });
+  if (!points.length) {
+    el("text", { x: W / 2, y: H / 2, "text-anchor": "middle", fill: "#889" }, "loss appears here");
+    return;
+  }
+  const steps = points.map((p) => p.step), losses = points.map((p) => p.loss);
+  const x0 = Math.min(...steps), x1 = Math.max(...steps, x0 + 1);
+  let y0 = Math.min(...losses), y1 = Math.max(...losses);
+  if (y1 - y0 < 1e-6) { y0 -= 0.5; y1 += 0.5; }
+  const sx = (s) => left + (s - x0) / (x1 - x0) * (W - left - right);
+  const sy = (v) => top + (y1 - v) / (y1 - y0) * (H - top - bottom);
+  el("polyline", { points: points.map((p) => `${sx(p.step)},${sy(p.loss)}`).join(" "),
+                   fill: "none", stroke: "#3d6fa8", "stroke-width": 1.8, class: "loss-line" });
+  for (const p of points) {
+    el("circle", { cx: sx(p.step), cy: sy(p.loss), r: 2.5, fill: "#3d6fa8", class: "loss-point" });
+  }
+  el("text", { x: left - 6, y: top + 10, "text-anchor": "end", "font-size": 11 }, y1.toFixed(3));
+  el("text", { x: left - 6, y: H - bottom, "text-anchor": "end", "font-size": 11 }, y0.toFixed(3));
+  el("text", { x: left, y: H - 10, "font-size": 11 }, `step ${x0}`);
+  el("text", { x: W - right, y: H - 10, "text-anchor": "end", "font-size": 11 }, `step ${x1}`);
+  el("text", { x: 14, y: H / 2, "font-size": 11, transform: `rotate(-90 14 ${H / 2})`, "text-anchor": "middle" }, "loss");
+}
+
+async function refreshJobs() {
+  if (!info) info = await api("/ui/info");
+  if (!$("ft-dataset").options.length) fillForm();
+  const { jobs } = await api("/ui/jobs");
+  $("ft-jobs").replaceChildren(...jobs.map((j) => {
+    const li = document.createElement("li");
+    li.textContent = `${j.id}: ${j.dataset}, ${j.state}`;
+    li.addEventListener("click", () => { ft.job = j.id; pollJob(); });
+    return li;
+  }));
+  if (!ft.job && jobs.length) { ft.job = jobs[0].id; pollJob(); }
+}
+
+async function stopJob() {
+  try { renderJob(await api(`/ui/jobs/${ft.job}/stop`, { method: "POST" })); } catch (e) { showError(e); }
+}
+
+async function exportJob() {
+  showError(null);
+  try {
+    renderJob(await api(`/ui/jobs/${ft.job}/export`, { method: "POST" }));
+    pollJob();
+  } catch (e) { showError(e); }
+}
+
+// ---- start ----------------------------------------------------------------------------
+function start() {
+  $("api-key").value = localStorage.getItem(KEY) || "";
+  $("api-key").addEventListener("change", () => {
+    const key = $("api-key").value.trim();
+    if (key) localStorage.setItem(KEY, key); else localStorage.removeItem(KEY);
+    boot();
+  });
+  $("chat-form").addEventListener("submit", sendChat);
+  $("chat-input").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey) sendChat(e);
+  });
+  $("chat-stop").addEventListener("click", () => chat.controller && chat.controller.abort());
+  $("chat-clear").addEventListener("click", () => { chat.messages = []; $("chat-log").replaceChildren(); });
+  $("kb-create").addEventListener("submit", createKb);
+  $("kb-upload").addEventListener("submit", uploadFiles);
+  $("kb-ingest").addEventListener("click", startIngest);
+  $("kb-select").addEventListener("change", () => refreshKb().catch(showError));
+  $("kb-ask").addEventListener("submit", askKb);
+  $("ft-form").addEventListener("submit", startJob);
+  $("ft-stop").addEventListener("click", stopJob);
+  $("ft-export").addEventListener("click", exportJob);
+  window.addEventListener("hashchange", showPage);
+  boot();
+}
+
+async function boot() {
+  showError(null);
+  try {
+    info = await api("/ui/info");
+    $("model-name").textContent = info.model;
+    fillForm();
+    document.body.dataset.ready = "1";
+  } catch (e) { showError(e); }
+  showPage();
+}
+
+start();

@@ -1,0 +1,246 @@
+"""The web UI's routes through the real app: pages, API key, knowledge-base uploads (limits and
+path traversal), ingest with progress, and a fine-tune job's whole life on a tiny model."""
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from research.serve import jobs as jobs_lib
+from research.serve import web
+from tests.rag.conftest import WordEmbedder
+from tests.serve import web_fixtures
+
+LIMIT = 4000  # bytes per uploaded file in these tests
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+  return web_fixtures.write_citing_model(tmp_path_factory.mktemp("citing") / "model")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  return web_fixtures.write_tiny_data(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture
+def settings(model_dir, data_dir, tmp_path):
+  return web_fixtures.settings_for(model_dir, data_dir, tmp_path / "work",
+                                   max_upload_bytes=LIMIT)
+
+
+@pytest.fixture
+def client(settings):
+  with TestClient(web_fixtures.make_app(settings)) as c:
+    yield c
+
+
+def wait_for(fetch, until, timeout_s=120.0, every_s=0.25):
+  deadline = time.monotonic() + timeout_s
+  while True:
+    value = fetch()
+    if until(value):
+      return value
+    assert time.monotonic() < deadline, f"timed out; last: {value}"
+    time.sleep(every_s)
+
+
+# -- the page -------------------------------------------------------------------------------
+
+def test_page_and_its_files_are_served(client):
+  page = client.get("/")
+  assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+  for name in ("app.js", "app.css"):
+    assert f"/static/{name}" in page.text
+    assert client.get(f"/static/{name}").status_code == 200
+  assert client.get("/static/missing.js").status_code == 404
+  assert client.get("/static/..%2Fweb.py").status_code == 404
+
+
+def test_page_uses_nothing_from_the_internet():
+  for path in web.STATIC.iterdir():
+    text = path.read_text()
+    assert "http://" not in text.replace("http://www.w3.org/2000/svg", ""), path
+    assert "https://" not in text and "//cdn" not in text, path
+
+
+def test_api_key_guards_every_ui_route_but_not_the_page(model_dir, data_dir, tmp_path):
+  settings = web_fixtures.settings_for(model_dir, data_dir, tmp_path, api_key="sesame")
+  with TestClient(web_fixtures.make_app(settings)) as c:
+    assert c.get("/").status_code == 200
+    assert c.get("/static/app.js").status_code == 200
+    for method, path in [("get", "/ui/info"), ("post", "/ui/kb"), ("get", "/ui/jobs"),
+                         ("post", "/ui/jobs"), ("post", "/ui/kb/x/ingest")]:
+      assert getattr(c, method)(path).status_code == 401, path
+      wrong = getattr(c, method)(path, headers={"Authorization": "Bearer nope"})
+      assert wrong.status_code == 401, path
+    ok = c.get("/ui/info", headers={"Authorization": "Bearer sesame"})
+    assert ok.status_code == 200 and ok.json()["datasets"] == ["tiny"]
+
+
+# -- knowledge bases -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["", "../x", "a/b", "a b", ".", "..", "x" * 65, "kb.1"])
+def test_bad_knowledge_base_names_are_refused(client, settings, name):
+  r = client.post("/ui/kb", json={"name": name})
+  assert r.status_code == 400 and "name" in r.json()["detail"]
+  assert not settings.kb_root.exists() or not any(settings.kb_root.iterdir())
+
+
+def upload(client, name, filename, data: bytes):
+  return client.post(f"/ui/kb/{name}/documents",
+                     files={"file": (filename, data, "text/plain")})
+
+
+@pytest.mark.parametrize("filename, stored", [
+    ("notes.txt", "notes.txt"), ("../../x.txt", "x.txt"), ("/etc/passwd.md", "passwd.md"),
+    ("..\\..\\win.txt", "win.txt"), ("C:\\Users\\me\\doc.html", "doc.html"),
+    ("a/b/../../c.txt", "c.txt")])
+def test_uploads_keep_only_the_base_name(client, settings, filename, stored):
+  assert client.post("/ui/kb", json={"name": "docs"}).status_code == 200
+  r = upload(client, "docs", filename, b"Some text.")
+  assert r.status_code == 200, r.text
+  assert r.json()["name"] == stored
+  written = [p for p in Path(settings.work_dir).rglob("*") if p.is_file()]
+  assert written == [settings.kb_root / "docs" / web.DOCUMENTS / stored]
+
+
+@pytest.mark.parametrize("filename", ["", ".", "..", "../", "a/..", ".hidden.txt", "..txt",
+                                      "x.txt.", "notes.exe", "noext", "a\x00b.txt",
+                                      "../../.bashrc"])
+def test_uploads_with_bad_names_are_refused(client, settings, filename):
+  client.post("/ui/kb", json={"name": "docs"})
+  r = upload(client, "docs", filename, b"Some text.")
+  assert r.status_code in (400, 422), (filename, r.text)
+  assert not [p for p in Path(settings.work_dir).rglob("*") if p.is_file()]
+
+
+def test_upload_size_limit(client, settings):
+  client.post("/ui/kb", json={"name": "docs"})
+  assert upload(client, "docs", "full.txt", b"a" * LIMIT).status_code == 200
+  r = upload(client, "docs", "over.txt", b"a" * (LIMIT + 1))
+  assert r.status_code == 413
+  message = r.json()["detail"]
+  assert str(LIMIT) in message and message.count(".") <= 2
+  big = upload(client, "docs", "huge.txt", b"a" * (LIMIT + 2 * web.MULTIPART_SLACK))
+  assert big.status_code == 413
+  docs = settings.kb_root / "docs" / web.DOCUMENTS
+  assert sorted(p.name for p in docs.iterdir()) == ["full.txt"]
+
+
+def test_upload_to_a_missing_knowledge_base_is_404(client):
+  assert upload(client, "nowhere", "a.txt", b"x").status_code == 404
+
+
+def test_counting_embedder_reports_each_batch():
+  inner, progress, seen = WordEmbedder(), web.Ingest(), []
+
+  class Watching(WordEmbedder):
+    def encode(self, texts, progress=False):
+      seen.append((state.progress.done, state.progress.total))
+      return inner.encode(texts)
+
+  state = web.CountingEmbedder(Watching(), progress, batch_size=3)
+  texts = [f"text {i}" for i in range(7)]
+  vectors = state.encode(texts)
+  np.testing.assert_array_equal(vectors, inner.encode(texts))
+  assert seen == [(0, 7), (3, 7), (6, 7)]
+  assert (progress.state, progress.done, progress.total) == ("embedding", 7, 7)
+
+
+def test_ingest_in_the_background_then_list_documents_and_chunks(client):
+  client.post("/ui/kb", json={"name": "docs"})
+  assert "docs" in client.get("/ui/info").json()["kbs"]
+  upload(client, "docs", "adam.md", web_fixtures.DOCUMENT.encode())
+  upload(client, "docs", "empty.txt", b"   ")
+  started = client.post("/ui/kb/docs/ingest")
+  assert started.status_code == 200 and started.json()["state"] in ("reading", "embedding",
+                                                                    "done")
+  done = wait_for(lambda: client.get("/ui/kb/docs/ingest").json(),
+                  lambda p: p["state"] not in ("reading", "embedding"))
+  assert done["state"] == "done", done
+  assert done["done"] == done["total"] > 0
+  assert "1 added" in done["message"] and "empty.txt" in done["message"]
+  kb = client.get("/ui/kb/docs").json()
+  by_name = {d["name"]: d for d in kb["documents"]}
+  assert by_name["adam.md"]["chunks"] == kb["total_chunks"] == done["total"]
+  assert by_name["empty.txt"]["chunks"] == 0
+  assert "0.999" in " ".join(c["text"] for c in kb["chunks"])
+  # the chat API answers from it at once, citing what the page highlights
+  lines = [json.loads(s) for s in client.post("/api/chat", json={
+      "model": "kb/docs", "stream": True,
+      "messages": [{"role": "user", "content": web_fixtures.QUESTION}]}).text.splitlines()]
+  answer = "".join(line["message"]["content"] for line in lines)
+  assert "[1]" in answer and lines[-1]["done"]
+  assert lines[-1]["sources"][0]["n"] == 1
+
+
+def test_ingest_of_a_missing_knowledge_base_is_404(client):
+  assert client.post("/ui/kb/nowhere/ingest").status_code == 404
+  assert client.get("/ui/kb/nowhere").status_code == 404
+
+
+# -- fine-tune jobs -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("field, value", [
+    ("lora_rank", 0), ("lora_rank", 2.5), ("learning_rate", "fast"), ("learning_rate", 0),
+    ("num_train_epochs", -1), ("cutoff_len", "nan"), ("lr_scheduler_type", "cosine_restarts"),
+    ("compute_type", "int8"), ("dataset", "tiny_prefs"), ("dataset", "../../etc"),
+    ("per_device_train_batch_size", True), ("output_dir", "/tmp/elsewhere"),
+    ("gradient_accumulation_steps", None), ("max_steps", -3)])
+def test_a_bad_form_value_is_400_naming_the_field(client, settings, field, value):
+  r = client.post("/ui/jobs", json={**web_fixtures.TINY_JOB, field: value})
+  assert r.status_code == 400, r.text
+  assert f"field {field}" in r.json()["detail"]
+  assert not (Path(settings.work_dir) / "jobs").exists()
+
+
+def test_form_parsing_fills_defaults_and_types(data_dir):
+  fields = jobs_lib.parse_form({"dataset": "tiny", "lora_rank": "16", "learning_rate": "2e-4"},
+                               data_dir)
+  assert fields["lora_rank"] == 16 and isinstance(fields["lora_rank"], int)
+  assert fields["learning_rate"] == 2e-4
+  assert fields["lr_scheduler_type"] == jobs_lib.FORM_DEFAULTS["lr_scheduler_type"]
+
+
+def test_last_line_reads_progress_bars_and_tracebacks(tmp_path):
+  log = tmp_path / "stderr.log"
+  log.write_text("start\nsft:  10%|#  | 1/10 [00:01<00:09]\rsft:  20%|## | 2/10 [00:02]\r")
+  assert jobs_lib.last_line(log).startswith("sft:  20%")
+  log.write_text("Traceback (most recent call last):\n  ...\nValueError: bad data\n\n")
+  assert jobs_lib.last_line(log) == "ValueError: bad data"
+  assert jobs_lib.last_line(tmp_path / "missing.log") == ""
+
+
+def test_a_job_trains_reports_its_loss_and_exports(client):
+  started = client.post("/ui/jobs", json=web_fixtures.TINY_JOB)
+  assert started.status_code == 200, started.text
+  job = started.json()["id"]
+  assert client.post("/ui/jobs", json=web_fixtures.TINY_JOB).status_code == 409  # one at a time
+  status = wait_for(lambda: client.get(f"/ui/jobs/{job}").json(),
+                    lambda s: s["state"] != "running")
+  assert status["state"] == "finished", status
+  assert [p["step"] for p in status["points"]] == [1, 2, 3]
+  assert all(np.isfinite(p["loss"]) for p in status["points"])
+  assert client.get("/ui/jobs").json()["jobs"][0]["id"] == job
+  exported = client.post(f"/ui/jobs/{job}/export")
+  assert exported.status_code == 200, exported.text
+  status = wait_for(lambda: client.get(f"/ui/jobs/{job}").json(),
+                    lambda s: s["export"]["state"] != "running")
+  assert status["export"]["state"] == "finished", status
+  path = Path(status["export"]["path"])
+  assert (path / "config.json").is_file() and (path / "model.safetensors").is_file()
+  assert (path / "adapter" / "adapter_config.json").is_file()
+
+
+def test_a_stopped_job_says_so_and_has_nothing_to_export(client):
+  job = client.post("/ui/jobs", json={**web_fixtures.TINY_JOB, "max_steps": 10**5}).json()["id"]
+  status = client.post(f"/ui/jobs/{job}/stop").json()
+  assert status["state"] == "stopped"
+  r = client.post(f"/ui/jobs/{job}/export")
+  assert r.status_code == 409 and "checkpoint" in r.json()["detail"]
+  assert client.get("/ui/jobs/nope").status_code == 404
