@@ -1,0 +1,150 @@
+"""Ollama's API through the official `ollama` client."""
+
+import json
+
+import httpx
+import numpy as np
+import ollama
+import pytest
+
+from tests.serve.conftest import KEY
+from tests.serve.conftest import WordEmbedder
+
+GREEDY = {"temperature": 0, "num_predict": 12}
+ASK = [{"role": "user", "content": "t10 t11 t12"}]
+
+
+@pytest.fixture(scope="module")
+def client(server):
+  return ollama.Client(host=server.url, headers={"Authorization": f"Bearer {KEY}"})
+
+
+@pytest.fixture(scope="module")
+def model(server):
+  return server.services.model_name
+
+
+def test_chat_streamed_equals_chat_whole(client, model, server):
+  whole = client.chat(model=model, messages=ASK, options=GREEDY)
+  parts = list(client.chat(model=model, messages=ASK, options=GREEDY, stream=True))
+  assert whole.message.role == "assistant" and whole.message.content
+  assert "".join(p.message.content for p in parts) == whole.message.content
+  assert [p.done for p in parts] == [False] * (len(parts) - 1) + [True]
+  final = parts[-1]
+  assert final.done_reason in ("stop", "length")
+  assert final.eval_count == whole.eval_count and 1 <= final.eval_count <= 12
+  tok = server.services.lm().tokenizer
+  assert final.prompt_eval_count == len(tok.encode(tok.apply_chat_template(ASK)))
+  assert final.eval_duration > 0 and final.total_duration >= final.eval_duration
+
+
+def test_num_predict_caps_the_answer(client, model):
+  done = client.chat(model=model, messages=ASK, options={"temperature": 0, "num_predict": 3})
+  assert done.eval_count <= 3
+  if done.eval_count == 3:
+    assert done.done_reason == "length"
+
+
+def test_same_seed_same_sample(client, model):
+  options = {"temperature": 1.0, "top_k": 20, "top_p": 0.95, "min_p": 0.05, "seed": 7,
+             "num_predict": 10}
+  a = client.chat(model=model, messages=ASK, options=options).message.content
+  b = client.chat(model=model, messages=ASK, options=options).message.content
+  assert a == b
+
+
+def test_stop_string_cuts_the_answer(client, model):
+  full = client.generate(model=model, prompt="t10 t11", options=GREEDY).response
+  words = full.split()
+  assert len(words) >= 3, full
+  stop = words[2]
+  cut = client.generate(model=model, prompt="t10 t11", options=dict(GREEDY, stop=[stop]))
+  assert cut.response == full[:full.index(stop)]
+  assert cut.done_reason == "stop"
+
+
+def test_generate_streamed(client, model):
+  parts = list(client.generate(model=model, prompt="t10 t11", options=GREEDY, stream=True))
+  whole = client.generate(model=model, prompt="t10 t11", options=GREEDY)
+  assert "".join(p.response for p in parts) == whole.response
+  assert parts[-1].done and parts[-1].eval_count == whole.eval_count
+
+
+def test_embed_is_the_embedder_normalised(client, server):
+  texts = ["adam betas", "rotary position embeddings"]
+  got = np.array(client.embed(model="all-minilm-l6-v2", input=texts).embeddings)
+  np.testing.assert_allclose(got, WordEmbedder().encode(texts), atol=1e-6)
+  np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-6)
+  one = client.embed(model="all-minilm-l6-v2", input="adam betas").embeddings
+  np.testing.assert_allclose(one[0], got[0], atol=1e-6)
+  del server
+
+
+def test_list_names_the_model_and_the_knowledge_bases(client, model):
+  names = [m.model for m in client.list().models]
+  assert names[0] == model
+  assert "kb/notes" in names
+
+
+def test_version(server):
+  r = httpx.get(f"{server.url}/api/version", headers={"Authorization": f"Bearer {KEY}"})
+  assert r.status_code == 200 and r.json()["version"]
+
+
+def _raw_chat(server, body):
+  """The JSON lines as sent: the ollama client's types drop fields they do not know, such as
+  "sources", so these tests read the wire."""
+  r = httpx.post(f"{server.url}/api/chat", json=body, timeout=60,
+                 headers={"Authorization": f"Bearer {KEY}"})
+  assert r.status_code == 200, r.text
+  return [json.loads(line) for line in r.text.splitlines()]
+
+
+def test_knowledge_base_answer_carries_sources(client, server):
+  question = [{"role": "user", "content": "rotary position embeddings"}]
+  body = {"model": "kb/notes", "messages": question, "options": GREEDY}
+  [done] = _raw_chat(server, dict(body, stream=False))
+  sources = done["sources"]
+  assert sources and sources[0]["n"] == 1
+  assert sources[0]["source"].endswith("rope.txt") and sources[0]["chunk"] == 0
+  assert "Rotary" in sources[0]["text"] and sources[0]["score"] > 0.2
+  assert set(sources[0]) == {"n", "source", "chunk", "text", "score"}
+  streamed = _raw_chat(server, body)
+  assert streamed[-1]["done"] and streamed[-1]["sources"] == sources
+  assert all("sources" not in part for part in streamed[:-1])
+  text = "".join(part["message"]["content"] for part in streamed)
+  assert text == done["message"]["content"]
+  # the same answer through the client, by the model name or by the kb field
+  assert client.chat(model="kb/notes", messages=question, options=GREEDY).message.content == text
+  [by_field] = _raw_chat(server, dict(body, model=server.services.model_name, kb="notes",
+                                      stream=False))
+  assert by_field["message"]["content"] == text and by_field["sources"] == sources
+
+
+def test_knowledge_base_refuses_what_it_lacks(server):
+  from research.rag import answer  # pylint: disable=g-import-not-at-top
+  [done] = _raw_chat(server, {"model": "kb/notes", "stream": False,
+                              "messages": [{"role": "user", "content": "zebra migration"}]})
+  assert done["message"]["content"] == answer.NO_ANSWER and done["sources"] == []
+
+
+def test_wrong_key_refused_right_key_accepted(server, model):
+  for headers in ({}, {"Authorization": "Bearer nope"}):
+    with pytest.raises(ollama.ResponseError) as e:
+      ollama.Client(host=server.url, headers=headers).chat(model=model, messages=ASK)
+    assert e.value.status_code == 401 and "API key" in e.value.error
+  good = ollama.Client(host=server.url, headers={"Authorization": f"Bearer {KEY}"})
+  assert good.list().models
+
+
+def test_unknown_model_is_404_with_the_names(client):
+  with pytest.raises(ollama.ResponseError) as e:
+    client.chat(model="llama3", messages=ASK)
+  assert e.value.status_code == 404 and "llama3" in e.value.error and "kb/notes" in e.value.error
+
+
+def test_unknown_option_is_400_naming_it(client, model):
+  with pytest.raises(ollama.ResponseError) as e:
+    client.chat(model=model, messages=ASK, options={"temprature": 0.5})
+  assert e.value.status_code == 400
+  assert e.value.error == "Unknown field 'options.temprature': this API does not take it."
