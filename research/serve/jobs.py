@@ -17,6 +17,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -34,6 +35,7 @@ INTS = {"lora_rank": (1, 1024), "lora_alpha": (0, 4096), "cutoff_len": (8, 32768
         "save_steps": (1, 10**6), "seed": (0, 2**31 - 1)}
 FLOATS = {"learning_rate": (0.0, 1.0), "num_train_epochs": (0.0, 1000.0),
           "warmup_ratio": (0.0, 1.0), "lora_dropout": (0.0, 1.0)}
+_BAR = re.compile(r"\| *\d+/(\d+) \[")  # tqdm's "sft:  40%|####      | 4/10 [00:02<..."
 POSITIVE = ("learning_rate", "num_train_epochs")  # their lower bound is excluded
 CHOICES = {"lr_scheduler_type": ("cosine", "linear", "constant"),
            "compute_type": ("fp32", "bf16", "fp16"), "finetuning_type": ("lora", "full")}
@@ -117,15 +119,18 @@ def make_config(fields: dict, model: str, data_dir, job_dir):
   return config
 
 
-def last_line(path, limit: int = 64 << 10) -> str:
-  """The last non-blank line of a log; a progress bar's \\r-separated updates count as lines."""
+def _tail(path, limit: int = 64 << 10) -> str:
   path = Path(path)
   if not path.is_file():
     return ""
   with open(path, "rb") as f:
     f.seek(max(0, path.stat().st_size - limit))
-    tail = f.read().decode("utf-8", "replace")
-  lines = [s.strip() for s in tail.replace("\r", "\n").split("\n") if s.strip()]
+    return f.read().decode("utf-8", "replace")
+
+
+def last_line(path) -> str:
+  """The last non-blank line of a log; a progress bar's \\r-separated updates count as lines."""
+  lines = [s.strip() for s in _tail(path).replace("\r", "\n").split("\n") if s.strip()]
   return lines[-1] if lines else ""
 
 
@@ -226,16 +231,10 @@ class Jobs:
       out["message"] = last_line(job.dir / "stderr.log")
     return out
 
-  def _total_steps(self, job: Job):
-    line = last_line(job.dir / "stderr.log")
-    # tqdm's "sft:  40%|####      | 4/10 [...]": the denominator is the run's step count
-    head = line.split("[", 1)[0]
-    if "|" in head and "/" in head:
-      try:
-        return int(head.rsplit("/", 1)[1].split()[0])
-      except (ValueError, IndexError):
-        return None
-    return None
+  def _total_steps(self, job: Job) -> int | None:
+    """The run's step count, from the last update of the trainer's progress bar."""
+    bars = _BAR.findall(_tail(job.dir / "stderr.log"))
+    return int(bars[-1]) if bars else None
 
   def _export_status(self, job: Job) -> dict | None:
     target = job.dir / "export"

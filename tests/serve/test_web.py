@@ -224,7 +224,7 @@ def test_a_job_trains_reports_its_loss_and_exports(client):
   status = wait_for(lambda: client.get(f"/ui/jobs/{job}").json(),
                     lambda s: s["state"] != "running")
   assert status["state"] == "finished", status
-  assert [p["step"] for p in status["points"]] == [1, 2, 3]
+  assert [p["step"] for p in status["points"]] == [1, 2, 3] and status["total_steps"] == 3
   assert all(np.isfinite(p["loss"]) for p in status["points"])
   assert client.get("/ui/jobs").json()["jobs"][0]["id"] == job
   exported = client.post(f"/ui/jobs/{job}/export")

@@ -221,8 +221,10 @@ function pollIngest(name) {
   const tick = async () => {
     try {
       const p = await api(`/ui/kb/${encodeURIComponent(name)}/ingest`);
-      renderIngest(p);
-      if (["reading", "embedding"].includes(p.state)) kb.polling = setTimeout(tick, 400);
+      const running = ["reading", "embedding"].includes(p.state);
+      // a finished ingest shows "done" together with the documents and chunks it made
+      if (running || name !== currentKb()) renderIngest(p);
+      if (running) kb.polling = setTimeout(tick, 400);
       else if (name === currentKb()) await refreshKb();
     } catch (e) { showError(e); }
   };

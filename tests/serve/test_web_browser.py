@@ -1,0 +1,142 @@
+"""The pages in headless Chromium (Debian's, driven by Playwright) against the real app on a
+loopback port: chat streams, a knowledge base answers with its citation highlighted, and a
+tiny fine-tune draws its loss curve and exports.
+
+Without Chromium these tests skip, or fail when BOOKFORAI_REQUIRE_BROWSER=1 (as in CI).
+"""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.serve import web_fixtures
+
+
+def _browser_missing() -> str | None:
+  if not os.path.exists(web_fixtures.CHROMIUM):
+    return web_fixtures.NO_BROWSER
+  try:
+    import playwright.sync_api  # pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    return "the browser tests need playwright: pip install -e '.[dev]'."
+  return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+  missing = _browser_missing()
+  if missing:
+    if os.environ.get("BOOKFORAI_REQUIRE_BROWSER") == "1":
+      pytest.fail(missing, pytrace=False)
+    pytest.skip(missing)
+  from playwright.sync_api import sync_playwright  # pylint: disable=g-import-not-at-top
+  with sync_playwright() as p:
+    chromium = p.chromium.launch(executable_path=web_fixtures.CHROMIUM, headless=True)
+    yield chromium
+    chromium.close()
+
+
+@pytest.fixture(scope="module")
+def server(browser, tmp_path_factory):
+  del browser  # no server to start when there is no browser to drive it
+  root = tmp_path_factory.mktemp("web")
+  settings = web_fixtures.settings_for(web_fixtures.write_citing_model(root / "model"),
+                                       web_fixtures.write_tiny_data(root / "data"),
+                                       root / "work")
+  with web_fixtures.ServerThread(web_fixtures.make_app(settings)) as running:
+    yield running
+
+
+@pytest.fixture
+def page(browser, server):
+  context = browser.new_context()
+  page = context.new_page()
+  page.set_default_timeout(30_000)
+  errors = []
+  page.on("pageerror", lambda e: errors.append(str(e)))
+  page.goto(server.url + "/")
+  page.wait_for_selector("body[data-ready='1']")
+  yield page
+  context.close()
+  assert not errors, errors
+
+
+def test_each_page_loads(page):
+  assert page.is_visible("#page-chat") and page.is_visible("#s-temperature")
+  page.click("nav a[data-page='kb']")
+  page.wait_for_selector("#page-kb", state="visible")
+  assert page.is_hidden("#page-chat")
+  page.click("nav a[data-page='finetune']")
+  page.wait_for_selector("#page-finetune", state="visible")
+  assert page.input_value("#ft-dataset") == "tiny"  # the preference set is not offered
+  assert page.locator("#ft-dataset option").count() == 1
+  assert page.input_value("[name=lr_scheduler_type]") == "cosine"
+  assert page.is_visible("#error") is False
+
+
+def test_chat_streams_an_answer_and_keeps_the_history(page):
+  page.fill("#s-temperature", "0")
+  page.fill("#s-num_predict", "6")
+  for turn in (1, 2):
+    page.fill("#chat-input", f"w10 w11 turn {turn}")
+    page.press("#chat-input", "Enter")
+    page.wait_for_function("document.querySelectorAll('.msg.assistant').length == "
+                           f"{turn} && !document.querySelector('.msg.streaming')")
+  answers = page.locator(".msg.assistant .text").all_inner_texts()
+  assert all(a.startswith("[1]") for a in answers), answers  # greedy: token 0 each time
+  assert page.locator(".msg.user").count() == 2
+
+
+def test_upload_ingest_and_a_cited_answer(page, tmp_path):
+  page.click("nav a[data-page='kb']")
+  page.fill("#kb-new-name", "notes")
+  page.click("#kb-create button")
+  page.wait_for_function("document.getElementById('kb-select').value == 'notes'")
+  doc = tmp_path / "adam.md"
+  doc.write_text(web_fixtures.DOCUMENT)
+  page.set_input_files("#kb-files", str(doc))
+  page.click("#kb-upload button")
+  page.wait_for_selector("#kb-documents tbody tr")
+  assert page.inner_text("#kb-documents tbody td") == "adam.md"
+  page.click("#kb-ingest")
+  page.wait_for_function("document.getElementById('kb-status').textContent.startsWith('done')")
+  assert page.locator("#kb-chunks li").count() >= 1
+  assert "0.999" in page.inner_text("#kb-chunks")
+  page.fill("#kb-question", web_fixtures.QUESTION)
+  page.click("#kb-ask button")
+  page.wait_for_selector("#kb-sources li")
+  cite = page.locator("#kb-answer mark.cite").first
+  assert cite.inner_text() == "[1]"
+  cited = page.locator("#kb-sources li.cited")
+  assert cited.count() == 1 and cited.get_attribute("id") == "source-1"
+  cite.hover()
+  assert "focus" in page.get_attribute("#source-1", "class")
+
+
+def test_a_bad_form_value_names_the_field(page):
+  page.click("nav a[data-page='finetune']")
+  page.fill("[name=lora_rank]", "0")
+  page.click("#ft-start")
+  page.wait_for_selector("#error:not([hidden])")
+  assert "lora_rank" in page.inner_text("#error")
+
+
+def test_a_tiny_fine_tune_draws_its_loss_and_exports(page):
+  page.click("nav a[data-page='finetune']")
+  for name, value in web_fixtures.TINY_JOB.items():
+    if name != "dataset":
+      page.fill(f"[name={name}]", str(value))
+  page.click("#ft-start")
+  page.wait_for_selector("#ft-curve .loss-point", timeout=90_000)
+  page.wait_for_function("document.getElementById('ft-state').textContent == 'finished'",
+                         timeout=90_000)
+  assert page.locator("#ft-curve .loss-point").count() == web_fixtures.TINY_JOB["max_steps"]
+  assert re.match(r"step 3/3, loss \d", page.inner_text("#ft-steps"))
+  page.click("#ft-export")
+  page.wait_for_function(
+      "document.getElementById('ft-export-path').textContent.includes('adapter')",
+      timeout=90_000)
+  exported = Path(page.inner_text("#ft-export-path").split()[0])
+  assert (exported / "model.safetensors").is_file()
