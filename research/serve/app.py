@@ -50,10 +50,11 @@ def _field(loc) -> tuple[str, bool]:
 
 
 def describe(errors) -> str:
-  """The first validation error as one sentence that names the field."""
+  """The first validation error as one sentence that names the field; an unknown field
+  first, since a misspelt name also makes the intended field look missing."""
   if not errors:
     return "The request is not valid."
-  e = errors[0]
+  e = sorted(errors, key=lambda e: e.get("type") != "extra_forbidden")[0]
   kind, msg = e.get("type", ""), str(e.get("msg", "invalid value")).rstrip(".")
   if kind == "json_invalid":
     where = e["loc"][1] if len(e.get("loc", ())) > 1 else 0
