@@ -2,6 +2,7 @@
 path traversal), ingest with progress, and a fine-tune job's whole life on a tiny model."""
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -179,6 +180,29 @@ def test_ingest_in_the_background_then_list_documents_and_chunks(client):
   assert lines[-1]["sources"][0]["n"] == 1
 
 
+def test_ingest_progress_while_it_embeds_and_one_ingest_at_a_time(settings):
+  release = threading.Event()
+
+  class Gated(WordEmbedder):
+    def encode(self, texts, progress=False):
+      release.wait(30)
+      return super().encode(texts, progress)
+
+  with TestClient(web_fixtures.make_app(settings, Gated())) as c:
+    c.post("/ui/kb", json={"name": "docs"})
+    for i in range(3):
+      upload(c, "docs", f"doc{i}.txt", f"Document {i} says {i}.".encode())
+    c.post("/ui/kb/docs/ingest")
+    midway = wait_for(lambda: c.get("/ui/kb/docs/ingest").json(),
+                      lambda p: p["state"] == "embedding")
+    assert (midway["done"], midway["total"]) == (0, 3)
+    again = c.post("/ui/kb/docs/ingest")
+    assert again.status_code == 409 and "already" in again.json()["detail"]
+    release.set()
+    done = wait_for(lambda: c.get("/ui/kb/docs/ingest").json(), lambda p: p["state"] == "done")
+    assert (done["done"], done["total"]) == (3, 3)
+
+
 def test_ingest_of_a_missing_knowledge_base_is_404(client):
   assert client.post("/ui/kb/nowhere/ingest").status_code == 404
   assert client.get("/ui/kb/nowhere").status_code == 404
@@ -235,6 +259,21 @@ def test_a_job_trains_reports_its_loss_and_exports(client):
   path = Path(status["export"]["path"])
   assert (path / "config.json").is_file() and (path / "model.safetensors").is_file()
   assert (path / "adapter" / "adapter_config.json").is_file()
+
+
+def test_a_failing_job_shows_the_last_line_of_its_errors(model_dir, tmp_path):
+  data_dir = web_fixtures.write_tiny_data(tmp_path / "data")
+  info = json.loads((data_dir / "dataset_info.json").read_text())
+  info["gone"] = {"file_name": "gone.json"}  # listed, but its file was never written
+  (data_dir / "dataset_info.json").write_text(json.dumps(info))
+  settings = web_fixtures.settings_for(model_dir, data_dir, tmp_path / "work")
+  with TestClient(web_fixtures.make_app(settings)) as c:
+    job = c.post("/ui/jobs", json={**web_fixtures.TINY_JOB, "dataset": "gone"}).json()["id"]
+    status = wait_for(lambda: c.get(f"/ui/jobs/{job}").json(),
+                      lambda s: s["state"] != "running")
+  assert status["state"] == "failed"
+  assert "gone.json" in status["message"], status["message"]
+  assert status["points"] == [] and status["export"] is None
 
 
 def test_a_stopped_job_says_so_and_has_nothing_to_export(client):

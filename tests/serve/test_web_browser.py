@@ -140,3 +140,23 @@ def test_a_tiny_fine_tune_draws_its_loss_and_exports(page):
       timeout=90_000)
   exported = Path(page.inner_text("#ft-export-path").split()[0])
   assert (exported / "model.safetensors").is_file()
+
+
+def test_the_page_asks_for_the_api_key_and_keeps_it(browser, tmp_path):
+  settings = web_fixtures.settings_for(tmp_path / "unused-model",
+                                       web_fixtures.write_tiny_data(tmp_path / "data"),
+                                       tmp_path / "work", api_key="sesame")
+  with web_fixtures.ServerThread(web_fixtures.make_app(settings)) as server:
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(server.url + "/")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "401" in page.inner_text("#error")
+    page.fill("#api-key", "sesame")
+    page.press("#api-key", "Tab")  # change event: stored, and the page starts again
+    page.wait_for_selector("body[data-ready='1']")
+    assert page.is_hidden("#error")
+    page.reload()
+    page.wait_for_selector("body[data-ready='1']")  # the key came back from localStorage
+    assert page.input_value("#api-key") == "sesame"
+    context.close()

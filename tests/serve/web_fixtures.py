@@ -8,6 +8,7 @@ check that the curve gains points, not that it falls.)
 """
 
 import json
+import os
 import socket
 import threading
 import time
@@ -73,15 +74,16 @@ def settings_for(model_dir, data_dir, work_dir, **overrides) -> Settings:
                   max_new_tokens=8, **overrides)
 
 
-def make_app(settings: Settings):
-  """The real app (research.serve.app) with the stand-in embedder."""
+def make_app(settings: Settings, embedder=None):
+  """The real app (research.serve.app) with a stand-in embedder."""
   from research.serve import app as app_lib  # pylint: disable=g-import-not-at-top
   from research.serve import services as services_lib  # pylint: disable=g-import-not-at-top
-  return app_lib.create_app(settings, services_lib.Services(settings, embedder=WordEmbedder()))
+  services = services_lib.Services(settings, embedder=embedder or WordEmbedder())
+  return app_lib.create_app(settings, services)
 
 
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("BOOKFORAI_CHROMIUM", "/usr/bin/chromium")
 NO_BROWSER = (f"the browser tests need Debian's Chromium at {CHROMIUM}: run "
               "`apt-get install -y chromium` (see BUILD.md).")
 

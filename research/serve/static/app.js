@@ -394,11 +394,11 @@ function renderJob(status) {
   $("ft-export-path").textContent = !exp ? "not yet" : exp.state === "finished" ?
     exp.path + (exp.adapter ? `  (adapter: ${exp.adapter})` : "") :
     exp.state === "running" ? "exporting..." : `failed: ${exp.message}`;
-  drawCurve(status.points);
+  drawCurve(status.points, status.total_steps);
 }
 
 // The loss curve as inline SVG: raw points and a line through them, axes with their ranges.
-function drawCurve(points) {
+function drawCurve(points, total) {
   const svg = $("ft-curve");
   const NS = "http://www.w3.org/2000/svg";
   const W = 480, H = 260, left = 52, right = 12, top = 12, bottom = 30;
@@ -416,7 +416,8 @@ function drawCurve(points) {
     return;
   }
   const steps = points.map((p) => p.step), losses = points.map((p) => p.loss);
-  const x0 = Math.min(...steps), x1 = Math.max(...steps, x0 + 1);
+  // the x axis spans the whole run, so the curve grows towards the right edge as it trains
+  const x0 = Math.min(...steps), x1 = Math.max(...steps, x0 + 1, total || 0);
   let y0 = Math.min(...losses), y1 = Math.max(...losses);
   if (y1 - y0 < 1e-6) { y0 -= 0.5; y1 += 0.5; }
   const sx = (s) => left + (s - x0) / (x1 - x0) * (W - left - right);
