@@ -225,6 +225,7 @@ class Jobs:
     job = self.get(job_id)
     state = self._state(job)
     out = {"id": job.id, "state": state, "fields": job.fields, "created": job.created,
+           "pid": job.process.pid if job.process is not None else None,
            "dir": str(job.dir), "points": loss_points(job.dir / "train"),
            "total_steps": self._total_steps(job), "export": self._export_status(job)}
     if state != "finished":

@@ -2,6 +2,7 @@
 path traversal), ingest with progress, and a fine-tune job's whole life on a tiny model."""
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -259,6 +260,11 @@ def test_a_job_trains_reports_its_loss_and_exports(client):
   path = Path(status["export"]["path"])
   assert (path / "config.json").is_file() and (path / "model.safetensors").is_file()
   assert (path / "adapter" / "adapter_config.json").is_file()
+  # a server started later lists the job from its folder, finished and exported
+  again = jobs_lib.Jobs(Path(client.app.state.services.settings.work_dir) / "jobs", "m", ".")
+  later = again.status(job)
+  assert later["state"] == "finished" and later["export"]["path"] == str(path)
+  assert len(later["points"]) == 3
 
 
 def test_a_failing_job_shows_the_last_line_of_its_errors(model_dir, tmp_path):
@@ -283,3 +289,11 @@ def test_a_stopped_job_says_so_and_has_nothing_to_export(client):
   r = client.post(f"/ui/jobs/{job}/export")
   assert r.status_code == 409 and "checkpoint" in r.json()["detail"]
   assert client.get("/ui/jobs/nope").status_code == 404
+
+
+def test_shutting_the_server_down_ends_its_training(settings):
+  with TestClient(web_fixtures.make_app(settings)) as c:
+    status = c.post("/ui/jobs", json={**web_fixtures.TINY_JOB, "max_steps": 10**5}).json()
+    assert status["state"] == "running"
+  with pytest.raises(ProcessLookupError):
+    os.kill(status["pid"], 0)
