@@ -1,0 +1,28 @@
+"""The deployment chapter: the packaged SmolLM2 behind the Ollama/OpenAI-compatible server,
+talked to over HTTP like any client would.
+
+COMMAND: python -m experiments.tour --only=serve      (the server itself: python -m experiments.serve)
+RESULT:  the server's greedy answer equals the library's; the first streamed token arrives
+         long before the last; 4 concurrent streams all complete; (full mode) a knowledge-base
+         question comes back with cited sources.
+Presets: `serve.py:quick` (shorter answers, no knowledge base).
+"""
+
+import ml_collections
+
+from research import runs
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  options = runs.parse_config_arg(arg)
+  quick = bool(options.get("quick"))
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.model = "smollm2-135m-instruct"
+  config.prompt = "Explain in two sentences why the sky is blue."
+  config.max_tokens = 32 if quick else 64
+  config.concurrent_clients = 4
+  config.kb_docs = "" if quick else "experiments/data/rag/docs"
+  config.kb_question = "What are Adam's default betas and epsilon?"
+  config.update({k: v for k, v in options.items() if k != "quick"})
+  return config
