@@ -160,3 +160,13 @@ def test_the_page_asks_for_the_api_key_and_keeps_it(browser, tmp_path):
     page.wait_for_selector("body[data-ready='1']")  # the key came back from localStorage
     assert page.input_value("#api-key") == "sesame"
     context.close()
+
+
+def test_stop_ends_a_running_fine_tune(page):
+  page.click("nav a[data-page='finetune']")
+  page.fill("[name=max_steps]", "100000")
+  page.click("#ft-start")
+  page.wait_for_function("document.getElementById('ft-state').textContent == 'running'")
+  page.click("#ft-stop")
+  page.wait_for_function("document.getElementById('ft-state').textContent == 'stopped'")
+  assert page.is_enabled("#ft-start")
