@@ -58,10 +58,12 @@ def main(argv):
   from research.nn import count  # pylint: disable=g-import-not-at-top
   from research.nn import transformer  # pylint: disable=g-import-not-at-top
   from research.train import flops  # pylint: disable=g-import-not-at-top
+  from research.train import heap  # pylint: disable=g-import-not-at-top
   from research.train import lm  # pylint: disable=g-import-not-at-top
   from research.train import state as state_lib  # pylint: disable=g-import-not-at-top
   from research.train import step as step_lib  # pylint: disable=g-import-not-at-top
 
+  heap.retain_freed_memory()
   config = _CONFIG.value
   model_config = lm.model_config_for(config, 65)
   tx = state_lib.make_optimizer(config)
