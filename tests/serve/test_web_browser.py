@@ -87,6 +87,14 @@ def test_chat_streams_an_answer_and_keeps_the_history(page):
   answers = page.locator(".msg.assistant .text").all_inner_texts()
   assert all(a.startswith("[1]") for a in answers), answers  # greedy: token 0 each time
   assert page.locator(".msg.user").count() == 2
+  page.reload()
+  page.wait_for_selector("body[data-ready='1']")
+  assert page.locator(".msg .text").all_inner_texts() == [
+      "w10 w11 turn 1", answers[0], "w10 w11 turn 2", answers[1]]
+  page.click("#chat-clear")
+  page.reload()
+  page.wait_for_selector("body[data-ready='1']")
+  assert page.locator(".msg").count() == 0
 
 
 def test_upload_ingest_and_a_cited_answer(page, tmp_path):

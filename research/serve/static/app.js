@@ -89,6 +89,22 @@ function showPage() {
 
 // ---- chat -----------------------------------------------------------------------------
 const chat = { messages: [], controller: null };
+const HISTORY = "bookforai.chat";  // the conversation survives a reload of the page
+
+function saveHistory() {
+  localStorage.setItem(HISTORY, JSON.stringify(chat.messages));
+}
+
+function restoreHistory() {
+  try {
+    const saved = JSON.parse(localStorage.getItem(HISTORY) || "[]");
+    chat.messages = Array.isArray(saved) ? saved.filter((m) => m && typeof m.content === "string") : [];
+  } catch (e) {
+    chat.messages = [];
+  }
+  $("chat-log").replaceChildren();
+  for (const m of chat.messages) addMessage(m.role === "user" ? "user" : "assistant", m.content);
+}
 
 function addMessage(role, text) {
   const div = document.createElement("div");
@@ -149,6 +165,7 @@ async function sendChat(event) {
   } finally {
     div.classList.remove("streaming");
     chat.messages.push({ role: "assistant", content: answer });
+    saveHistory();
     chat.controller = null;
     $("chat-send").disabled = false;
     $("chat-stop").disabled = true;
@@ -472,7 +489,11 @@ function start() {
     if (e.key === "Enter" && !e.shiftKey) sendChat(e);
   });
   $("chat-stop").addEventListener("click", () => chat.controller && chat.controller.abort());
-  $("chat-clear").addEventListener("click", () => { chat.messages = []; $("chat-log").replaceChildren(); });
+  $("chat-clear").addEventListener("click", () => {
+    chat.messages = [];
+    saveHistory();
+    $("chat-log").replaceChildren();
+  });
   $("kb-create").addEventListener("submit", createKb);
   $("kb-upload").addEventListener("submit", uploadFiles);
   $("kb-ingest").addEventListener("click", startIngest);
@@ -482,6 +503,7 @@ function start() {
   $("ft-stop").addEventListener("click", stopJob);
   $("ft-export").addEventListener("click", exportJob);
   window.addEventListener("hashchange", showPage);
+  restoreHistory();
   boot();
 }
 
