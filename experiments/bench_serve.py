@@ -7,6 +7,8 @@ The server is `python -m experiments.serve` in a subprocess on a free port (warm
 it listens). Then, with greedy decoding of --tokens tokens per answer (ignore_eos is not an
 API option, so prompts ask for long answers and the counts come from the usage fields):
 
+0. The same greedy answers without the server (research.generate.stream in this process,
+   before the server starts): the reference the server's overhead is measured against.
 1. One streaming client, --rounds times: time to first token (TTFT), and tokens/s of the
    whole request (completion tokens / request time) and of decoding alone (after the first
    token).
@@ -95,6 +97,40 @@ def stream_chat(client, model: str, prompt: str, tokens: int) -> dict:
 
 def single(client, model: str, rounds: int, tokens: int) -> dict:
   runs = [stream_chat(client, model, PROMPTS[i % len(PROMPTS)], tokens) for i in range(rounds)]
+  return {"ttft_s": statistics.median(r["ttft"] for r in runs),
+          "tokens_per_s": statistics.median(r["tokens"] / r["seconds"] for r in runs),
+          "decode_tokens_per_s": statistics.median((r["tokens"] - 1) / r["decode_s"]
+                                                   for r in runs if r["tokens"] > 1),
+          "tokens": statistics.median(r["tokens"] for r in runs)}
+
+
+def direct(model: str, rounds: int, tokens: int) -> dict:
+  """TTFT and tokens/s of research.generate.stream itself, prompts as the server builds
+  them, the KV cache sized as the server sizes it (--max_new_tokens it is given)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import research  # pylint: disable=g-import-not-at-top
+  from research.generate import stream  # pylint: disable=g-import-not-at-top
+  lm = research.load_model(model)
+  tok = lm.tokenizer
+
+  def once(prompt, n):
+    ids = tok.encode(tok.apply_chat_template([{"role": "user", "content": prompt}],
+                                             add_generation_prompt=True))
+    start = time.perf_counter()
+    first, count = None, 0
+    for _ in stream.stream(lm.model, ids, max(tokens, 64), jax.random.key(0), temperature=0.0,
+                           eos_id=tok.eos_id):
+      first = first or time.perf_counter()
+      count += 1
+      if count >= n:
+        break
+    end = time.perf_counter()
+    return {"ttft": first - start, "seconds": end - start, "decode_s": end - first,
+            "tokens": count}
+
+  for prompt in PROMPTS:
+    once(prompt, 2)  # compiles, as the server's warm-up does
+  runs = [once(PROMPTS[i % len(PROMPTS)], tokens) for i in range(rounds)]
   return {"ttft_s": statistics.median(r["ttft"] for r in runs),
           "tokens_per_s": statistics.median(r["tokens"] / r["seconds"] for r in runs),
           "decode_tokens_per_s": statistics.median((r["tokens"] - 1) / r["decode_s"]
@@ -192,6 +228,8 @@ def main(argv):
   url = f"http://127.0.0.1:{port}"
   results = {"model": _MODEL.value, "tokens": _TOKENS.value, "clients": _CLIENTS.value,
              "load_at_start": os.getloadavg()[0], "cpus": os.cpu_count()}
+  results["direct"] = direct(_MODEL.value, _ROUNDS.value, _TOKENS.value)
+  print("no server:", json.dumps(results["direct"]), flush=True)
   started = time.perf_counter()
   proc = start_server(_MODEL.value, port)
   results["server_start_s"] = time.perf_counter() - started

@@ -1,11 +1,16 @@
 """The server: `create_app(settings)` -> a FastAPI app with Ollama's API under /api, OpenAI's
 under /v1 and the web UI at /; `python -m experiments.serve` runs it with uvicorn.
 
-Every route needs `Authorization: Bearer <key>` when settings.api_key is set. Every refusal
-is one sentence in the error shape its API's clients read (limits.error_body): 400 for
-malformed JSON, a wrong type or an unknown field, naming the field; 401 for the key; 404
-for an unknown model or route; 413 for a body over the limit; 503 when the generation queue
-is full. An unexpected failure is a 500 with one sentence; the traceback goes to the log.
+Every API route needs `Authorization: Bearer <key>` when settings.api_key is set (the UI's
+page and static files are plain routes a browser can load; its /ui/ routes need the key).
+
+Every refusal is one sentence in the error shape its API's clients read (limits.error_body):
+400 for malformed JSON, a wrong type or an unknown field, naming the field, and for a prompt
+over settings.max_prompt_tokens; 401 for the key; 404 for an unknown model or route; 413 for
+a body over settings.max_body_bytes; 503 when the generation queue is full. max_tokens /
+num_predict above settings.max_new_tokens is capped, not refused: the answer ends with
+finish_reason / done_reason "length". An unexpected failure is a 500 with one sentence; the
+traceback goes to the log.
 """
 
 import logging

@@ -8,8 +8,11 @@ Options used: temperature (0 is greedy), top_k (0 or less: off), top_p, min_p, n
 (negative: up to the server's cap; above the cap it is lowered to it), seed, stop. The other
 options the client may send (num_ctx, repeat_penalty, ...) are accepted and ignored.
 
-A knowledge-base answer (model "kb/<name>" or the field "kb") puts "sources" on the final
-object: [{"n", "source", "chunk", "text", "score"}]; the answer cites them as [n].
+A knowledge-base answer (model "kb/<name>" or the field "kb") answers the last user message
+(research.rag.answer: greedy, from the retrieved passages) and puts "sources" on the final
+object: [{"n", "source", "chunk", "text", "score"}]; the answer cites them as [n]. The
+ollama Python client's types drop fields they do not know, so read "sources" from the JSON
+itself (curl, httpx) or through the openai client.
 """
 
 import datetime
@@ -141,6 +144,9 @@ def _refuse_unsupported(r: _Generating) -> None:
     raise services_lib.RequestError(400, "tools: this server does not call tools.")
   if getattr(r, "images", None):
     raise services_lib.RequestError(400, "images: this model reads text only.")
+  for i, m in enumerate(getattr(r, "messages", None) or []):
+    if m.images:
+      raise services_lib.RequestError(400, f"messages.{i}.images: this model reads text only.")
 
 
 def _now() -> str:

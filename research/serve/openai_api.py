@@ -10,7 +10,8 @@ says "length"), and top_k, min_p as extras (extra_body in the openai client). Fi
 client may send that change nothing here (user, metadata, store, ...) are accepted; fields
 that ask for what this server cannot do (n > 1, tools, logprobs, images) get a 400.
 
-A knowledge-base answer (model "kb/<name>", or "kb": "<name>" via extra_body) carries
+A knowledge-base answer (model "kb/<name>", or "kb": "<name>" via extra_body) answers the
+last user message (research.rag.answer: greedy, from the retrieved passages) and carries
 "sources": [{"n", "source", "chunk", "text", "score"}] at the top level of the response,
 or of the final streamed chunk (the one with finish_reason).
 """

@@ -56,7 +56,10 @@ def test_wrong_types_name_the_field(server):
            ({"messages": [{"role": "user", "content": 5}]}, "Field 'messages.0.content'"),
            ({"messages": [{"role": "robot", "content": "t1"}]}, "Field 'messages.0.role'"),
            ({"stream": "maybe"}, "Field 'stream'"),
-           ({"options": {"stop": 3}}, "Field 'options.stop'")]
+           ({"options": {"stop": 3}}, "Field 'options.stop'"),
+           ({"messages": [{"role": "user", "content": "t1", "images": ["aGk="]}]},
+            "messages.0.images: this model reads text only"),
+           ({"options": {"num_predict": 0}}, "options.num_predict: expected a positive")]
   for extra, says in cases:
     body = dict({"model": model, "messages": [{"role": "user", "content": "t10"}]}, **extra)
     r = post(server, "/api/chat", json.dumps(body))
