@@ -5,5 +5,9 @@
   app.py        create_app(settings) -> a FastAPI app with every route below
   ollama_api.py /api/chat, /api/generate, /api/embed, /api/tags, /api/version
   openai_api.py /v1/chat/completions, /v1/embeddings, /v1/models
-  web.py        the pages at / (chat, knowledge base, fine-tune) and the routes they call
+  worker.py     the one generation thread: a bounded queue, streamed pieces, cancel on disconnect
+  limits.py     request limits and the one-sentence error bodies
+  web.py        the pages at / (chat, knowledge base, fine-tune) and the /ui/ routes they call
+  jobs.py       fine-tune jobs from the page: form checks, one background process per run
+  static/       index.html, app.css, app.js (no build step, nothing fetched from the internet)
 """
