@@ -7,11 +7,10 @@ The server is `python -m experiments.serve` in a subprocess on a free port (warm
 it listens). Then, with greedy decoding of --tokens tokens per answer (ignore_eos is not an
 API option, so prompts ask for long answers and the counts come from the usage fields):
 
-0. The same greedy answers without the server (research.generate.stream in this process,
-   before the server starts): the reference the server's overhead is measured against.
 1. One streaming client, --rounds times: time to first token (TTFT), and tokens/s of the
    whole request (completion tokens / request time) and of decoding alone (after the first
-   token).
+   token); alternating with each round, the same greedy answer without the server
+   (research.generate.stream in this process, the server idle): the server's overhead.
 2. --clients concurrent streaming clients, --rounds times: the total tokens/s (all tokens /
    wall time of the batch) and each client's TTFT, which includes its wait in the queue.
 3. A mixed run of --minutes: --clients threads loop chat (ollama and openai, streamed and
@@ -95,8 +94,7 @@ def stream_chat(client, model: str, prompt: str, tokens: int) -> dict:
           "tokens": usage.completion_tokens}
 
 
-def single(client, model: str, rounds: int, tokens: int) -> dict:
-  runs = [stream_chat(client, model, PROMPTS[i % len(PROMPTS)], tokens) for i in range(rounds)]
+def _summary(runs: list[dict]) -> dict:
   return {"ttft_s": statistics.median(r["ttft"] for r in runs),
           "tokens_per_s": statistics.median(r["tokens"] / r["seconds"] for r in runs),
           "decode_tokens_per_s": statistics.median((r["tokens"] - 1) / r["decode_s"]
@@ -104,16 +102,16 @@ def single(client, model: str, rounds: int, tokens: int) -> dict:
           "tokens": statistics.median(r["tokens"] for r in runs)}
 
 
-def direct(model: str, rounds: int, tokens: int) -> dict:
-  """TTFT and tokens/s of research.generate.stream itself, prompts as the server builds
-  them, the KV cache sized as the server sizes it (--max_new_tokens it is given)."""
+def direct_runner(model: str, tokens: int):
+  """One greedy answer by research.generate.stream in this process, the prompt built and
+  the KV cache sized as the server does (it gets --max_new_tokens=max(tokens, 64))."""
   import jax  # pylint: disable=g-import-not-at-top
   import research  # pylint: disable=g-import-not-at-top
   from research.generate import stream  # pylint: disable=g-import-not-at-top
   lm = research.load_model(model)
   tok = lm.tokenizer
 
-  def once(prompt, n):
+  def once(prompt: str, n: int) -> dict:
     ids = tok.encode(tok.apply_chat_template([{"role": "user", "content": prompt}],
                                              add_generation_prompt=True))
     start = time.perf_counter()
@@ -130,12 +128,17 @@ def direct(model: str, rounds: int, tokens: int) -> dict:
 
   for prompt in PROMPTS:
     once(prompt, 2)  # compiles, as the server's warm-up does
-  runs = [once(PROMPTS[i % len(PROMPTS)], tokens) for i in range(rounds)]
-  return {"ttft_s": statistics.median(r["ttft"] for r in runs),
-          "tokens_per_s": statistics.median(r["tokens"] / r["seconds"] for r in runs),
-          "decode_tokens_per_s": statistics.median((r["tokens"] - 1) / r["decode_s"]
-                                                   for r in runs if r["tokens"] > 1),
-          "tokens": statistics.median(r["tokens"] for r in runs)}
+  return once
+
+
+def single(client, model: str, rounds: int, tokens: int, direct) -> tuple[dict, dict]:
+  """One client through the server and the same answer without it, alternating A/B."""
+  served, alone = [], []
+  for i in range(rounds):
+    prompt = PROMPTS[i % len(PROMPTS)]
+    served.append(stream_chat(client, model, prompt, tokens))
+    alone.append(direct(prompt, tokens))
+  return _summary(served), _summary(alone)
 
 
 def concurrent(client, model: str, clients: int, rounds: int, tokens: int) -> dict:
@@ -228,8 +231,7 @@ def main(argv):
   url = f"http://127.0.0.1:{port}"
   results = {"model": _MODEL.value, "tokens": _TOKENS.value, "clients": _CLIENTS.value,
              "load_at_start": os.getloadavg()[0], "cpus": os.cpu_count()}
-  results["direct"] = direct(_MODEL.value, _ROUNDS.value, _TOKENS.value)
-  print("no server:", json.dumps(results["direct"]), flush=True)
+  direct = direct_runner(_MODEL.value, _TOKENS.value)
   started = time.perf_counter()
   proc = start_server(_MODEL.value, port)
   results["server_start_s"] = time.perf_counter() - started
@@ -238,10 +240,16 @@ def main(argv):
     for prompt in PROMPTS:  # compiles every prompt bucket these prompts use
       stream_chat(client, _MODEL.value, prompt, 2)
     client.embeddings.create(model="all-minilm-l6-v2", input=TEXTS)  # loads MiniLM
-    results["one_client"] = single(client, _MODEL.value, _ROUNDS.value, _TOKENS.value)
+    results["one_client"], results["no_server"] = single(client, _MODEL.value, _ROUNDS.value,
+                                                         _TOKENS.value, direct)
     print("1 client:", json.dumps(results["one_client"]), flush=True)
+    print("no server:", json.dumps(results["no_server"]), flush=True)
+    results["served_over_direct"] = (results["one_client"]["tokens_per_s"]
+                                     / results["no_server"]["tokens_per_s"])
     results["concurrent"] = concurrent(client, _MODEL.value, _CLIENTS.value, _ROUNDS.value,
                                        _TOKENS.value)
+    results["concurrent_over_one"] = (results["concurrent"]["tokens_per_s"]
+                                      / results["one_client"]["tokens_per_s"])
     print(f"{_CLIENTS.value} clients:", json.dumps(results["concurrent"]), flush=True)
     if _MINUTES.value > 0:
       results["mixed"] = mixed(url, _MODEL.value, _CLIENTS.value, _MINUTES.value, 32)
