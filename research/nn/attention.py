@@ -55,9 +55,52 @@ def attention_weights(q_BxLxHxK, k_BxSxGxK, mask_BxLxS, bias_BxHxLxS=None, scale
   return masked_softmax(scores, mask_BxLxS[:, None, None])
 
 
+@jax.custom_vjp
+def softmax_attention(q_BxLxGxRxK, k_BxSxGxK, v_BxSxGxK, mask_BxLxS):
+  """softmax(q k^T, -inf where `mask` is False) v for the R query heads of each of G groups
+  (q already scaled): B x L x G x R x K."""
+  return _softmax_attention_forward(q_BxLxGxRxK, k_BxSxGxK, v_BxSxGxK, mask_BxLxS)[0]
+
+
+def _softmax_attention_forward(q_BxLxGxRxK, k_BxSxGxK, v_BxSxGxK, mask_BxLxS):
+  scores = jnp.einsum("blgrk,bsgk->bgrls", q_BxLxGxRxK, k_BxSxGxK,
+                      preferred_element_type=jnp.float32)
+  scores = jnp.where(mask_BxLxS[:, None, None], scores, -jnp.inf)
+  e_BxGxRxLxS = jnp.exp(scores - jnp.max(scores, axis=-1, keepdims=True))  # unnormalised
+  total_BxLxGxR = jnp.einsum("bgrls->blgr", e_BxGxRxLxS)
+  # out = (e v) / sum(e): the division runs over L x K, not L x S
+  out = jnp.einsum("bgrls,bsgk->blgrk", e_BxGxRxLxS.astype(v_BxSxGxK.dtype), v_BxSxGxK,
+                   preferred_element_type=jnp.float32) / total_BxLxGxR[..., None]
+  out = out.astype(v_BxSxGxK.dtype)
+  return out, (q_BxLxGxRxK, k_BxSxGxK, v_BxSxGxK, e_BxGxRxLxS, total_BxLxGxR, out)
+
+
+def _softmax_attention_backward(residuals, g_BxLxGxRxK):
+  """With p = e / sum(e) and D = sum_k(g o) per row (FlashAttention's identity, D =
+  sum_s(p dP)): dS = p (dP - D) = e (dP - D) / sum(e), with no reduction over L x S."""
+  q, k, v, e_BxGxRxLxS, total_BxLxGxR, out = residuals
+  g_over_total = g_BxLxGxRxK.astype(jnp.float32) / total_BxLxGxR[..., None]  # g / sum(e)
+  dv = jnp.einsum("bgrls,blgrk->bsgk", e_BxGxRxLxS, g_over_total)
+  dp_over_total = jnp.einsum("blgrk,bsgk->bgrls", g_over_total, v,
+                             preferred_element_type=jnp.float32)
+  d_over_total = jnp.einsum("blgrk,blgrk->bgrl", g_over_total, out)
+  ds_BxGxRxLxS = e_BxGxRxLxS * (dp_over_total - d_over_total[..., None])
+  dq = jnp.einsum("bgrls,bsgk->blgrk", ds_BxGxRxLxS, k, preferred_element_type=jnp.float32)
+  dk = jnp.einsum("bgrls,blgrk->bsgk", ds_BxGxRxLxS, q, preferred_element_type=jnp.float32)
+  return dq.astype(q.dtype), dk.astype(k.dtype), dv.astype(v.dtype), None
+
+
+softmax_attention.defvjp(_softmax_attention_forward, _softmax_attention_backward)
+
+
 def explicit_attention(q_BxLxHxK, k_BxSxGxK, v_BxSxGxK, mask_BxLxS, bias=None, rate=0.0,
                        key=None):
   b, l, h, kw = q_BxLxHxK.shape
+  if bias is None and (rate == 0.0 or key is None):
+    g = k_BxSxGxK.shape[2]
+    q_BxLxGxRxK = (q_BxLxHxK * (1.0 / math.sqrt(kw))).reshape(b, l, g, h // g, kw)
+    return softmax_attention(q_BxLxGxRxK, k_BxSxGxK, v_BxSxGxK, mask_BxLxS).reshape(
+        b, l, h, kw)
   att_BxGxRxLxS = attention_weights(q_BxLxHxK, k_BxSxGxK, mask_BxLxS, bias)
   att_BxGxRxLxS = dropout_lib.dropout(att_BxGxRxLxS, rate, key)
   out = jnp.einsum("bgrls,bsgk->blgrk", att_BxGxRxLxS.astype(v_BxSxGxK.dtype), v_BxSxGxK)

@@ -83,3 +83,23 @@ def test_masked_softmax_gradient_matches_autodiff():
   ours = jax.vjp(lambda s: attention.masked_softmax(s, mask), scores)[1](g)[0]
   np.testing.assert_allclose(ours, jax.vjp(plain, scores)[1](g)[0], rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(attention.masked_softmax(scores, mask), plain(scores), rtol=1e-6)
+
+
+def test_softmax_attention_and_its_gradient_match_autodiff_of_the_formula():
+  keys = jax.random.split(jax.random.key(7), 4)
+  q = jax.random.normal(keys[0], (2, 6, 2, 3, 4))  # B x L x G x R x K
+  k = jax.random.normal(keys[1], (2, 6, 2, 4))
+  v = jax.random.normal(keys[2], (2, 6, 2, 4))
+  g = jax.random.normal(keys[3], (2, 6, 2, 3, 4))
+  mask = jnp.broadcast_to(jnp.tril(jnp.ones((6, 6), bool)), (2, 6, 6))
+
+  def plain(q, k, v):
+    scores = jnp.einsum("blgrk,bsgk->bgrls", q, k)
+    p = jax.nn.softmax(jnp.where(mask[:, None, None], scores, -jnp.inf), axis=-1)
+    return jnp.einsum("bgrls,bsgk->blgrk", p, v)
+
+  ours, ours_vjp = jax.vjp(lambda *a: attention.softmax_attention(*a, mask), q, k, v)
+  want, want_vjp = jax.vjp(plain, q, k, v)
+  np.testing.assert_allclose(ours, want, rtol=1e-5, atol=1e-6)
+  for ours_grad, want_grad in zip(ours_vjp(g), want_vjp(g)):
+    np.testing.assert_allclose(ours_grad, want_grad, rtol=1e-5, atol=1e-5)
