@@ -109,6 +109,12 @@ class GenerateRequest(_Generating):
   steps: int | None = None
 
 
+class ShowRequest(Strict):
+  model: str | None = None
+  name: str | None = None  # the older spelling of model
+  verbose: bool | None = None
+
+
 class EmbedRequest(Strict):
   model: str
   input: str | list[str]
@@ -268,6 +274,33 @@ def router(services: services_lib.Services) -> fastapi.APIRouter:
     names = services.model_names()
     return {"models": [_tag(names[0], "llama")] + [_tag(n, "kb") for n in names[1:]]
                       + [_tag(services_lib.EMBED_MODEL, "bert")]}
+
+  @api.post("/show")
+  async def show(body: ShowRequest):
+    """What `ollama run` and `ollama show` ask before they chat: the family, the context
+    length and what the model can do."""
+    name = body.model or body.name or ""
+    if name.removesuffix(":latest") == services_lib.EMBED_MODEL:
+      return {"modelfile": "", "parameters": "", "template": "", "modified_at": _now(),
+              "details": _tag(name, "bert")["details"], "model_info": {
+                  "general.architecture": "bert", "bert.embedding_length": 384},
+              "capabilities": ["embedding"]}
+    kb = services.resolve_model(name)
+    lm = await run_in_threadpool(services.lm)
+    return {"modelfile": "", "parameters": "", "template": "", "modified_at": _now(),
+            "details": _tag(name, "kb" if kb else "llama")["details"],
+            "model_info": {"general.architecture": "llama",
+                           "llama.context_length": lm.config.max_length,
+                           "llama.embedding_length": lm.config.width,
+                           "llama.block_count": lm.config.num_layers},
+            "capabilities": ["completion"]}
+
+  @api.get("/ps")
+  async def ps():
+    """The loaded chat model (loaded once, kept until the server stops)."""
+    names = [services.model_name] if services.loaded() else []
+    return {"models": [dict(_tag(n, "llama"), expires_at="2999-01-01T00:00:00Z",
+                            size_vram=0, context_length=0) for n in names]}
 
   @api.get("/version")
   async def version():

@@ -62,6 +62,9 @@ class Services:
         self._lm = research.load_model(self.settings.model)
       return self._lm
 
+  def loaded(self) -> bool:
+    return self._lm is not None
+
   def embedder(self):
     """all-MiniLM-L6-v2 (research.rag.embed), loaded once."""
     with self._embedder_lock:

@@ -148,3 +148,15 @@ def test_unknown_option_is_400_naming_it(client, model):
     client.chat(model=model, messages=ASK, options={"temprature": 0.5})
   assert e.value.status_code == 400
   assert e.value.error == "Unknown field 'options.temprature': this API does not take it."
+
+
+def test_show_and_ps_answer_what_ollama_run_asks(client, model, server):
+  shown = client.show(model)
+  assert shown.capabilities == ["completion"]
+  assert shown.modelinfo["llama.context_length"] == server.services.lm().config.max_length
+  assert client.show("all-minilm-l6-v2").capabilities == ["embedding"]
+  assert client.show("kb/notes").capabilities == ["completion"]
+  assert [m.model for m in client.ps().models] == [model]
+  with pytest.raises(ollama.ResponseError) as e:
+    client.show("llama3")
+  assert e.value.status_code == 404
