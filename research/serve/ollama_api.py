@@ -1,4 +1,5 @@
-"""Ollama's native API: /api/chat, /api/generate, /api/embed, /api/tags, /api/version.
+"""Ollama's native API: /api/chat, /api/generate, /api/embed, /api/tags, /api/version, and
+/api/show, /api/ps, /api/embeddings, which the ollama CLI and older clients call.
 
 Streams are NDJSON (one JSON object a line) unless "stream": false. The last object has
 done=true, done_reason ("stop" or "length"), and the counts and times in nanoseconds:
@@ -107,6 +108,13 @@ class GenerateRequest(_Generating):
   width: int | None = None
   height: int | None = None
   steps: int | None = None
+
+
+class EmbeddingsRequest(Strict):
+  model: str
+  prompt: str | None = None
+  options: Options | None = None
+  keep_alive: float | str | None = None
 
 
 class ShowRequest(Strict):
@@ -267,6 +275,14 @@ def router(services: services_lib.Services) -> fastapi.APIRouter:
     took = int((datetime.datetime.now() - start).total_seconds() * 1e9)
     return {"model": body.model, "embeddings": [[float(x) for x in v] for v in vectors],
             "total_duration": took, "load_duration": 0, "prompt_eval_count": tokens}
+
+  @api.post("/embeddings")
+  async def embeddings(body: EmbeddingsRequest):
+    """The older one-text form of /api/embed, still sent by `ollama.embeddings`."""
+    if not body.prompt:
+      return {"embedding": []}
+    vectors, _ = await run_in_threadpool(services.embed, [body.prompt])
+    return {"embedding": [float(x) for x in vectors[0]]}
 
   @api.get("/tags")
   async def tags():

@@ -77,6 +77,8 @@ def test_embed_is_the_embedder_normalised(client, server):
   np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-6)
   one = client.embed(model="all-minilm-l6-v2", input="adam betas").embeddings
   np.testing.assert_allclose(one[0], got[0], atol=1e-6)
+  legacy = client.embeddings(model="all-minilm-l6-v2", prompt="adam betas").embedding
+  np.testing.assert_allclose(legacy, got[0], atol=1e-6)
   del server
 
 
