@@ -63,8 +63,9 @@ def eval_batches(rows, batch_size: int, pad_id: int) -> list[dict]:
 
 def sft_objective(model, batch, reference=None):
   del reference
-  logits_BxLxV, _ = model(batch["inputs"])
-  return transformer.cross_entropy(logits_BxLxV, batch["targets"], batch["weights"]), {}
+  # the head a chunk of rows at a time: never all B*L x V logits (LoRA's peak memory)
+  return transformer.chunked_cross_entropy(model.head_logits, model.hidden(batch["inputs"]),
+                                           batch["targets"], batch["weights"]), {}
 
 
 def encode_examples(tokenizer, examples, config, source: str):

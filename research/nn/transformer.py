@@ -65,6 +65,22 @@ class Transformer(nnx.Module):
     x_BxLxD = self.embed_tokens(tokens_BxL, positions_BxL, dropout_key)
     return self.trunk(x_BxLxD, positions_BxL, cache, dropout_key)
 
+  def hidden(self, tokens_BxL, dropout_key=None):
+    """The final-normed states the head reads (B x L x D), without the head: for a loss that
+    applies the head a chunk of rows at a time (`chunked_cross_entropy`)."""
+    b, l = tokens_BxL.shape
+    positions_BxL = jnp.broadcast_to(jnp.arange(l, dtype=jnp.int32), (b, l))
+    x_BxLxD = self.embed_tokens(tokens_BxL, positions_BxL, dropout_key)
+    return self.trunk(x_BxLxD, positions_BxL, None, dropout_key, head=False)[0]
+
+  def head_logits(self, x_NxD):
+    """Logits of final-normed states, float32 (the tied embedding or the untied head)."""
+    if self.config.tied_head:
+      logits_NxV = self.embed.attend(x_NxD)
+    else:
+      logits_NxV = ffn_lib.tokens_first(self.head, x_NxD)
+    return logits_NxV.astype(jnp.float32)
+
   def embed_tokens(self, tokens_BxL, positions_BxL, dropout_key=None):
     config = self.config
     x_BxLxD = self.embed(tokens_BxL)
@@ -75,8 +91,9 @@ class Transformer(nnx.Module):
     return dropout_lib.dropout(x_BxLxD, config.dropout,
                                dropout_lib.site_key(dropout_key, config.num_layers))
 
-  def trunk(self, x_BxLxD, positions_BxL, cache=None, dropout_key=None):
-    """Blocks, final norm and head on embedded inputs: (logits_BxLxV float32, new cache)."""
+  def trunk(self, x_BxLxD, positions_BxL, cache=None, dropout_key=None, head=True):
+    """Blocks, final norm and head on embedded inputs: (logits_BxLxV float32, new cache);
+    with head=False the final-normed states instead of the logits."""
     new_layers = []
     for i, block in enumerate(self.blocks):
       layer_cache = None if cache is None else cache["layers"][i]
@@ -84,14 +101,12 @@ class Transformer(nnx.Module):
                                    dropout_lib.site_key(dropout_key, i))
       new_layers.append(layer_cache)
     x_BxLxD = self.final_norm(x_BxLxD)
-    if self.config.tied_head:
-      logits_BxLxV = self.embed.attend(x_BxLxD)
-    else:
-      logits_BxLxV = ffn_lib.tokens_first(self.head, x_BxLxD)
     new_cache = None
     if cache is not None:
       new_cache = {"index": cache["index"] + x_BxLxD.shape[1], "layers": new_layers}
-    return logits_BxLxV.astype(jnp.float32), new_cache
+    if not head:
+      return x_BxLxD, new_cache
+    return self.head_logits(x_BxLxD), new_cache
 
 
 def init_cache(config: ModelConfig, batch: int, length: int, dtype=jnp.float32):
@@ -114,3 +129,35 @@ def cross_entropy(logits_BxLxV, targets_BxL, weights_BxL=None):
   if weights_BxL is None:
     return jnp.mean(nll_BxL)
   return jnp.sum(nll_BxL * weights_BxL) / jnp.maximum(jnp.sum(weights_BxL), 1.0)
+
+
+def chunked_cross_entropy(head_fn, x_BxLxD, targets_BxL, weights_BxL=None, chunk_rows=128):
+  """`cross_entropy(head_fn(x), targets, weights)` without ever holding all B*L x V logits:
+  a scan over chunks of `chunk_rows` rows applies the head and sums the weighted -log p of
+  each chunk; jax.checkpoint makes the backward pass recompute a chunk's logits instead of
+  keeping them, so the vocabulary-sized buffers are chunk_rows x V."""
+  d = x_BxLxD.shape[-1]
+  x_NxD = x_BxLxD.reshape(-1, d)
+  targets_N = targets_BxL.reshape(-1)
+  weights_N = (jnp.ones(targets_N.shape, jnp.float32) if weights_BxL is None
+               else weights_BxL.reshape(-1).astype(jnp.float32))
+  n = x_NxD.shape[0]
+  chunk_rows = min(chunk_rows, n)
+  pad = -n % chunk_rows  # padded rows carry weight 0
+  x_CxRxD = jnp.pad(x_NxD, ((0, pad), (0, 0))).reshape(-1, chunk_rows, d)
+  targets_CxR = jnp.pad(targets_N, (0, pad)).reshape(-1, chunk_rows)
+  weights_CxR = jnp.pad(weights_N, (0, pad)).reshape(-1, chunk_rows)
+
+  @jax.checkpoint
+  def chunk_loss(x_RxD, targets_R, weights_R):
+    logp_RxV = jax.nn.log_softmax(head_fn(x_RxD).astype(jnp.float32), axis=-1)
+    nll_R = -jnp.take_along_axis(logp_RxV, targets_R[:, None], axis=-1)[:, 0]
+    return jnp.sum(nll_R * weights_R)
+
+  def body(total, chunk):
+    return total + chunk_loss(*chunk), None
+
+  total, _ = jax.lax.scan(body, jnp.zeros((), jnp.float32), (x_CxRxD, targets_CxR, weights_CxR))
+  if weights_BxL is None:
+    return total / n
+  return total / jnp.maximum(jnp.sum(weights_N), 1.0)

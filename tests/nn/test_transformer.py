@@ -63,3 +63,30 @@ def test_parameter_names_follow_the_roles():
                "blocks/0/attn_norm/scale", "final_norm/scale", "head/kernel"):
     assert name in names, sorted(names)
   assert "blocks/0/attn/out/bias" not in names
+
+
+@pytest.mark.parametrize("tied_head", [True, False])
+@pytest.mark.parametrize("weighted", [True, False])
+def test_chunked_cross_entropy_equals_the_whole_logits_loss_and_gradient(tied_head, weighted):
+  model = transformer.Transformer(_tiny(tied_head=tied_head, vocab_size=50), rngs=nnx.Rngs(0))
+  graphdef, params = nnx.split(model)
+  tokens = jax.random.randint(jax.random.key(2), (3, 7), 0, 50)
+  targets = jax.random.randint(jax.random.key(3), (3, 7), 0, 50)
+  weights = (jax.random.uniform(jax.random.key(4), (3, 7)) < 0.6).astype(jnp.float32)
+  weights = weights if weighted else None
+
+  def whole(params):
+    logits, _ = nnx.merge(graphdef, params)(tokens)
+    return transformer.cross_entropy(logits, targets, weights)
+
+  def chunked(params):
+    m = nnx.merge(graphdef, params)
+    # 21 rows in chunks of 4: the last chunk is padded with weight-0 rows
+    return transformer.chunked_cross_entropy(m.head_logits, m.hidden(tokens), targets, weights,
+                                             chunk_rows=4)
+
+  want, want_grad = jax.value_and_grad(whole)(params)
+  ours, ours_grad = jax.value_and_grad(chunked)(params)
+  np.testing.assert_allclose(ours, want, rtol=1e-6, atol=1e-6)
+  for a, b in zip(jax.tree.leaves(ours_grad), jax.tree.leaves(want_grad)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
