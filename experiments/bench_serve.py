@@ -23,7 +23,6 @@ import collections
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,8 @@ from pathlib import Path
 
 from absl import app
 from absl import flags
+
+from research.serve import launch
 
 _MODEL = flags.DEFINE_string("model", "smollm2-135m-instruct", "Model the server loads.")
 _TOKENS = flags.DEFINE_integer("tokens", 64, "max_tokens of each chat request.")
@@ -49,12 +50,6 @@ TEXTS = ["Adam keeps running averages of the gradient and its square.",
          "Rotary embeddings rotate query and key pairs by position.",
          "A knowledge base answers from retrieved passages."]
 KEY = "bench"
-
-
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
 
 
 def start_server(model: str, port: int) -> subprocess.Popen:
@@ -227,7 +222,7 @@ def mixed(url: str, model: str, clients: int, minutes: float, tokens: int) -> di
 def main(argv):
   del argv
   import openai  # pylint: disable=g-import-not-at-top
-  port = _free_port()
+  port = launch.free_port()
   url = f"http://127.0.0.1:{port}"
   results = {"model": _MODEL.value, "tokens": _TOKENS.value, "clients": _CLIENTS.value,
              "load_at_start": os.getloadavg()[0], "cpus": os.cpu_count()}

@@ -3,8 +3,6 @@ from the client's side of the socket with nothing but the standard library."""
 
 import concurrent.futures
 import json
-import socket
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -14,7 +12,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np
-import uvicorn
 
 from experiments.configs import serve as serve_config
 from research import files
@@ -22,40 +19,12 @@ from research import pretrained
 from research import tour
 from research.generate import stream
 from research.serve import app as app_lib
+from research.serve import launch
 from research.serve import services as services_lib
 from research.serve import settings as settings_lib
 
 REPO = Path(__file__).resolve().parents[2]
 START_COMMAND = "python -m experiments.serve   # then http://127.0.0.1:11434/ (web UI, Ollama and OpenAI APIs)"
-
-
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
-class _Server:
-  """uvicorn in a background thread, for as long as the `with` block lasts."""
-
-  def __init__(self, app, port: int):
-    self.url = f"http://127.0.0.1:{port}"
-    self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                                log_level="warning"))
-    self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-  def __enter__(self):
-    self.thread.start()
-    deadline = time.time() + 30
-    while not self.server.started:
-      if time.time() > deadline or not self.thread.is_alive():
-        raise RuntimeError(f"the server did not start on {self.url}")
-      time.sleep(0.05)
-    return self
-
-  def __exit__(self, *exc):
-    self.server.should_exit = True
-    self.thread.join(timeout=10)
 
 
 def _post(url: str, body: dict):
@@ -114,7 +83,7 @@ def run_experiment(config, out_dir, log=print) -> list[tour.Claim]:
   greedy = {"model": config.model, "messages": messages,
             "options": {"temperature": 0, "num_predict": config.max_tokens}}
   claims = []
-  with _Server(app_lib.create_app(settings, services), _free_port()) as server:
+  with launch.ServerThread(app_lib.create_app(settings, services)) as server:
     log(f"server on {server.url}; start one yourself with: {START_COMMAND}")
     _stream_chat(server.url, greedy)  # the first request compiles the decode step
     single, streamed, final = _stream_chat(server.url, greedy)

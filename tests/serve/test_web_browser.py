@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from research.serve import launch
 from tests.serve import web_fixtures
 
 
@@ -45,7 +46,7 @@ def server(browser, tmp_path_factory):
   settings = web_fixtures.settings_for(web_fixtures.write_citing_model(root / "model"),
                                        web_fixtures.write_tiny_data(root / "data"),
                                        root / "work")
-  with web_fixtures.ServerThread(web_fixtures.make_app(settings)) as running:
+  with launch.ServerThread(web_fixtures.make_app(settings)) as running:
     yield running
 
 
@@ -154,7 +155,7 @@ def test_the_page_asks_for_the_api_key_and_keeps_it(browser, tmp_path):
   settings = web_fixtures.settings_for(tmp_path / "unused-model",
                                        web_fixtures.write_tiny_data(tmp_path / "data"),
                                        tmp_path / "work", api_key="sesame")
-  with web_fixtures.ServerThread(web_fixtures.make_app(settings)) as server:
+  with launch.ServerThread(web_fixtures.make_app(settings)) as server:
     context = browser.new_context()
     page = context.new_page()
     page.goto(server.url + "/")

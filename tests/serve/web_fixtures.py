@@ -9,9 +9,6 @@ check that the curve gains points, not that it falls.)
 
 import json
 import os
-import socket
-import threading
-import time
 from pathlib import Path
 
 import tokenizers
@@ -88,31 +85,3 @@ NO_BROWSER = (f"the browser tests need Debian's Chromium at {CHROMIUM}: run "
               "`apt-get install -y chromium` (see BUILD.md).")
 
 
-def free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
-class ServerThread:
-  """uvicorn serving `app` on a free loopback port from a background thread."""
-
-  def __init__(self, app):
-    import uvicorn  # pylint: disable=g-import-not-at-top
-    self.port = free_port()
-    self.url = f"http://127.0.0.1:{self.port}"
-    self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
-                                                log_level="warning"))
-    self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-  def __enter__(self):
-    self.thread.start()
-    deadline = time.monotonic() + 30
-    while not self.server.started:
-      assert self.thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-      time.sleep(0.05)
-    return self
-
-  def __exit__(self, *exc):
-    self.server.should_exit = True  # the app's shutdown ends any fine-tune still running
-    self.thread.join(30)
