@@ -226,12 +226,7 @@ def router(services: services_lib.Services) -> fastapi.APIRouter:
       return load_only(body.model, "message", {"role": "assistant", "content": ""})
     settings = sampling(body.options, services.settings.max_new_tokens)
     messages = [{"role": m.role, "content": m.content or ""} for m in body.messages]
-    if kb is not None:
-      question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-      stream = services.ask_kb(kb, question, settings)
-    else:
-      ids = await run_in_threadpool(services.prompt_ids, messages)
-      stream = services.generate(ids, settings)
+    stream = await services.chat(messages, settings, kb)
     return await respond(request, stream, body.model, body.stream is not False, message, message)
 
   @api.post("/generate")

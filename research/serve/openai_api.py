@@ -183,12 +183,7 @@ def router(services: services_lib.Services) -> fastapi.APIRouter:
     messages = messages_of(body)
     await run_in_threadpool(services.lm)
     settings = sampling(body, services.settings.max_new_tokens)
-    if kb is not None:
-      question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-      stream = services.ask_kb(kb, question, settings)
-    else:
-      ids = await run_in_threadpool(services.prompt_ids, messages)
-      stream = services.generate(ids, settings)
+    stream = await services.chat(messages, settings, kb)
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()),
             "model": body.model, "system_fingerprint": None}
 

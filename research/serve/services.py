@@ -3,7 +3,7 @@ bases and the one generation worker.
 
   services = Services(settings)                 # or Services(settings, lm=tiny, embedder=fake)
   services.resolve_model("kb/docs")             # -> "docs": answer from that knowledge base
-  stream = services.chat(messages, sampling, kb=None)   # -> worker.Stream of pieces, then Done
+  stream = await services.chat(messages, sampling, kb=None)   # -> worker.Stream of pieces, then Done
 
 A knowledge base is named either by the model name "kb/<name>" (so unmodified Ollama and
 OpenAI clients can use it) or by a body field "kb": "<name>". Names are the --kb folder's
@@ -14,6 +14,8 @@ import re
 import threading
 import time
 from pathlib import Path
+
+from starlette import concurrency
 
 from research.rag import answer
 from research.rag import retrieve
@@ -193,6 +195,17 @@ class Services:
     lm = self.lm()
     return self.worker.submit(
         lambda cancel: worker_lib.generation(lm, prompt_ids, sampling, budget, cancel))
+
+  async def chat(self, messages: list[dict], sampling: worker_lib.Sampling,
+                 kb: str | None = None) -> worker_lib.Stream:
+    """Queues a chat answer: from knowledge base `kb` to the last user message when one is
+    named, else from the model to the whole conversation in its chat template."""
+    if kb is not None:
+      question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+      return self.ask_kb(kb, question, sampling)
+    # tokenising may take a while: off the event loop; submitting must happen on it
+    ids = await concurrency.run_in_threadpool(self.prompt_ids, messages)
+    return self.generate(ids, sampling)
 
   def ask_kb(self, name: str, question: str, sampling: worker_lib.Sampling) -> worker_lib.Stream:
     """Queues an answer from knowledge base `name` (research.rag.answer: greedy, citing
