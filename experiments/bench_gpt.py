@@ -5,8 +5,9 @@ version of the same modules, interleaved in one process (no data loading, no eva
 
 "plain" swaps back what the speed work replaced: Linear layers on B x L x D (two contracting
 axes in the weight gradient), autodiff of exact GELU (erfc form), of LayerNorm and of the
-where + softmax mask. Prints median ms per step of each, their ratio, the measured fp32 matmul
-peak, the MFU and the load average: on a shared machine a figure means little without it.
+where + softmax mask and attention. Both keep freed heap mapped (research.train.heap). Prints
+median ms per step of each, their ratio, the measured fp32 matmul peak, the MFU and the load
+average: on a shared machine a figure means little without it.
 """
 
 import contextlib
@@ -39,15 +40,23 @@ def plain_autodiff():
     y = centred * jax.lax.rsqrt(jnp.mean(centred * centred, axis=-1, keepdims=True) + eps)
     return y * scale + (0.0 if bias is None else bias)
 
-  saved = (ffn.tokens_first, ffn.gelu, norms.layer_norm, attention.masked_softmax)
+  def softmax_attention(q, k, v, mask):
+    scores = jnp.einsum("blgrk,bsgk->bgrls", q, k)
+    p = jax.nn.softmax(jnp.where(mask[:, None, None], scores, -jnp.inf), axis=-1)
+    return jnp.einsum("bgrls,bsgk->blgrk", p, v)
+
+  saved = (ffn.tokens_first, ffn.gelu, norms.layer_norm, attention.masked_softmax,
+           attention.softmax_attention)
   ffn.tokens_first = lambda layer, x: layer(x)
   ffn.gelu = lambda x: jax.nn.gelu(x, approximate=False)
   norms.layer_norm = layer_norm
   attention.masked_softmax = lambda s, m: jax.nn.softmax(jnp.where(m, s, -jnp.inf), axis=-1)
+  attention.softmax_attention = softmax_attention
   try:
     yield
   finally:
-    ffn.tokens_first, ffn.gelu, norms.layer_norm, attention.masked_softmax = saved
+    (ffn.tokens_first, ffn.gelu, norms.layer_norm, attention.masked_softmax,
+     attention.softmax_attention) = saved
 
 
 def main(argv):
