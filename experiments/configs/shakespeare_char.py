@@ -1,9 +1,9 @@
 """nanoGPT's shakespeare_char CPU recipe, for the side-by-side benchmark (BENCHMARKS.md).
 
 COMMAND: python -m experiments.train_lm --config=experiments/configs/shakespeare_char.py
-RESULT:  val_loss 1.898-1.914 at iter 2000 over seeds 1337/1/2 (nanoGPT: 1.8857), 31-32
-         ms/iter at load 2-6 on the 2-core CPU (the code before the page-fault fix: 51 ms
-         back to back); see BENCHMARKS.md. Last line:
+RESULT:  val_loss 1.898-1.914 at iter 2000 over seeds 1337/1/2 (nanoGPT: 1.8857), 18.0-18.1
+         ms/iter at load <= 1.8 on the 2-core CPU, 31-32 at load 2-6 (before the page-fault
+         fix: 28.6-28.8 and 51); see BENCHMARKS.md. Last line:
          val_loss=<float> ms_per_iter=<median> tokens_per_s=<float>
 Presets: `shakespeare_char.py:quick` (200 iters) and overrides like `:steps=500`.
 """
