@@ -63,9 +63,11 @@ def eval_batches(rows, batch_size: int, pad_id: int) -> list[dict]:
 
 def sft_objective(model, batch, reference=None):
   del reference
-  # the head a chunk of rows at a time: never all B*L x V logits (LoRA's peak memory)
-  return transformer.chunked_cross_entropy(model.head_logits, model.hidden(batch["inputs"]),
-                                           batch["targets"], batch["weights"]), {}
+  # peak memory: blocks recomputed in the backward pass (gradient checkpointing, on by
+  # default as in LLaMA-Factory) and the head a chunk of rows at a time, never all B*L x V
+  x_BxLxD = model.hidden(batch["inputs"], remat=True)
+  return transformer.chunked_cross_entropy(model.head_logits, x_BxLxD, batch["targets"],
+                                           batch["weights"]), {}
 
 
 def encode_examples(tokenizer, examples, config, source: str):

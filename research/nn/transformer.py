@@ -65,13 +65,14 @@ class Transformer(nnx.Module):
     x_BxLxD = self.embed_tokens(tokens_BxL, positions_BxL, dropout_key)
     return self.trunk(x_BxLxD, positions_BxL, cache, dropout_key)
 
-  def hidden(self, tokens_BxL, dropout_key=None):
+  def hidden(self, tokens_BxL, dropout_key=None, remat=False):
     """The final-normed states the head reads (B x L x D), without the head: for a loss that
-    applies the head a chunk of rows at a time (`chunked_cross_entropy`)."""
+    applies the head a chunk of rows at a time (`chunked_cross_entropy`). With remat=True
+    the backward pass recomputes each block instead of keeping its activations."""
     b, l = tokens_BxL.shape
     positions_BxL = jnp.broadcast_to(jnp.arange(l, dtype=jnp.int32), (b, l))
     x_BxLxD = self.embed_tokens(tokens_BxL, positions_BxL, dropout_key)
-    return self.trunk(x_BxLxD, positions_BxL, None, dropout_key, head=False)[0]
+    return self.trunk(x_BxLxD, positions_BxL, None, dropout_key, head=False, remat=remat)[0]
 
   def head_logits(self, x_NxD):
     """Logits of final-normed states, float32 (the tied embedding or the untied head)."""
@@ -91,14 +92,19 @@ class Transformer(nnx.Module):
     return dropout_lib.dropout(x_BxLxD, config.dropout,
                                dropout_lib.site_key(dropout_key, config.num_layers))
 
-  def trunk(self, x_BxLxD, positions_BxL, cache=None, dropout_key=None, head=True):
+  def trunk(self, x_BxLxD, positions_BxL, cache=None, dropout_key=None, head=True,
+            remat=False):
     """Blocks, final norm and head on embedded inputs: (logits_BxLxV float32, new cache);
-    with head=False the final-normed states instead of the logits."""
+    with head=False the final-normed states instead of the logits; with remat=True (and no
+    cache) each block is recomputed in the backward pass (`recomputed_block`)."""
     new_layers = []
     for i, block in enumerate(self.blocks):
       layer_cache = None if cache is None else cache["layers"][i]
-      x_BxLxD, layer_cache = block(x_BxLxD, positions_BxL, layer_cache,
-                                   dropout_lib.site_key(dropout_key, i))
+      key = dropout_lib.site_key(dropout_key, i)
+      if remat and cache is None:
+        x_BxLxD = recomputed_block(block, x_BxLxD, positions_BxL, key)
+      else:
+        x_BxLxD, layer_cache = block(x_BxLxD, positions_BxL, layer_cache, key)
       new_layers.append(layer_cache)
     x_BxLxD = self.final_norm(x_BxLxD)
     new_cache = None
@@ -107,6 +113,39 @@ class Transformer(nnx.Module):
     if not head:
       return x_BxLxD, new_cache
     return self.head_logits(x_BxLxD), new_cache
+
+
+def recomputed_block(block, x_BxLxD, positions_BxL, dropout_key=None):
+  """block(x) whose backward pass recomputes the block from x rather than keeping its
+  activations (gradient checkpointing).
+
+  jax.checkpoint guards its recomputation with an optimization barrier, which XLA's CPU
+  pipeline removes before CSE merges the recomputation back into the forward pass, so on CPU it
+  saved nothing. Here the recomputation reads x + 0 * g[0] (g the block's output cotangent):
+  exact for a finite g, and a value CSE cannot match. A block that draws from nnx RNG streams
+  (LoRA dropout) runs as is: the recomputation would not advance its counters.
+  """
+  if jax.tree.leaves(nnx.state(block, nnx.RngState)):
+    return block(x_BxLxD, positions_BxL, None, dropout_key)[0]
+  graphdef, state = nnx.split(block)
+
+  def forward(state, x_BxLxD):
+    return nnx.merge(graphdef, state)(x_BxLxD, positions_BxL, None, dropout_key)[0]
+
+  @jax.custom_vjp
+  def run(state, x_BxLxD):
+    return forward(state, x_BxLxD)
+
+  def run_forward(state, x_BxLxD):
+    return forward(state, x_BxLxD), (state, x_BxLxD)
+
+  def run_backward(residuals, g_BxLxD):
+    state, x_BxLxD = residuals
+    x_BxLxD = x_BxLxD + 0.0 * g_BxLxD.reshape(-1)[0]  # ties the recomputation to g
+    return jax.vjp(forward, state, x_BxLxD)[1](g_BxLxD)
+
+  run.defvjp(run_forward, run_backward)
+  return run(state, x_BxLxD)
 
 
 def init_cache(config: ModelConfig, batch: int, length: int, dtype=jnp.float32):

@@ -90,3 +90,26 @@ def test_chunked_cross_entropy_equals_the_whole_logits_loss_and_gradient(tied_he
   np.testing.assert_allclose(ours, want, rtol=1e-6, atol=1e-6)
   for a, b in zip(jax.tree.leaves(ours_grad), jax.tree.leaves(want_grad)):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_recomputed_blocks_give_the_same_loss_and_gradient_with_less_memory():
+  model = transformer.Transformer(_tiny(num_layers=6, width=32, max_length=64),
+                                  rngs=nnx.Rngs(0))
+  graphdef, params = nnx.split(model)
+  tokens = jax.random.randint(jax.random.key(5), (4, 64), 0, 17)
+  targets = jax.random.randint(jax.random.key(6), (4, 64), 0, 17)
+
+  def loss(params, remat):
+    m = nnx.merge(graphdef, params)
+    return transformer.chunked_cross_entropy(m.head_logits, m.hidden(tokens, remat=remat),
+                                             targets)
+
+  plain = jax.jit(jax.value_and_grad(lambda p: loss(p, False)))
+  remat = jax.jit(jax.value_and_grad(lambda p: loss(p, True)))
+  want, want_grad = plain(params)
+  ours, ours_grad = remat(params)
+  np.testing.assert_allclose(ours, want, rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(ours_grad), jax.tree.leaves(want_grad)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+  temp = lambda f: f.lower(params).compile().memory_analysis().temp_size_in_bytes
+  assert temp(remat) < 0.5 * temp(plain)
