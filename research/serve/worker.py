@@ -22,6 +22,7 @@ import jax
 
 from research.generate import stream as stream_lib
 
+
 class Busy(Exception):
   """The queue is full."""
 
