@@ -1,9 +1,10 @@
 """nanoGPT's shakespeare_char CPU recipe, for the side-by-side benchmark (BENCHMARKS.md).
 
 COMMAND: python -m experiments.train_lm --config=experiments/configs/shakespeare_char.py
-RESULT:  val_loss 1.898-1.914 at iter 2000 over seeds 1337/1/2 (nanoGPT: 1.8857), 18.0-18.1
-         ms/iter at load <= 1.8 on the 2-core CPU, 31-32 at load 2-6 (before the page-fault
-         fix: 28.6-28.8 and 51); see BENCHMARKS.md. Last line:
+RESULT:  val_loss 1.8984 at iter 2000 at seed 1337 (nanoGPT, experiments/bench_torch_twin.py:
+         1.8857); over 11 seeds 1.9037 +- 0.0128 (nanoGPT 1.9023 +- 0.0173), full validation
+         1.9050 +- 0.0094 (nanoGPT 1.9054 +- 0.0092). 17.2-17.8 ms/iter at load <= 1.9 on the
+         2-core CPU, nanoGPT 28.1-28.2 side by side (1.6x); see BENCHMARKS.md. Last line:
          val_loss=<float> ms_per_iter=<median> tokens_per_s=<float>
 Presets: `shakespeare_char.py:quick` (200 iters) and overrides like `:steps=500`.
 """
