@@ -20,6 +20,7 @@ from research.nn import config as config_lib
 from research.text import bpe
 from research.text import char
 from research.train import loop
+from research.train import mesh as mesh_lib
 from research.train import step as step_lib
 
 
@@ -87,12 +88,16 @@ def train_lm(config, workdir, peak_flops=None, show_progress=True) -> LmRun:
 
 def full_validation_loss(result, val_windows, dtype="float32") -> float:
   """Mean loss over every non-overlapping window of the validation tokens, in order: the
-  figure a 20-batch estimate samples."""
+  figure a 20-batch estimate samples. With several hosts each feeds its rows of every batch
+  (val_windows' shard), and the batch is split over the mesh the parameters live on."""
   every = windows_lib.Windows(val_windows.tokens, val_windows.context_length,
                               val_windows.context_length, val_windows.batch_size,
-                              shuffle=False)
+                              shuffle=False, shard_index=val_windows.shard_index,
+                              shard_count=val_windows.shard_count)
+  mesh = jax.tree.leaves(result.state.params)[0].sharding.mesh
   eval_step = step_lib.make_eval_step(result.graphdef, dtype)
-  return loop.evaluate(eval_step, result.state.params, every, every.batches_per_epoch)
+  return loop.evaluate(eval_step, result.state.params, every, every.batches_per_epoch,
+                       sharding=mesh_lib.batch_sharding(mesh, ndim=2))
 
 
 def unigram_cross_entropy(train_tokens, val_tokens, vocab_size: int) -> float:

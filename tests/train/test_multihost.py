@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 
+from research.train import lm
 from research.train import loop
 from tests.train import test_loop
 
@@ -17,7 +18,7 @@ from tests.train import test_loop
 # devices, 12 steps with an eval; process 0 prints the losses.
 _WORKER = """
 import json, jax
-from research.train import distributed, loop
+from research.train import distributed, lm, loop
 from research.data import windows as windows_lib
 from tests.train import test_loop
 assert distributed.initialize_if_multihost()
@@ -25,9 +26,11 @@ shard = dict(shard_index=jax.process_index(), shard_count=jax.process_count())
 make = lambda seed: windows_lib.Windows(test_loop.tokens(), 16, 8, 8, seed=seed, **shard)
 config = test_loop.train_config(steps=12, eval_every=6, mesh_data=2, mesh_fsdp=2)
 result = loop.train(test_loop.tiny_model(), config, make(0), make(1), show_progress=False)
+full_val_loss = lm.full_validation_loss(result, make(1))  # every host takes part
 if jax.process_index() == 0:
   print(json.dumps({"loss": [r["loss"] for r in result.history],
-                    "val_loss": [e["val_loss"] for e in result.evals]}))
+                    "val_loss": [e["val_loss"] for e in result.evals],
+                    "full_val_loss": full_val_loss}))
 """
 
 
@@ -56,3 +59,5 @@ def test_two_hosts_with_sharded_batches_train_like_one():
                              rtol=0, atol=1e-5)
   np.testing.assert_allclose(two_hosts["val_loss"], [e["val_loss"] for e in one_host.evals],
                              rtol=0, atol=1e-5)
+  np.testing.assert_allclose(two_hosts["full_val_loss"],
+                             lm.full_validation_loss(one_host, make(1)), rtol=0, atol=1e-5)
