@@ -5,6 +5,7 @@
   POST /ui/kb                     {"name"}: a new, empty knowledge base
   GET  /ui/kb/{name}              its documents, chunks and ingest progress
   POST /ui/kb/{name}/documents    one multipart file (field "file") into its documents folder
+  DELETE /ui/kb/{name}/documents/{file}  the file, then an ingest that drops its chunks
   POST /ui/kb/{name}/ingest       ingest the documents folder in a background thread
   GET  /ui/kb/{name}/ingest       {"state", "done", "total", "message"}, polled by the page
   POST /ui/jobs                   the fine-tune form: starts a job (400 names a bad field)
@@ -140,17 +141,35 @@ class KnowledgeBases:
   def progress(self, name: str) -> dict:
     return self.ingests.get(name, Ingest()).as_dict()
 
-  def start_ingest(self, name: str) -> dict:
+  def start_ingest(self, name: str, remove: Path | None = None) -> dict:
+    """Starts the background ingest; `remove` (a document) goes first, never mid-ingest."""
     path = self.dir(name)
     with self.lock:
       current = self.ingests.get(name)
       if current is not None and current.state in ("reading", "embedding"):
         raise fastapi.HTTPException(409, f"knowledge base {name!r} is already ingesting.")
+      if remove is not None:
+        remove.unlink(missing_ok=True)
       progress = self.ingests[name] = Ingest(state="reading")
     (path / DOCUMENTS).mkdir(parents=True, exist_ok=True)
     threading.Thread(target=self._ingest, args=(name, path, progress), daemon=True,
                      name=f"ingest-{name}").start()
     return progress.as_dict()
+
+  def delete_document(self, name: str, file_name: str) -> dict:
+    """Removes one uploaded file and starts the ingest that takes its chunks out of the store
+    (unchanged files are not embedded again)."""
+    folder = self.dir(name) / DOCUMENTS
+    if not FILE_NAME.fullmatch(file_name) or file_name.endswith("."):
+      raise fastapi.HTTPException(400, f"file name {file_name!r}: expected the plain name of "
+                                  "one of the knowledge base's documents.")
+    try:
+      path = inside(folder, file_name)
+    except ValueError as e:
+      raise fastapi.HTTPException(400, str(e)) from None
+    if not path.is_file():
+      raise fastapi.HTTPException(404, f"knowledge base {name!r} has no document {file_name!r}.")
+    return self.start_ingest(name, remove=path)
 
   def _ingest(self, name: str, path: Path, progress: Ingest):
     from research.rag import store  # pylint: disable=g-import-not-at-top
@@ -249,6 +268,10 @@ def router(services) -> fastapi.APIRouter:
     folder.mkdir(parents=True, exist_ok=True)
     files.write_bytes(target, data)
     return {"name": file_name, "bytes": len(data)}
+
+  @ui.delete("/kb/{name}/documents/{file_name}")
+  def delete_document(name: str, file_name: str):
+    return kbs.delete_document(name, file_name)
 
   @ui.post("/kb/{name}/ingest")
   def ingest(name: str):

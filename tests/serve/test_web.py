@@ -181,6 +181,44 @@ def test_ingest_in_the_background_then_list_documents_and_chunks(client):
   assert lines[-1]["sources"][0]["n"] == 1
 
 
+def test_deleting_a_document_takes_its_chunks_out_and_keeps_the_rest(client, settings):
+  client.post("/ui/kb", json={"name": "docs"})
+  upload(client, "docs", "adam.md", web_fixtures.DOCUMENT.encode())
+  upload(client, "docs", "sgd notes.txt", b"Plain SGD takes a step against the gradient.")
+  client.post("/ui/kb/docs/ingest")
+  wait_for(lambda: client.get("/ui/kb/docs/ingest").json(), lambda p: p["state"] == "done")
+  before = client.get("/ui/kb/docs").json()
+  chunks = {d["name"]: d["chunks"] for d in before["documents"]}
+  assert chunks["adam.md"] > 0 and chunks["sgd notes.txt"] > 0
+
+  r = client.delete("/ui/kb/docs/documents/sgd%20notes.txt")
+  assert r.status_code == 200, r.text
+  done = wait_for(lambda: client.get("/ui/kb/docs/ingest").json(),
+                  lambda p: p["state"] not in ("reading", "embedding"))
+  assert done["state"] == "done", done
+  assert "1 unchanged, 1 removed" in done["message"]
+  assert done["total"] == 0  # the kept document is not embedded again
+  after = client.get("/ui/kb/docs").json()
+  assert [d["name"] for d in after["documents"]] == ["adam.md"]
+  assert after["total_chunks"] == chunks["adam.md"]
+  assert {c["source"] for c in after["chunks"]} == {"adam.md"}
+  docs = settings.kb_root / "docs" / web.DOCUMENTS
+  assert sorted(p.name for p in docs.iterdir()) == ["adam.md"]
+  # answers come from what is left at once
+  final = json.loads(client.post("/api/chat", json={
+      "model": "kb/docs", "stream": False,
+      "messages": [{"role": "user", "content": web_fixtures.QUESTION}]}).text)
+  assert {Path(s["source"]).name for s in final["sources"]} == {"adam.md"}
+
+  assert client.delete("/ui/kb/docs/documents/sgd%20notes.txt").status_code == 404
+  assert client.delete("/ui/kb/nowhere/documents/adam.md").status_code == 404
+  for bad in (".hidden.txt", "x.txt.", "..", "%2E%2E%2Fdocs"):
+    r = client.delete(f"/ui/kb/docs/documents/{bad}")
+    assert r.status_code in (400, 404, 405), (bad, r.text)
+  assert sorted(p.name for p in docs.iterdir()) == ["adam.md"]
+  assert (settings.kb_root / "docs").is_dir()
+
+
 def test_ingest_progress_while_it_embeds_and_one_ingest_at_a_time(settings):
   release = threading.Event()
 
@@ -199,6 +237,8 @@ def test_ingest_progress_while_it_embeds_and_one_ingest_at_a_time(settings):
     assert (midway["done"], midway["total"]) == (0, 3)
     again = c.post("/ui/kb/docs/ingest")
     assert again.status_code == 409 and "already" in again.json()["detail"]
+    assert c.delete("/ui/kb/docs/documents/doc0.txt").status_code == 409
+    assert (settings.kb_root / "docs" / web.DOCUMENTS / "doc0.txt").is_file()
     release.set()
     done = wait_for(lambda: c.get("/ui/kb/docs/ingest").json(), lambda p: p["state"] == "done")
     assert (done["done"], done["total"]) == (3, 3)

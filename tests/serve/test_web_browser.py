@@ -122,6 +122,12 @@ def test_upload_ingest_and_a_cited_answer(page, tmp_path):
   assert cited.count() == 1 and cited.get_attribute("id") == "source-1"
   cite.hover()
   assert "focus" in page.get_attribute("#source-1", "class")
+  # delete, after the page's confirm: the document and its chunks leave the lists
+  page.once("dialog", lambda dialog: dialog.accept())
+  page.click("#kb-documents tbody button[title='delete adam.md and its chunks']")
+  page.wait_for_function("document.querySelectorAll('#kb-documents tbody tr').length == 0")
+  page.wait_for_function("document.getElementById('kb-status').textContent.includes('1 removed')")
+  assert page.locator("#kb-chunks li").count() == 0
 
 
 def test_a_bad_form_value_names_the_field(page):

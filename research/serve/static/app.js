@@ -204,6 +204,15 @@ function renderKb(state) {
       td.textContent = value;
       tr.append(td);
     }
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "small";
+    remove.textContent = "delete";
+    remove.title = `delete ${d.name} and its chunks`;
+    remove.onclick = () => deleteDocument(d.name);
+    const td = document.createElement("td");
+    td.append(remove);
+    tr.append(td);
     return tr;
   });
   $("kb-documents").querySelector("tbody").replaceChildren(...rows);
@@ -275,6 +284,18 @@ async function uploadFiles(event) {
     $("kb-files").value = "";
     await refreshKb();
     $("kb-status").textContent = `uploaded ${chosen.length} file(s); press Ingest`;
+  } catch (e) { showError(e); }
+}
+
+// The server deletes the file and re-ingests, which drops its chunks and embeds nothing anew.
+async function deleteDocument(file) {
+  showError(null);
+  const name = currentKb();
+  if (!confirm(`Delete ${file} and its chunks from ${name}?`)) return;
+  try {
+    const path = `/ui/kb/${encodeURIComponent(name)}/documents/${encodeURIComponent(file)}`;
+    renderIngest(await api(path, { method: "DELETE" }));
+    pollIngest(name);
   } catch (e) { showError(e); }
 }
 
