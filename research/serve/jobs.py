@@ -2,6 +2,7 @@
 
   jobs = Jobs(settings.work_dir / "jobs", settings.model, settings.data_dir)
   job = jobs.start({"dataset": "persona", "lora_rank": 8, ...})   # ValueError names a bad field
+  job = jobs.start({"stage": "dpo", "dataset": "persona_prefs", "pref_beta": 0.1, ...})
   jobs.status(job.id)    # state, loss points from metrics.jsonl, the last line of stderr
   jobs.stop(job.id); jobs.export(job.id)
 
@@ -34,28 +35,31 @@ INTS = {"lora_rank": (1, 1024), "lora_alpha": (0, 4096), "cutoff_len": (8, 32768
         "max_steps": (0, 10**6), "max_samples": (0, 10**9), "logging_steps": (1, 10**6),
         "save_steps": (1, 10**6), "seed": (0, 2**31 - 1)}
 FLOATS = {"learning_rate": (0.0, 1.0), "num_train_epochs": (0.0, 1000.0),
-          "warmup_ratio": (0.0, 1.0), "lora_dropout": (0.0, 1.0)}
+          "warmup_ratio": (0.0, 1.0), "lora_dropout": (0.0, 1.0), "pref_beta": (0.0, 100.0)}
 _BAR = re.compile(r"\| *\d+/(\d+) \[")  # tqdm's "sft:  40%|####      | 4/10 [00:02<..."
-POSITIVE = ("learning_rate", "num_train_epochs")  # their lower bound is excluded
-CHOICES = {"lr_scheduler_type": ("cosine", "linear", "constant"),
+POSITIVE = ("learning_rate", "num_train_epochs", "pref_beta")  # their lower bound is excluded
+CHOICES = {"stage": ("sft", "dpo"), "lr_scheduler_type": ("cosine", "linear", "constant"),
            "compute_type": ("fp32", "bf16", "fp16"), "finetuning_type": ("lora", "full")}
 # What the page shows before the user changes anything (LLaMA-Factory's web UI defaults,
 # except a logging step of 1 so the live curve gets a point per optimizer step).
-FORM_DEFAULTS = {"lora_rank": 8, "lora_alpha": 16, "learning_rate": 5e-5,
+FORM_DEFAULTS = {"stage": "sft", "lora_rank": 8, "lora_alpha": 16, "learning_rate": 5e-5,
                  "num_train_epochs": 3.0, "cutoff_len": 1024,
                  "per_device_train_batch_size": 2, "gradient_accumulation_steps": 8,
                  "lr_scheduler_type": "cosine", "compute_type": "fp32", "max_steps": 0,
                  "max_samples": 0, "logging_steps": 1, "save_steps": 100, "seed": 42,
-                 "warmup_ratio": 0.0, "lora_dropout": 0.0, "finetuning_type": "lora"}
+                 "warmup_ratio": 0.0, "lora_dropout": 0.0, "finetuning_type": "lora",
+                 "pref_beta": 0.1}
 
 
-def sft_datasets(data_dir) -> list[str]:
-  """The SFT datasets of data_dir/dataset_info.json (preference sets are DPO's, not ours)."""
+def datasets_for(data_dir, stage: str = "sft") -> list[str]:
+  """The datasets of data_dir/dataset_info.json a stage trains on: plain sets for SFT,
+  preference sets ("ranking": true, chosen and rejected) for DPO."""
   path = Path(data_dir) / "dataset_info.json"
   if not path.is_file():
     return []
   info = json.loads(path.read_text(encoding="utf-8"))
-  return sorted(name for name, entry in info.items() if not entry.get("ranking", False))
+  ranking = stage == "dpo"
+  return sorted(name for name, entry in info.items() if entry.get("ranking", False) == ranking)
 
 
 def _number(field, value, cast, low, high):
@@ -82,12 +86,16 @@ def parse_form(form: dict, data_dir) -> dict:
   """The form's values, typed and checked; ValueError names the first bad field."""
   if not isinstance(form, dict):
     raise ValueError("expected a JSON object of fine-tuning fields.")
-  datasets = sft_datasets(data_dir)
+  stage = form.get("stage", FORM_DEFAULTS["stage"])
+  if stage not in CHOICES["stage"]:
+    raise ValueError(f"field stage: expected one of {list(CHOICES['stage'])}, got {stage!r}.")
+  datasets = datasets_for(data_dir, stage)
+  kind = "preference " if stage == "dpo" else ""
   out = dict(FORM_DEFAULTS)
   for field, value in form.items():
     if field == "dataset":
       if value not in datasets:
-        raise ValueError(f"field dataset: expected one of {datasets} from "
+        raise ValueError(f"field dataset: expected one of the {kind}datasets {datasets} from "
                          f"{Path(data_dir) / 'dataset_info.json'}, got {value!r}.")
       out[field] = value
     elif field in INTS:
@@ -102,6 +110,9 @@ def parse_form(form: dict, data_dir) -> dict:
       raise ValueError(f"field {field}: not a fine-tuning knob of this page.")
   if "dataset" not in out:
     raise ValueError(f"field dataset: missing; expected one of {datasets}.")
+  if stage == "dpo" and out["finetuning_type"] != "lora":
+    raise ValueError("field finetuning_type: DPO needs 'lora' (its reference model is the "
+                     "same weights with the adapters off).")
   return out
 
 
@@ -251,7 +262,7 @@ class Jobs:
 
   def list(self) -> list[dict]:
     return [{"id": j.id, "state": self._state(j), "created": j.created,
-             "dataset": j.fields.get("dataset")}
+             "dataset": j.fields.get("dataset"), "stage": j.fields.get("stage", "sft")}
             for j in sorted(self._jobs.values(), key=lambda j: j.created, reverse=True)]
 
   def stop(self, job_id: str) -> dict:
@@ -305,12 +316,14 @@ def _train(job_dir: Path):
 
 
 def _export(job_dir: Path):
+  from research.finetune import dpo  # pylint: disable=g-import-not-at-top
   from research.finetune import export  # pylint: disable=g-import-not-at-top
   from research.finetune import sft  # pylint: disable=g-import-not-at-top
   config = _load_config(job_dir)
   config.resume = True
+  trainer = dpo.run if config.stage == "dpo" else sft.run
   # stop_at=0: no step is taken; the trainer restores the newest checkpoint and hands it back
-  lm, result = sft.run(config, show_progress=False, stop_at=0)
+  lm, result = trainer(config, show_progress=False, stop_at=0)
   path = export.export(lm, job_dir / "export", lora_dropout=config.lora_dropout,
                        rslora=config.use_rslora)
   print(f"export: step {result.steps} of {job_dir.name} -> {path}", file=sys.stderr)

@@ -227,7 +227,8 @@ def router(services) -> fastapi.APIRouter:
   def info():
     return {"model": settings.model, "kbs": kbs.names(), "suffixes": list(allowed),
             "max_upload_bytes": settings.max_upload_bytes,
-            "datasets": jobs_lib.sft_datasets(settings.data_dir),
+            "datasets": jobs_lib.datasets_for(settings.data_dir, "sft"),
+            "preference_datasets": jobs_lib.datasets_for(settings.data_dir, "dpo"),
             "data_dir": str(settings.data_dir), "form": jobs_lib.FORM_DEFAULTS,
             "choices": {k: list(v) for k, v in jobs_lib.CHOICES.items()}}
 

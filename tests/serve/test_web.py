@@ -82,6 +82,7 @@ def test_api_key_guards_every_ui_route_but_not_the_page(model_dir, data_dir, tmp
       assert wrong.status_code == 401, path
     ok = c.get("/ui/info", headers={"Authorization": "Bearer sesame"})
     assert ok.status_code == 200 and ok.json()["datasets"] == ["tiny"]
+    assert ok.json()["preference_datasets"] == ["tiny_prefs"]
 
 
 # -- knowledge bases -------------------------------------------------------------------------
@@ -264,6 +265,16 @@ def test_a_bad_form_value_is_400_naming_the_field(client, settings, field, value
   assert not (Path(settings.work_dir) / "jobs").exists()
 
 
+@pytest.mark.parametrize("field, value", [
+    ("dataset", "tiny"), ("pref_beta", 0), ("pref_beta", -0.1), ("pref_beta", "strong"),
+    ("finetuning_type", "full"), ("stage", "ppo")])
+def test_a_bad_dpo_form_value_is_400_naming_the_field(client, settings, field, value):
+  r = client.post("/ui/jobs", json={**web_fixtures.TINY_DPO_JOB, field: value})
+  assert r.status_code == 400, r.text
+  assert f"field {field}" in r.json()["detail"]
+  assert not (Path(settings.work_dir) / "jobs").exists()
+
+
 def test_form_parsing_fills_defaults_and_types(data_dir):
   fields = jobs_lib.parse_form({"dataset": "tiny", "lora_rank": "16", "learning_rate": "2e-4"},
                                data_dir)
@@ -305,6 +316,31 @@ def test_a_job_trains_reports_its_loss_and_exports(client):
   later = again.status(job)
   assert later["state"] == "finished" and later["export"]["path"] == str(path)
   assert len(later["points"]) == 3
+
+
+def test_a_dpo_job_trains_on_preference_pairs_and_exports(client):
+  started = client.post("/ui/jobs", json=web_fixtures.TINY_DPO_JOB)
+  assert started.status_code == 200, started.text
+  job = started.json()["id"]
+  status = wait_for(lambda: client.get(f"/ui/jobs/{job}").json(),
+                    lambda s: s["state"] != "running")
+  assert status["state"] == "finished", status
+  assert status["fields"]["stage"] == "dpo" and status["fields"]["pref_beta"] == 0.2
+  config = json.loads((Path(status["dir"]) / "config.json").read_text())
+  assert (config["stage"], config["dataset"], config["pref_beta"]) == ("dpo", "tiny_prefs", 0.2)
+  summary = json.loads((Path(status["dir"]) / "train" / "summary.json").read_text())
+  assert summary["stage"] == "dpo" and summary["steps"] == 3
+  # DPO's loss starts at log 2: the policy equals its reference before the first step
+  assert [p["step"] for p in status["points"]] == [1, 2, 3]
+  assert abs(status["points"][0]["loss"] - np.log(2)) < 1e-3
+  assert client.get("/ui/jobs").json()["jobs"][0]["stage"] == "dpo"
+  assert client.post(f"/ui/jobs/{job}/export").status_code == 200
+  status = wait_for(lambda: client.get(f"/ui/jobs/{job}").json(),
+                    lambda s: s["export"]["state"] != "running")
+  assert status["export"]["state"] == "finished", status
+  path = Path(status["export"]["path"])
+  assert (path / "model.safetensors").is_file()
+  assert (path / "adapter" / "adapter_config.json").is_file()
 
 
 def test_a_failing_job_shows_the_last_line_of_its_errors(model_dir, tmp_path):

@@ -138,6 +138,20 @@ def test_a_bad_form_value_names_the_field(page):
   assert "lora_rank" in page.inner_text("#error")
 
 
+def test_the_dpo_stage_offers_preference_sets_and_its_beta(page):
+  page.click("nav a[data-page='finetune']")
+  options = lambda: page.eval_on_selector_all("#ft-dataset option", "os => os.map(o => o.value)")
+  assert options() == ["tiny"] and page.is_hidden("#ft-beta")
+  page.select_option("#ft-stage", "dpo")
+  assert options() == ["tiny_prefs"] and page.is_visible("#ft-beta")
+  page.fill("[name=pref_beta]", "-1")
+  page.click("#ft-start")
+  page.wait_for_selector("#error:not([hidden])")
+  assert "pref_beta" in page.inner_text("#error")
+  page.select_option("#ft-stage", "sft")
+  assert options() == ["tiny"] and page.is_hidden("#ft-beta")
+
+
 def test_a_tiny_fine_tune_draws_its_loss_and_exports(page):
   page.click("nav a[data-page='finetune']")
   for name, value in web_fixtures.TINY_JOB.items():

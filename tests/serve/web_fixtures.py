@@ -34,6 +34,7 @@ QUESTION = "What are the default betas of Adam?"
 TINY_JOB = {"dataset": "tiny", "max_steps": 3, "per_device_train_batch_size": 2,
             "gradient_accumulation_steps": 1, "cutoff_len": 64, "learning_rate": 1e-3,
             "logging_steps": 1, "lora_rank": 4, "lora_alpha": 8}
+TINY_DPO_JOB = {**TINY_JOB, "stage": "dpo", "dataset": "tiny_prefs", "pref_beta": 0.2}
 
 
 def write_citing_model(path) -> Path:
@@ -51,13 +52,14 @@ def write_citing_model(path) -> Path:
 
 
 def write_tiny_data(path) -> Path:
-  """dataset_info.json with an alpaca SFT set "tiny" and a preference set the page hides."""
+  """dataset_info.json with an alpaca SFT set "tiny" and a preference set "tiny_prefs"."""
   path = Path(path)
   path.mkdir(parents=True, exist_ok=True)
   words = lambda *ids: " ".join(f"w{i}" for i in ids)
   sft = [{"instruction": words(10 + i % 5, 20), "input": "", "output": words(40 + i % 5, 41)}
          for i in range(8)]
-  prefs = [{"instruction": words(12), "chosen": words(50), "rejected": words(52)}]
+  prefs = [{"instruction": words(12 + i % 3), "chosen": words(50 + i % 3),
+            "rejected": words(53 + i % 3)} for i in range(4)]
   (path / "tiny.json").write_text(json.dumps(sft))
   (path / "prefs.json").write_text(json.dumps(prefs))
   (path / "dataset_info.json").write_text(json.dumps({

@@ -371,19 +371,28 @@ const ft = { job: null, polling: null };
 function fillForm() {
   const form = $("ft-form");
   $("ft-model").textContent = info.model;
-  $("ft-dataset").replaceChildren(...info.datasets.map((d) => new Option(d, d)));
   for (const [name, options] of Object.entries(info.choices)) {
     form.elements[name].replaceChildren(...options.map((o) => new Option(o, o)));
   }
   for (const [name, value] of Object.entries(info.form)) {
     if (form.elements[name]) form.elements[name].value = value;
   }
+  showStage();
+}
+
+// SFT trains on plain datasets, DPO on preference sets (chosen and rejected) with its beta.
+function showStage() {
+  const dpo = $("ft-stage").value === "dpo";
+  const names = dpo ? info.preference_datasets : info.datasets;
+  $("ft-dataset").replaceChildren(...names.map((d) => new Option(d, d)));
+  $("ft-beta").hidden = !dpo;
+  $("ft-beta").querySelector("input").disabled = !dpo;  // a disabled field is not sent
 }
 
 function formValues() {
   const out = {};
   for (const el of $("ft-form").elements) {
-    if (!el.name) continue;
+    if (!el.name || el.disabled) continue;
     const raw = el.value.trim();
     // numbers stay text when they do not parse, so the server names the bad field
     out[el.name] = el.tagName === "SELECT" || raw === "" || !Number.isFinite(Number(raw)) ? raw : Number(raw);
@@ -474,11 +483,11 @@ function drawCurve(points, total) {
 
 async function refreshJobs() {
   if (!info) info = await api("/ui/info");
-  if (!$("ft-dataset").options.length) fillForm();
+  if (!$("ft-stage").options.length) fillForm();
   const { jobs } = await api("/ui/jobs");
   $("ft-jobs").replaceChildren(...jobs.map((j) => {
     const li = document.createElement("li");
-    li.textContent = `${j.id}: ${j.dataset}, ${j.state}`;
+    li.textContent = `${j.id}: ${j.stage} on ${j.dataset}, ${j.state}`;
     li.addEventListener("click", () => { ft.job = j.id; pollJob(); });
     return li;
   }));
@@ -521,6 +530,7 @@ function start() {
   $("kb-select").addEventListener("change", () => refreshKb().catch(showError));
   $("kb-ask").addEventListener("submit", askKb);
   $("ft-form").addEventListener("submit", startJob);
+  $("ft-stage").addEventListener("change", showStage);
   $("ft-stop").addEventListener("click", stopJob);
   $("ft-export").addEventListener("click", exportJob);
   window.addEventListener("hashchange", showPage);
