@@ -58,9 +58,12 @@ def prompt_ids(tokenizer, question: str, rows: list[dict], max_prompt_tokens: in
 def ask(load_lm: Callable, retriever: retrieve.Retriever, rows: list[dict], question: str,
         mode: str = "hybrid", top_n: int = retrieve.TOP_N,
         threshold: float = retrieve.THRESHOLD, max_new_tokens: int = 128,
-        max_prompt_tokens: int = 1536, seed: int = 0) -> Result:
+        max_prompt_tokens: int = 1536, seed: int = 0, temperature: float = 0.0,
+        top_k: int | None = None, top_p: float | None = None,
+        min_p: float | None = None) -> Result:
   """`load_lm()` returns the chat model (research.load_model); it is called only when some
-  chunk passes the threshold."""
+  chunk passes the threshold. Greedy by default; a temperature above 0 samples (with the
+  top-k, top-p and min-p filters given) from the key of `seed`."""
   hits = retriever.search(question, mode, top_n, threshold)
   if not hits:
     return Result([], [], iter([NO_ANSWER]))
@@ -70,5 +73,6 @@ def ask(load_lm: Callable, retriever: retrieve.Retriever, rows: list[dict], ques
   ids, used = prompt_ids(lm.tokenizer, question, chosen, max_prompt_tokens)
   sources = [(n, r["source"], r["chunk"]) for n, r in enumerate(chosen[:used], 1)]
   tokens = stream.stream(lm.model, ids, max_new_tokens, jax.random.key(seed),
-                         temperature=0.0, eos_id=lm.tokenizer.eos_id)
+                         temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                         eos_id=lm.tokenizer.eos_id)
   return Result(hits[:used], sources, stream.stream_text(lm.tokenizer, tokens))

@@ -35,6 +35,7 @@ Knowledge-base answers: name the knowledge base as the model, `"model": "kb/<nam
 `"kb": "<name>"` to a chat request (the openai client: `extra_body={"kb": "<name>"}`). The
 answer cites passages as [n] and the response carries `"sources": [{"n", "source", "chunk",
 "text", "score"}]` (Ollama: on the final object; OpenAI: top level, or on the final chunk).
+The answer is greedy unless the request sets a temperature.
 """
 
 # pydantic names union members in an error's location ("str", "list[str]"); they are not

@@ -10,7 +10,8 @@ Options used: temperature (0 is greedy), top_k (0 or less: off), top_p, min_p, n
 options the client may send (num_ctx, repeat_penalty, ...) are accepted and ignored.
 
 A knowledge-base answer (model "kb/<name>" or the field "kb") answers the last user message
-(research.rag.answer: greedy, from the retrieved passages) and puts "sources" on the final
+(research.rag.answer, from the retrieved passages; greedy unless options.temperature is
+given, then sampled with the other options) and puts "sources" on the final
 object: [{"n", "source", "chunk", "text", "score"}]; the answer cites them as [n]. The
 ollama Python client's types drop fields they do not know, so read "sources" from the JSON
 itself (curl, httpx) or through the openai client.
@@ -132,14 +133,16 @@ class EmbedRequest(Strict):
   dimensions: int | None = None
 
 
-def sampling(options: Options | None, cap: int) -> worker_lib.Sampling:
+def sampling(options: Options | None, cap: int, kb: bool = False) -> worker_lib.Sampling:
+  """The request's sampler; what it leaves out takes Ollama's defaults, except that a
+  knowledge-base answer (`kb`) is greedy unless the request sets a temperature."""
   o = options or Options()
   if o.num_predict == 0:
     raise services_lib.RequestError(400, "options.num_predict: expected a positive number of "
                                     "tokens, or -1 for up to the server's cap.")
   stop = [o.stop] if isinstance(o.stop, str) else (o.stop or [])
   return worker_lib.Sampling(
-      temperature=0.8 if o.temperature is None else o.temperature,  # Ollama's defaults
+      temperature=(0.0 if kb else 0.8) if o.temperature is None else o.temperature,
       top_k=40 if o.top_k is None else (o.top_k if o.top_k > 0 else None),
       top_p=0.9 if o.top_p is None else o.top_p,
       min_p=o.min_p,
@@ -224,7 +227,7 @@ def router(services: services_lib.Services) -> fastapi.APIRouter:
     message = lambda text: {"message": {"role": "assistant", "content": text}}
     if not body.messages:
       return load_only(body.model, "message", {"role": "assistant", "content": ""})
-    settings = sampling(body.options, services.settings.max_new_tokens)
+    settings = sampling(body.options, services.settings.max_new_tokens, kb is not None)
     messages = [{"role": m.role, "content": m.content or ""} for m in body.messages]
     stream = await services.chat(messages, settings, kb)
     return await respond(request, stream, body.model, body.stream is not False, message, message)

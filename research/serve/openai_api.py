@@ -11,7 +11,8 @@ client may send that change nothing here (user, metadata, store, ...) are accept
 that ask for what this server cannot do (n > 1, tools, logprobs, images) get a 400.
 
 A knowledge-base answer (model "kb/<name>", or "kb": "<name>" via extra_body) answers the
-last user message (research.rag.answer: greedy, from the retrieved passages) and carries
+last user message (research.rag.answer, from the retrieved passages; greedy unless the
+request sets a temperature, then sampled with top_p, top_k, min_p and seed) and carries
 "sources": [{"n", "source", "chunk", "text", "score"}] at the top level of the response,
 or of the final streamed chunk (the one with finish_reason).
 """
@@ -158,11 +159,13 @@ def messages_of(r: ChatRequest) -> list[dict]:
   return out
 
 
-def sampling(r: ChatRequest, cap: int) -> worker_lib.Sampling:
+def sampling(r: ChatRequest, cap: int, kb: bool = False) -> worker_lib.Sampling:
+  """The request's sampler; OpenAI's default temperature 1, except that a knowledge-base
+  answer (`kb`) is greedy unless the request sets a temperature."""
   stop = [r.stop] if isinstance(r.stop, str) else (r.stop or [])
   limit = r.max_completion_tokens or r.max_tokens
   return worker_lib.Sampling(
-      temperature=1.0 if r.temperature is None else r.temperature,  # OpenAI's default
+      temperature=(0.0 if kb else 1.0) if r.temperature is None else r.temperature,
       top_k=r.top_k if r.top_k and r.top_k > 0 else None, top_p=r.top_p, min_p=r.min_p,
       max_tokens=cap if limit is None else limit, seed=r.seed, stop=tuple(stop))
 
@@ -182,7 +185,7 @@ def router(services: services_lib.Services) -> fastapi.APIRouter:
     kb = services.resolve_model(body.model, body.kb)
     messages = messages_of(body)
     await run_in_threadpool(services.lm)
-    settings = sampling(body, services.settings.max_new_tokens)
+    settings = sampling(body, services.settings.max_new_tokens, kb is not None)
     stream = await services.chat(messages, settings, kb)
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()),
             "model": body.model, "system_fingerprint": None}

@@ -208,8 +208,8 @@ class Services:
     return self.generate(ids, sampling)
 
   def ask_kb(self, name: str, question: str, sampling: worker_lib.Sampling) -> worker_lib.Stream:
-    """Queues an answer from knowledge base `name` (research.rag.answer: greedy, citing
-    [n]); its Done carries the sources."""
+    """Queues an answer from knowledge base `name` (research.rag.answer, citing [n]) with
+    the request's sampling; its Done carries the sources."""
     if not question.strip():
       raise RequestError(400, "messages: a knowledge-base question needs a user message with "
                          "text.")
@@ -223,7 +223,10 @@ class Services:
       else:
         result = answer.ask(self.lm, found, kb.rows, question,
                             max_new_tokens=self.settings.max_new_tokens,
-                            max_prompt_tokens=self.settings.max_prompt_tokens)
+                            max_prompt_tokens=self.settings.max_prompt_tokens,
+                            seed=worker_lib.seed_for(sampling.seed),
+                            temperature=sampling.temperature, top_k=sampling.top_k,
+                            top_p=sampling.top_p, min_p=sampling.min_p)
       done = worker_lib.Done(sources=sources(kb, result))
       if result.hits:
         chosen = [kb.rows[h.row] for h in result.hits]

@@ -90,9 +90,13 @@ class StopCutter:
     return out
 
 
-def key_for(seed: int | None):
+def seed_for(seed: int | None) -> int:
   # jax keys take 32-bit seeds; larger ones (clients send up to 2**64) wrap around
-  return jax.random.key(secrets.randbits(31) if seed is None else seed % (1 << 31))
+  return secrets.randbits(31) if seed is None else seed % (1 << 31)
+
+
+def key_for(seed: int | None):
+  return jax.random.key(seed_for(seed))
 
 
 def finish(pieces: Iterator[str], sampling: Sampling, done: Done, start_ns: int,

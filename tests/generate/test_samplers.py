@@ -3,6 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import assume
+from hypothesis import example
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -56,11 +57,13 @@ def sorted_top_k(logits, k):
 
 
 def sorted_top_p(logits, p):
-  """Reference: a stable sort by probability, kept while the mass before is < p."""
+  """Reference: a stable sort by logit (the order of the exact probabilities, which float64
+  can round into ties: logits 0 and -3e-29 give one probability), kept while the mass before
+  is < p."""
   keep = np.zeros(logits.shape, bool)
   for row, out in zip(logits.reshape(-1, V), keep.reshape(-1, V)):
     probs = softmax64(row)
-    order = np.argsort(-probs, kind="stable")
+    order = np.argsort(-row, kind="stable")
     before = np.cumsum(probs[order]) - probs[order]
     out[order[(before < p) | (np.arange(V) == 0)]] = True
   return keep
@@ -77,7 +80,12 @@ def test_top_k_selects_what_a_stable_sort_selects_even_with_ties_and_inf(logits,
                                 sorted_top_k(logits, k) | np.isinf(logits))
 
 
+_NEAR_TIE = np.full((2, V), -3.423571e-29, np.float32)
+_NEAR_TIE[0, 1] = 0.0  # one probability in float64, yet token 1 is the likelier
+
+
 @given(logits=st.one_of(tied_logits, logits_BxV.map(lambda x: x[:2])), p=st.floats(0.01, 1.0))
+@example(logits=_NEAR_TIE, p=1 / 32)
 @fast
 def test_top_p_selects_what_a_stable_sort_selects_even_with_ties(logits, p):
   for row in logits:

@@ -123,6 +123,21 @@ def test_knowledge_base_answer_carries_sources(client, server):
   assert by_field["message"]["content"] == text and by_field["sources"] == sources
 
 
+def test_knowledge_base_answers_are_greedy_unless_a_temperature_is_set(server):
+  question = [{"role": "user", "content": "rotary position embeddings"}]
+  ask = lambda options: _raw_chat(server, {"model": "kb/notes", "messages": question,
+                                           "stream": False, "options": options})[0]
+  greedy = ask({"temperature": 0, "num_predict": 12})
+  assert ask({"num_predict": 12})["message"]["content"] == greedy["message"]["content"]
+  hot = {"temperature": 1.5, "top_k": 0, "top_p": 1.0, "seed": 7, "num_predict": 12}
+  sampled, again = ask(hot), ask(hot)
+  assert sampled["message"]["content"] == again["message"]["content"]  # seeded
+  assert sampled["message"]["content"] != greedy["message"]["content"]
+  assert sampled["sources"] == greedy["sources"]  # the same passages, sampled wording
+  other = ask(dict(hot, seed=8))["message"]["content"]
+  assert other != sampled["message"]["content"]
+
+
 def test_knowledge_base_refuses_what_it_lacks(server):
   from research.rag import answer  # pylint: disable=g-import-not-at-top
   [done] = _raw_chat(server, {"model": "kb/notes", "stream": False,

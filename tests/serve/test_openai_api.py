@@ -110,6 +110,16 @@ def test_knowledge_base_answer_carries_sources(client):
   assert by_field.choices[0].message.content == text
 
 
+def test_knowledge_base_answers_are_greedy_unless_a_temperature_is_set(client):
+  question = [{"role": "user", "content": "rotary position embeddings"}]
+  ask = lambda **kw: client.chat.completions.create(
+      model="kb/notes", messages=question, max_tokens=12, **kw).choices[0].message.content
+  greedy = ask(temperature=0)
+  assert ask() == greedy  # not OpenAI's default of 1 for knowledge-base answers
+  sampled = ask(temperature=1.5, seed=7)
+  assert sampled == ask(temperature=1.5, seed=7) and sampled != greedy
+
+
 def test_wrong_key_refused_right_key_accepted(server, model):
   bad = openai.OpenAI(base_url=f"{server.url}/v1", api_key="nope", max_retries=0)
   with pytest.raises(openai.AuthenticationError) as e:
