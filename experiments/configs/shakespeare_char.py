@@ -2,8 +2,8 @@
 
 COMMAND: python -m experiments.train_lm --config=experiments/configs/shakespeare_char.py
 RESULT:  val_loss 1.8984 at iter 2000 at seed 1337 (nanoGPT, experiments/bench_torch_twin.py:
-         1.8857); over 11 seeds 1.9037 +- 0.0128 (nanoGPT 1.9023 +- 0.0173), full validation
-         1.9050 +- 0.0094 (nanoGPT 1.9054 +- 0.0092). 17.2-17.8 ms/iter at load <= 1.9 on the
+         1.8857); over 21 seeds 1.9071 +- 0.0157 (nanoGPT 1.9040 +- 0.0157), full validation
+         1.9062 +- 0.0073 (nanoGPT 1.9069 +- 0.0089). 17.2-17.8 ms/iter at load <= 1.9 on the
          2-core CPU, nanoGPT 28.1-28.2 side by side (1.6x); see BENCHMARKS.md. Last line:
          val_loss=<float> ms_per_iter=<median> tokens_per_s=<float>
 Presets: `shakespeare_char.py:quick` (200 iters) and overrides like `:steps=500`.
