@@ -5,7 +5,7 @@ version of the same modules, interleaved in one process (no data loading, no eva
 
 "plain" swaps back what the speed work replaced: Linear layers on B x L x D (two contracting
 axes in the weight gradient), autodiff of exact GELU (erfc form), of LayerNorm and of the
-where + softmax mask and attention. Both keep freed heap mapped (research.train.heap). Prints
+where + softmax mask and attention. Both keep freed heap mapped (research.nn.fused.retain_freed_memory). Prints
 median ms per step of each, their ratio, the measured fp32 matmul peak, the MFU and the load
 average: on a shared machine a figure means little without it.
 """
@@ -67,12 +67,12 @@ def main(argv):
   from research.nn import count  # pylint: disable=g-import-not-at-top
   from research.nn import transformer  # pylint: disable=g-import-not-at-top
   from research.train import flops  # pylint: disable=g-import-not-at-top
-  from research.train import heap  # pylint: disable=g-import-not-at-top
+  from research.nn import fused  # pylint: disable=g-import-not-at-top
   from research.train import lm  # pylint: disable=g-import-not-at-top
   from research.train import state as state_lib  # pylint: disable=g-import-not-at-top
   from research.train import step as step_lib  # pylint: disable=g-import-not-at-top
 
-  heap.retain_freed_memory()
+  fused.retain_freed_memory()
   config = _CONFIG.value
   model_config = lm.model_config_for(config, 65)
   tx = state_lib.make_optimizer(config)

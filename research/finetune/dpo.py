@@ -16,20 +16,14 @@ from flax import nnx
 from research.data import sft as sft_data
 from research.finetune import sft
 from research.finetune import trainer
-
-
-def sequence_logps(model, inputs_BxL, targets_BxL, weights_BxL):
-  """sum_t w_t log p(target_t | inputs_<=t): the log-probability of each row's answer."""
-  logits_BxLxV, _ = model(inputs_BxL)
-  logp_BxLxV = jax.nn.log_softmax(logits_BxLxV.astype(jnp.float32), axis=-1)
-  token_BxL = jnp.take_along_axis(logp_BxLxV, targets_BxL[..., None], axis=-1)[..., 0]
-  return jnp.sum(token_BxL * weights_BxL, axis=-1)
+from research.nn import losses
 
 
 def pair_logps(model, batch):
   """(chosen, rejected) answer log-probs, both halves in one forward pass."""
   both = lambda k: jnp.concatenate([batch[f"chosen_{k}"], batch[f"rejected_{k}"]])
-  logps = sequence_logps(model, both("inputs"), both("targets"), both("weights"))
+  logits_BxLxV, _ = model(both("inputs"))
+  logps = losses.sequence_logps(logits_BxLxV, both("targets"), both("weights"))
   half = batch["chosen_inputs"].shape[0]
   return logps[:half], logps[half:]
 
@@ -37,15 +31,7 @@ def pair_logps(model, batch):
 def make_objective(beta: float):
   def objective(model, batch, reference):
     chosen, rejected = pair_logps(model, batch)
-    ref_chosen, ref_rejected = reference
-    reward_chosen = beta * (chosen - ref_chosen)        # beta (log pi - log pi_ref)(chosen)
-    reward_rejected = beta * (rejected - ref_rejected)
-    loss = -jnp.mean(jax.nn.log_sigmoid(reward_chosen - reward_rejected))
-    metrics = {"rewards/chosen": jnp.mean(reward_chosen),
-               "rewards/rejected": jnp.mean(reward_rejected),
-               "rewards/accuracy": jnp.mean((reward_chosen > reward_rejected).astype(jnp.float32)),
-               "rewards/margin": jnp.mean(reward_chosen - reward_rejected)}
-    return loss, metrics
+    return losses.dpo_loss(chosen, rejected, *reference, beta)
   return objective
 
 

@@ -14,7 +14,7 @@ from research.data import sft as sft_data
 from research.finetune import config as config_lib
 from research.finetune import trainer
 from research.nn import lora
-from research.nn import transformer
+from research.nn import fused
 
 
 class StepBatches:
@@ -66,7 +66,7 @@ def sft_objective(model, batch, reference=None):
   # peak memory: blocks recomputed in the backward pass (gradient checkpointing, on by
   # default as in LLaMA-Factory) and the head a chunk of rows at a time, never all B*L x V
   x_BxLxD = model.hidden(batch["inputs"], remat=True)
-  return transformer.chunked_cross_entropy(model.head_logits, x_BxLxD, batch["targets"],
+  return fused.chunked_cross_entropy(model.head_logits, x_BxLxD, batch["targets"],
                                            batch["weights"]), {}
 
 

@@ -15,6 +15,7 @@ from research.nn import attention as attention_lib
 from research.nn import dropout as dropout_lib
 from research.nn import embeddings
 from research.nn import ffn as ffn_lib
+from research.nn import fused
 from research.nn import norms
 from research.nn import positions as positions_lib
 from research.nn.config import ModelConfig
@@ -67,7 +68,7 @@ class Transformer(nnx.Module):
 
   def hidden(self, tokens_BxL, dropout_key=None, remat=False):
     """The final-normed states the head reads (B x L x D), without the head: for a loss that
-    applies the head a chunk of rows at a time (`chunked_cross_entropy`). With remat=True
+    applies the head a chunk of rows at a time (`fused.chunked_cross_entropy`). With remat=True
     the backward pass recomputes each block instead of keeping its activations."""
     b, l = tokens_BxL.shape
     positions_BxL = jnp.broadcast_to(jnp.arange(l, dtype=jnp.int32), (b, l))
@@ -96,13 +97,13 @@ class Transformer(nnx.Module):
             remat=False):
     """Blocks, final norm and head on embedded inputs: (logits_BxLxV float32, new cache);
     with head=False the final-normed states instead of the logits; with remat=True (and no
-    cache) each block is recomputed in the backward pass (`recomputed_block`)."""
+    cache) each block is recomputed in the backward pass (`fused.recomputed_block`)."""
     new_layers = []
     for i, block in enumerate(self.blocks):
       layer_cache = None if cache is None else cache["layers"][i]
       key = dropout_lib.site_key(dropout_key, i)
       if remat and cache is None:
-        x_BxLxD = recomputed_block(block, x_BxLxD, positions_BxL, key)
+        x_BxLxD = fused.recomputed_block(block, x_BxLxD, positions_BxL, key)
       else:
         x_BxLxD, layer_cache = block(x_BxLxD, positions_BxL, layer_cache, key)
       new_layers.append(layer_cache)
@@ -113,39 +114,6 @@ class Transformer(nnx.Module):
     if not head:
       return x_BxLxD, new_cache
     return self.head_logits(x_BxLxD), new_cache
-
-
-def recomputed_block(block, x_BxLxD, positions_BxL, dropout_key=None):
-  """block(x) whose backward pass recomputes the block from x rather than keeping its
-  activations (gradient checkpointing).
-
-  jax.checkpoint guards its recomputation with an optimization barrier, which XLA's CPU
-  pipeline removes before CSE merges the recomputation back into the forward pass, so on CPU it
-  saved nothing. Here the recomputation reads x + 0 * g[0] (g the block's output cotangent):
-  exact for a finite g, and a value CSE cannot match. A block that draws from nnx RNG streams
-  (LoRA dropout) runs as is: the recomputation would not advance its counters.
-  """
-  if jax.tree.leaves(nnx.state(block, nnx.RngState)):
-    return block(x_BxLxD, positions_BxL, None, dropout_key)[0]
-  graphdef, state = nnx.split(block)
-
-  def forward(state, x_BxLxD):
-    return nnx.merge(graphdef, state)(x_BxLxD, positions_BxL, None, dropout_key)[0]
-
-  @jax.custom_vjp
-  def run(state, x_BxLxD):
-    return forward(state, x_BxLxD)
-
-  def run_forward(state, x_BxLxD):
-    return forward(state, x_BxLxD), (state, x_BxLxD)
-
-  def run_backward(residuals, g_BxLxD):
-    state, x_BxLxD = residuals
-    x_BxLxD = x_BxLxD + 0.0 * g_BxLxD.reshape(-1)[0]  # ties the recomputation to g
-    return jax.vjp(forward, state, x_BxLxD)[1](g_BxLxD)
-
-  run.defvjp(run_forward, run_backward)
-  return run(state, x_BxLxD)
 
 
 def init_cache(config: ModelConfig, batch: int, length: int, dtype=jnp.float32):
@@ -159,44 +127,3 @@ def init_cache(config: ModelConfig, batch: int, length: int, dtype=jnp.float32):
 def abstract_model(config: ModelConfig) -> Transformer:
   """The model's structure with ShapeDtypeStructs for leaves: nothing is allocated."""
   return nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(0)))
-
-
-def cross_entropy(logits_BxLxV, targets_BxL, weights_BxL=None):
-  """Mean of -log softmax(logits)[target] over the positions with weight (all by default)."""
-  logp = jax.nn.log_softmax(logits_BxLxV.astype(jnp.float32), axis=-1)
-  nll_BxL = -jnp.take_along_axis(logp, targets_BxL[..., None], axis=-1)[..., 0]
-  if weights_BxL is None:
-    return jnp.mean(nll_BxL)
-  return jnp.sum(nll_BxL * weights_BxL) / jnp.maximum(jnp.sum(weights_BxL), 1.0)
-
-
-def chunked_cross_entropy(head_fn, x_BxLxD, targets_BxL, weights_BxL=None, chunk_rows=128):
-  """`cross_entropy(head_fn(x), targets, weights)` without ever holding all B*L x V logits:
-  a scan over chunks of `chunk_rows` rows applies the head and sums the weighted -log p of
-  each chunk; jax.checkpoint makes the backward pass recompute a chunk's logits instead of
-  keeping them, so the vocabulary-sized buffers are chunk_rows x V."""
-  d = x_BxLxD.shape[-1]
-  x_NxD = x_BxLxD.reshape(-1, d)
-  targets_N = targets_BxL.reshape(-1)
-  weights_N = (jnp.ones(targets_N.shape, jnp.float32) if weights_BxL is None
-               else weights_BxL.reshape(-1).astype(jnp.float32))
-  n = x_NxD.shape[0]
-  chunk_rows = min(chunk_rows, n)
-  pad = -n % chunk_rows  # padded rows carry weight 0
-  x_CxRxD = jnp.pad(x_NxD, ((0, pad), (0, 0))).reshape(-1, chunk_rows, d)
-  targets_CxR = jnp.pad(targets_N, (0, pad)).reshape(-1, chunk_rows)
-  weights_CxR = jnp.pad(weights_N, (0, pad)).reshape(-1, chunk_rows)
-
-  @jax.checkpoint
-  def chunk_loss(x_RxD, targets_R, weights_R):
-    logp_RxV = jax.nn.log_softmax(head_fn(x_RxD).astype(jnp.float32), axis=-1)
-    nll_R = -jnp.take_along_axis(logp_RxV, targets_R[:, None], axis=-1)[:, 0]
-    return jnp.sum(nll_R * weights_R)
-
-  def body(total, chunk):
-    return total + chunk_loss(*chunk), None
-
-  total, _ = jax.lax.scan(body, jnp.zeros((), jnp.float32), (x_CxRxD, targets_CxR, weights_CxR))
-  if weights_BxL is None:
-    return total / n
-  return total / jnp.maximum(jnp.sum(weights_N), 1.0)

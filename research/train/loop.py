@@ -25,7 +25,7 @@ from research.nn import count
 from research.nn import transformer
 from research.train import checkpoint as checkpoint_lib
 from research.train import flops as flops_lib
-from research.train import heap
+from research.nn import fused
 from research.train import mesh as mesh_lib
 from research.train import state as state_lib
 from research.train import step as step_lib
@@ -74,7 +74,7 @@ def train(model_config, config, train_windows, val_windows=None, workdir=None,
           stop_at: int | None = None, peak_flops: float | None = None, show_progress=True,
           model=None) -> TrainResult:
   """Trains to `config.steps` (or stops early at `stop_at`, as a killed run would)."""
-  heap.retain_freed_memory()  # the step's scratch space: no page faults on every call
+  fused.retain_freed_memory()  # the step's scratch space: no page faults on every call
   mesh = mesh_lib.make_mesh(config.get("mesh_data", None), config.get("mesh_fsdp", 1))
   tx = state_lib.make_optimizer(config)
   seed = config.seed

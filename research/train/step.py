@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from research.nn import transformer
+from research.nn import losses
 from research.train import state as state_lib
 from research.train.state import TrainState
 
@@ -19,7 +19,7 @@ def loss_fn(params, graphdef, inputs_BxL, targets_BxL, dtype=jnp.float32, dropou
   """Mean next-token cross-entropy, computed in `dtype` from the float32 master weights."""
   model = nnx.merge(graphdef, state_lib.cast_floats(params, dtype))
   logits_BxLxV, _ = model(inputs_BxL, dropout_key=dropout_key)
-  return transformer.cross_entropy(logits_BxLxV, targets_BxL)
+  return losses.cross_entropy(logits_BxLxV, targets_BxL)
 
 
 def make_train_step(graphdef, tx, dtype="float32", seed=0, dropout=True, state_sharding=None):

@@ -7,6 +7,7 @@ from flax import nnx
 
 from research.nn import config as config_lib
 from research.nn import lora
+from research.nn import losses
 from research.nn import transformer
 
 
@@ -63,7 +64,7 @@ def test_only_lora_parameters_get_gradients_and_optimizer_state():
 
   def loss(params):
     logits, _ = nnx.merge(graphdef, params, rest)(tokens)
-    return transformer.cross_entropy(logits, tokens)
+    return losses.cross_entropy(logits, tokens)
 
   grads = jax.grad(loss)(trainable)
   grad_names = {".".join(map(str, p)) for p, _ in nnx.to_flat_state(grads)}
