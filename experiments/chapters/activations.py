@@ -13,7 +13,7 @@ from experiments.configs import activations as activations_config
 from research import files
 from research import tour
 from research.nn import activations
-from research.nn import mlp
+from research.sweeps import mlp
 from research.sweeps import digits
 from research.sweeps import init_sweep
 from research.sweeps import probes

@@ -15,7 +15,7 @@ from experiments.configs import init_sweep as init_sweep_config
 from research import files
 from research import tour
 from research.nn import initializers
-from research.nn import mlp
+from research.sweeps import mlp
 from research.sweeps import digits
 from research.sweeps import init_sweep
 from research.sweeps import probes

@@ -15,11 +15,11 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
+from research import optim
 from research import runs
 from research.nn import initializers
-from research.nn import mlp
+from research.sweeps import mlp
 
 INITS = ("zeros", "normal", "xavier", "kaiming", "lecun")
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "gelu")
@@ -155,7 +155,7 @@ def run_loop(trials: Sequence[Trial], data, budget: Budget, progress: bool = Tru
 
 @functools.lru_cache(maxsize=None)
 def _step_and_eval(budget: Budget):
-  optimizer = optax.sgd(budget.learning_rate, momentum=0.9)
+  optimizer = optim.sgd(budget.learning_rate, momentum=0.9)
 
   def step(params, opt_state, key, act, x_train, y_train):
     return mlp.sgd_step(params, opt_state, key, act, x_train, y_train,

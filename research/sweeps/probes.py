@@ -14,8 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from research import optim
 from research.nn import initializers
-from research.nn import mlp
+from research.sweeps import mlp
 
 # LLVM's level 1: these small scan-heavy programs compile ~1.5x faster and run as fast.
 jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 1})
@@ -94,7 +95,7 @@ def collapse_matrix(params):
 @functools.partial(jit, static_argnames=("steps", "learning_rate"))
 def fit_full_batch(params_N, acts_N, x, y, *, steps, learning_rate):
   """Adam on the whole set, vmapped over nets; returns trained params and training accuracy."""
-  optimizer = optax.adam(learning_rate)
+  optimizer = optim.adam(learning_rate)
 
   def one(params, act):
     def step(carry, _):

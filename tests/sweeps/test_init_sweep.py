@@ -2,7 +2,7 @@ import jax
 import numpy as np
 import pytest
 
-from research.nn import mlp
+from research.sweeps import mlp
 from research.sweeps import digits
 from research.sweeps import init_sweep
 

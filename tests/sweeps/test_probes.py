@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from research.nn import initializers
-from research.nn import mlp
+from research.sweeps import mlp
 from research.sweeps import probes
 
 

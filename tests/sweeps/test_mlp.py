@@ -5,7 +5,7 @@ import pytest
 
 from research.nn import activations
 from research.nn import initializers
-from research.nn import mlp
+from research.sweeps import mlp
 
 _FUNCS = {"sigmoid": activations.sigmoid, "tanh": activations.tanh, "relu": activations.relu,
           "leaky_relu": lambda x: activations.leaky_relu(x, mlp.LEAKY_SLOPE),

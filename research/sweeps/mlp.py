@@ -1,4 +1,5 @@
-"""A plain MLP as pure functions over a params dict, built so that many of them train at once.
+"""The sweeps' plain MLP as pure functions over a params dict, built so that many of them train
+at once.
 
 Hidden layers 2..depth share one shape, so they are stacked (depth-1, W, W) and applied with
 `lax.scan`: a depth-64 net compiles as fast as a depth-2 one. The activation is chosen by an
@@ -16,7 +17,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from research import optim
 from research.nn import activations
+from research.nn import losses
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "gelu", "identity")
 PRELU_INIT = 0.25
@@ -87,7 +90,7 @@ def apply(params, x_BxD, act, with_pre: bool = False):
 
 def loss_fn(params, x_BxD, labels_B, act):
   logits_BxV, _ = apply(params, x_BxD, act)
-  return optax.softmax_cross_entropy_with_integer_labels(logits_BxV, labels_B).mean()
+  return losses.cross_entropy(logits_BxV, labels_B)  # mean -log p(correct class)
 
 
 def accuracy(params, x_BxD, labels_B, act):
@@ -120,7 +123,7 @@ def sgd_step(params, opt_state, key, act, x_train, y_train, *, batch_size: int, 
 def train(params, key, act, x_train, y_train, *, steps: int, batch_size: int,
           learning_rate: float, momentum: float = 0.9):
   """SGD with momentum on random minibatches, all inside one `lax.scan`; returns final params."""
-  optimizer = optax.sgd(learning_rate, momentum=momentum)
+  optimizer = optim.sgd(learning_rate, momentum=momentum)
 
   def step(carry, key):
     return sgd_step(*carry, key, act, x_train, y_train, batch_size=batch_size,
