@@ -86,8 +86,8 @@ def write(directory, tensors: dict[str, np.ndarray], config: dict,
   weight_map = {}
   for i, shard in enumerate(shards):
     name = SINGLE if len(shards) == 1 else f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-    _write_then_rename(directory / name,
-                       lambda tmp, shard=shard: save_file(shard, str(tmp), metadata={"format": "pt"}))
+    save = lambda tmp, shard=shard: save_file(shard, str(tmp), metadata={"format": "pt"})
+    _write_then_rename(directory / name, save)
     weight_map.update({tensor: name for tensor in shard})
   if len(shards) > 1:
     total = sum(a.nbytes for a in tensors.values())
