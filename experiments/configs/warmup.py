@@ -18,5 +18,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.x_range = 3.0
   config.steps = [10.0 ** -k for k in (1, 1.5, 2, 2.5, 3, 3.5)]
   config.point = 0.7
-  config.update({k: v for k, v in options.items() if k != "quick"})
-  return config
+  options.pop("quick", None)
+  return runs.override(config, options)
