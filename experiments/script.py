@@ -41,18 +41,28 @@ class _CheckedConfigFlag(config_flags._ConfigFlag):  # pylint: disable=protected
       raise
 
   def _parse_from_default(self, value):
-    # The default config is parsed when the flag is defined, before absl reports errors: keep
-    # the error for the validator below, and stand-ins for the overrides that caused it, so
-    # that absl reports this sentence rather than "unknown flag".
+    # The default config is parsed when the flag is defined, before absl reports errors: a
+    # stand-in flag for each override raises the error when absl parses that override, and
+    # the validator in config_flag reports any other error of the default config.
     try:
       return super()._parse_from_default(value)
     except flags.IllegalFlagValueError as e:
       self.default_error = e
       for path in self._GetOverrides(self._GetArgv()):
         if f"{self.name}.{path}" not in self.flag_values:
-          flags.DEFINE_string(f"{self.name}.{path}", None, "An override that failed.",
-                              flag_values=self.flag_values)
+          flags.DEFINE_flag(_FailedOverride(f"{self.name}.{path}", e), self.flag_values)
       return None
+
+
+class _FailedOverride(flags.Flag):
+  """Stands in for an override of a config that could not be built; parsing it raises why."""
+
+  def __init__(self, name: str, error: Exception):
+    super().__init__(flags.ArgumentParser(), None, name, None, "An override that failed.")
+    self.error = error
+
+  def parse(self, argument):
+    raise self.error
 
 
 def config_flag(config_name: str, help_string: str = "Experiment config.",

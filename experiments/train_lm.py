@@ -4,20 +4,17 @@ Prints the samples of each sampler (when config.samples) and, last,
 `val_loss=<float> ms_per_iter=<median> tokens_per_s=<float>`.
 """
 
-from pathlib import Path
-
 import jax
 from absl import app
 from absl import flags
-from ml_collections import config_flags
 
+from experiments import script
 from research import runs
 from research.generate import decode
 from research.train import distributed
 from research.train import lm
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", str(Path(__file__).parent / "configs" / "train_lm.py"), "Experiment config.")
+_CONFIG = script.config_flag("train_lm")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/train_lm", "Where results are written.")
 
 

@@ -37,3 +37,14 @@ def test_good_overrides_apply_and_the_config_is_locked():
   assert (config.grid_points, config.point, config.x_range) == (101, 0.5, 2.0)
   with pytest.raises(AttributeError, match="locked"):
     config.new_field = 1
+
+
+def test_the_user_sees_one_sentence_and_no_traceback():
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  done = subprocess.run([sys.executable, "-m", "experiments.warmup", "--config.stepz=10"],
+                        capture_output=True, text=True, timeout=120, check=False)
+  assert done.returncode == 1
+  assert "Traceback" not in done.stderr, done.stderr
+  assert ("--config.stepz: the config has no field 'stepz'; the nearest valid one is 'steps'."
+          in done.stderr), done.stderr
