@@ -93,7 +93,7 @@ def sft_child():
   config.learning_rate = 1e-5
   lm = pretrained.load_model()
   if _MODE.value == "lora":
-    lora.apply_lora(lm.model, "all", 8)
+    lora.apply_lora(lm.model, rank=8)
   rng = np.random.default_rng(0)
   rows = [(rng.integers(3, 49152, _LENGTH.value + 1).tolist(),) * 2 for _ in range(64)]
   batches = sft.StepBatches(rows, _BATCH.value, 1, 0, 0)

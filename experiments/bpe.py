@@ -12,15 +12,14 @@ from absl import flags
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
-from ml_collections import config_flags
 
+from experiments import script
 from research import files
 from research import runs
 from research.data import corpus
 from research.text import bpe
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", str(Path(__file__).parent / "configs" / "bpe.py"), "Experiment config.")
+_CONFIG = script.config_flag("bpe")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/bpe", "Where results are written.")
 _DATA = flags.DEFINE_string(
     "data", None, "A text file or folder of .txt/.md files (overrides config.data); "

@@ -14,7 +14,7 @@ from absl import flags
 
 from experiments.chapters import classify
 from experiments.configs import classify as classify_config
-from research import runs
+from research import tour
 from research.classify import ICLClassifier
 
 _MODEL = flags.DEFINE_string("model", "smollm2-135m-instruct",
@@ -69,12 +69,7 @@ def main(argv):
     config.orderings = _ORDERINGS.value
   if _PER_CLASS.value is not None:
     config.per_class = _PER_CLASS.value
-  runs.seed_everything(config.seed)
-  with runs.Run(_WORKDIR.value, config) as run:
-    claims = classify.run_experiment(config, run.dir)
-    for step, claim in enumerate(claims):
-      run.log(step, holds=float(claim.holds))
-      print(f"{claim.statement} — measured {claim.measured} — {claim.verdict}")
+  tour.run_and_print(classify.run_experiment, config, _WORKDIR.value)
   return 0
 
 

@@ -4,15 +4,12 @@
   python -m experiments.dpo --config.pref_beta=0.2 --config.model=runs/persona/export
 """
 
-from pathlib import Path
-
 from absl import app
-from ml_collections import config_flags
 
+from experiments import script
 from research.finetune import pipeline
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", str(Path(__file__).parent / "configs" / "persona_dpo.py"), "DPO config.")
+_CONFIG = script.config_flag("persona_dpo", "DPO config.")
 
 
 def main(argv):

@@ -9,17 +9,14 @@
 held-out name check on the tuned and base models. stage "dpo" runs DPO (see experiments/dpo.py).
 """
 
-from pathlib import Path
-
 from absl import app
 from absl import flags
-from ml_collections import config_flags
 
+from experiments import script
 from research.finetune import config as config_lib
 from research.finetune import pipeline
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", str(Path(__file__).parent / "configs" / "persona_lora.py"), "Fine-tuning config.")
+_CONFIG = script.config_flag("persona_lora", "Fine-tuning config.")
 _YAML = flags.DEFINE_string("yaml", None, "A LLaMA-Factory training YAML instead of --config.")
 _CHECK_BASE = flags.DEFINE_bool("check_base", True, "Also run the persona check on the base.")
 

@@ -7,31 +7,24 @@ from pathlib import Path
 
 from absl import app
 from absl import flags
-from ml_collections import config_flags
 
+from experiments import script
 from experiments.chapters import initialization
-from research import runs
+from research import tour
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", str(Path(__file__).parent / "configs" / "init_sweep.py"), "Experiment config.")
+_CONFIG = script.config_flag("init_sweep")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/init_sweep", "Where results are written.")
 
 
 def main(argv):
   del argv
-  config = _CONFIG.value
-  runs.seed_everything(config.seed)
-  with runs.Run(_WORKDIR.value, config) as run:
-    claims = initialization.run_experiment(config, run.dir)
-    for step, claim in enumerate(claims):
-      run.log(step, holds=float(claim.holds))
-      print(f"{claim.statement} — measured {claim.measured} — {claim.verdict}")
-    timings = json.loads((run.dir / "timings.json").read_text())
-    print("timings:", timings)
-    if "loop_s" in timings:
-      for loop in ("loop", "step_loop"):
-        print(f"{loop} / vmapped: compile included {timings[loop + '_s'] / timings['vmapped_s']:.2f}x,"
-              f" warm {timings[loop + '_warm_s'] / timings['vmapped_warm_s']:.2f}x")
+  tour.run_and_print(initialization.run_experiment, _CONFIG.value, _WORKDIR.value)
+  timings = json.loads((Path(_WORKDIR.value) / "timings.json").read_text())
+  print("timings:", timings)
+  if "loop_s" in timings:
+    for loop in ("loop", "step_loop"):
+      print(f"{loop} / vmapped: compile included {timings[loop + '_s'] / timings['vmapped_s']:.2f}x,"
+            f" warm {timings[loop + '_warm_s'] / timings['vmapped_warm_s']:.2f}x")
 
 
 if __name__ == "__main__":

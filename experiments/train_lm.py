@@ -4,18 +4,17 @@ Prints the samples of each sampler (when config.samples) and, last,
 `val_loss=<float> ms_per_iter=<median> tokens_per_s=<float>`.
 """
 
-from pathlib import Path
-
+import jax
 from absl import app
 from absl import flags
-from ml_collections import config_flags
 
+from experiments import script
 from research import runs
+from research.generate import decode
 from research.train import distributed
 from research.train import lm
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", str(Path(__file__).parent / "configs" / "train_lm.py"), "Experiment config.")
+_CONFIG = script.config_flag("train_lm")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/train_lm", "Where results are written.")
 
 
@@ -27,8 +26,9 @@ def main(argv):
   run = lm.train_lm(config, _WORKDIR.value)
   result = run.result
   if config.get("samples", 0):
-    from experiments.chapters import llm  # pylint: disable=g-import-not-at-top
-    for name, text in llm.sample_each(run, config).items():
+    for name, text in decode.sample_each(run.result.model, run.tokenizer, config.prompt,
+                                         config.max_new_tokens,
+                                         jax.random.key(config.seed)).items():
       print(f"--- {name} ---\n{text}\n")
   if config.get("full_val_eval", False):
     print(f"full validation loss {run.full_val_loss:.4f} (every non-overlapping window)")

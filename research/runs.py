@@ -1,6 +1,8 @@
 """What every experiment script shares: a run directory with the config snapshot,
-metrics as JSONL and TensorBoard events, progress bars, explicit seeds, config presets."""
+metrics as JSONL and TensorBoard events, progress bars, explicit seeds, config presets and
+overrides that stop at a misspelled key."""
 
+import difflib
 import json
 import random
 import time
@@ -38,6 +40,51 @@ def parse_config_arg(arg: str | None) -> dict[str, Any]:
     out[key] = values if "+" in value else values[0]
   return out
 
+
+
+class ConfigKeyError(LookupError):
+  """An override names a field the config does not have. A LookupError, not a ValueError, so
+  that ml_collections' config loader passes it on as it is instead of adding a traceback."""
+
+
+def field_paths(config, prefix: str = "") -> list[str]:
+  """Every field of a ConfigDict, nested ones as dotted paths (model.width)."""
+  out = []
+  for key, value in config.items():
+    out.append(prefix + key)
+    if hasattr(value, "items"):
+      out += field_paths(value, f"{prefix}{key}.")
+  return out
+
+
+def check_field(config, path: str, what: str, presets: Iterable[str] = ()) -> None:
+  """ConfigKeyError, one sentence naming `path` and its nearest field, unless `config` has it."""
+  node = config
+  for part in path.split("."):
+    if not hasattr(node, "items") or part not in node:
+      valid = field_paths(config) + list(presets)
+      nearest = difflib.get_close_matches(path, valid, n=1, cutoff=0.0)
+      raise ConfigKeyError(f"{what}: the config has no field {path!r}; the nearest valid one "
+                           f"is {nearest[0]!r}." if nearest else f"{what}: the config is empty.")
+    node = node[part]
+
+
+def override(config, options: dict[str, Any], presets: Iterable[str] = ("quick",)):
+  """Locks `config`, then sets each `key=value` of `options` (dots reach nested fields).
+
+  A key the config lacks stops with ConfigKeyError naming it and the nearest field (or preset)
+  instead of being added; the locked config also refuses new keys set later, by a
+  `--config.key=value` flag or by code.
+  """
+  config.lock()
+  for path, value in options.items():
+    check_field(config, path, f"config override {path}={value}", presets)
+    *parents, leaf = path.split(".")
+    node = config
+    for part in parents:
+      node = node[part]
+    node[leaf] = value
+  return config
 
 def _scalar(text: str):
   for cast in (int, float):

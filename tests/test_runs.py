@@ -42,3 +42,25 @@ def test_seed_everything_is_reproducible():
   b = jax.random.normal(runs.seed_everything(7), (3,))
   assert np.random.rand() == first
   np.testing.assert_array_equal(a, b)
+
+
+def _config():
+  return ml_collections.ConfigDict({"steps": 3, "lr": 0.1, "model": {"width": 8, "heads": 2}})
+
+
+def test_override_sets_fields_nested_ones_by_dots_and_locks():
+  config = runs.override(_config(), runs.parse_config_arg("steps=5,model.width=16"))
+  assert (config.steps, config.model.width, config.model.heads) == (5, 16, 2)
+  with pytest.raises(AttributeError, match="locked"):
+    config.stepz = 1
+
+
+@pytest.mark.parametrize("arg, nearest", [("stepz=10", "steps"), ("model.widht=4", "model.width"),
+                                          ("quik", "quick"), ("lr.x=1", "lr")])
+def test_override_of_a_missing_field_names_it_and_the_nearest(arg, nearest):
+  key = arg.split("=")[0]
+  with pytest.raises(runs.ConfigKeyError) as caught:
+    runs.override(_config(), runs.parse_config_arg(arg))
+  assert str(caught.value) == (f"config override {key}={runs.parse_config_arg(arg)[key]}: the "
+                               f"config has no field {key!r}; the nearest valid one is "
+                               f"{nearest!r}.")

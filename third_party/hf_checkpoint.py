@@ -2,14 +2,13 @@
 model.safetensors.index.json. Read to, and written from, dicts of numpy arrays."""
 
 import json
+import os
 from pathlib import Path
 
 import ml_dtypes  # noqa: F401  (registers bfloat16 with numpy, so bf16 tensors load)
 import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
-
-from research import files
 
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
@@ -50,6 +49,23 @@ def load_tensors(directory) -> dict[str, np.ndarray]:
   return tensors
 
 
+def _write_then_rename(path: Path, write_to) -> None:
+  """Calls write_to(temporary path) and renames the result to `path`, so a crash mid-write
+  leaves the old file (or none), never half a file. Kept here so that third_party depends on
+  nothing of ours."""
+  tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+  try:
+    write_to(tmp)
+    os.replace(tmp, path)  # atomic on POSIX: both names are in one directory
+  finally:
+    tmp.unlink(missing_ok=True)
+
+
+def _write_json(path: Path, obj) -> None:
+  text = json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
+  _write_then_rename(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
 def write(directory, tensors: dict[str, np.ndarray], config: dict,
           max_shard_bytes: int = 2 * 1024**3) -> Path:
   """Writes config.json and safetensors shards (with an index when there is more than one).
@@ -70,12 +86,11 @@ def write(directory, tensors: dict[str, np.ndarray], config: dict,
   weight_map = {}
   for i, shard in enumerate(shards):
     name = SINGLE if len(shards) == 1 else f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-    with files.atomic_path(directory / name) as tmp:
-      save_file(shard, str(tmp), metadata={"format": "pt"})
+    save = lambda tmp, shard=shard: save_file(shard, str(tmp), metadata={"format": "pt"})
+    _write_then_rename(directory / name, save)
     weight_map.update({tensor: name for tensor in shard})
   if len(shards) > 1:
     total = sum(a.nbytes for a in tensors.values())
-    files.write_json(directory / INDEX, {"metadata": {"total_size": total},
-                                         "weight_map": weight_map})
-  files.write_json(directory / "config.json", config)
+    _write_json(directory / INDEX, {"metadata": {"total_size": total}, "weight_map": weight_map})
+  _write_json(directory / "config.json", config)
   return directory

@@ -25,6 +25,8 @@ GGUF_TOP = {"token_embd.weight": "model.embed_tokens.weight",
 IGNORED = re.compile(r".*rotary_emb\.inv_freq$")
 
 _OURS_TO_HF_MODULE = {ours: hf for hf, ours in HF_BLOCK_MODULES.items()}
+# Short names users give in lora_target (LLaMA-Factory / PEFT) and the HF modules they mean.
+SHORT_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 def hf_to_path(name: str) -> tuple[str, str]:
@@ -74,3 +76,34 @@ def gguf_to_hf(name: str) -> str:
   if match and match.group(2) in GGUF_BLOCK:
     return f"model.layers.{match.group(1)}.{GGUF_BLOCK[match.group(2)]}.{match.group(3)}"
   raise KeyError(name)
+
+
+class LoraTarget:
+  """LLaMA-Factory's `lora_target` as a predicate on our module paths (blocks.3.attn.query).
+
+  "all": every linear of every block; "q_proj,v_proj": those short names; anything else is a
+  regular expression matched against the whole HF module name (model.layers.3.self_attn.q_proj).
+  """
+
+  def __init__(self, target: str):
+    self.target = target.strip()
+    names = [t.strip() for t in self.target.split(",") if t.strip()]
+    self.names = names if names and all(n in SHORT_NAMES for n in names) else None
+    self.pattern = None
+    if self.target != "all" and self.names is None:
+      try:
+        self.pattern = re.compile(self.target)
+      except re.error as e:
+        raise ValueError(f"lora_target={self.target!r}: neither 'all', a comma list of "
+                         f"{SHORT_NAMES}, nor a valid regular expression ({e}).") from e
+
+  def __call__(self, path: str) -> bool:
+    if self.target == "all":
+      return True
+    name = module_to_hf(path)
+    if self.names is not None:
+      return name.rsplit(".", 1)[-1] in self.names
+    return self.pattern.fullmatch(name) is not None
+
+  def __repr__(self):
+    return f"lora_target={self.target!r}"

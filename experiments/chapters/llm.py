@@ -26,15 +26,6 @@ from research.nn import norms
 from research.nn import transformer
 from research.train import lm
 
-# name -> keyword arguments of samplers.sample / decode.generate
-SAMPLERS = {
-    "greedy": dict(temperature=0.0),
-    "temperature 0.8": dict(temperature=0.8),
-    "top-k 20": dict(temperature=1.0, top_k=20),
-    "top-p 0.9": dict(temperature=1.0, top_p=0.9),
-    "min-p 0.1": dict(temperature=1.0, min_p=0.1),
-}
-
 
 def attention_entropy(key, widths, num_keys=128, num_queries=64):
   """Mean entropy (nats) of one query's attention over `num_keys` keys, q and k ~ N(0, 1),
@@ -76,21 +67,6 @@ def next_token_logits(model, tokenizer, prompt):
   ids = jnp.asarray([tokenizer.encode(prompt)], jnp.int32)
   logits, _ = model(ids)
   return np.asarray(logits[0, -1])
-
-
-def sample_each(run, config, key=None) -> dict[str, str]:
-  """One continuation of config.prompt per sampler (KV-cache decoding)."""
-  model = run.result.model
-  key = jax.random.key(config.seed) if key is None else key
-  prompt = jnp.asarray([run.tokenizer.encode(config.prompt)], jnp.int32)
-  new = min(config.max_new_tokens, run.model_config.max_length - prompt.shape[1])
-  texts = {}
-  for name, kwargs in SAMPLERS.items():
-    tokens, lengths = decode.generate(model, prompt, new, key, eos_id=getattr(run.tokenizer, "eos_id", None),
-                                      **kwargs)
-    generated = np.asarray(tokens[0, prompt.shape[1]: prompt.shape[1] + int(lengths[0])])
-    texts[name] = config.prompt + run.tokenizer.decode(generated.tolist())
-  return texts
 
 
 def run_experiment(config, out_dir, log=print) -> list[tour.Claim]:
@@ -216,8 +192,8 @@ def run_experiment(config, out_dir, log=print) -> list[tour.Claim]:
   # 8. Each sampler's candidate set on the same prompt.
   probs = np.asarray(jax.nn.softmax(jnp.asarray(logits)))
   order = np.argsort(-probs)
-  sets = {name: samplers.candidate_set(logits, **kwargs) for name, kwargs in SAMPLERS.items()
-          if name != "temperature 0.8"}
+  sets = {name: samplers.candidate_set(logits, **kwargs)
+          for name, kwargs in samplers.NAMED.items() if name != "temperature 0.8"}
   top_p = sets["top-p 0.9"]
   top_p_ok = probs[top_p].sum() >= 0.9 and probs[top_p[:-1]].sum() < 0.9
   min_p_ok = bool(np.all(probs[sets["min-p 0.1"]] >= 0.1 * probs.max()) and np.all(
@@ -243,7 +219,8 @@ def run_experiment(config, out_dir, log=print) -> list[tour.Claim]:
       "likeliest, top-p the smallest set with mass >= p, min-p those with p >= min_p p_max",
       f"set sizes: {sizes}", bool(exact), "candidate_sets.png"))
 
-  samples = sample_each(run, config, key)
+  samples = decode.sample_each(run.result.model, run.tokenizer, config.prompt,
+                               config.max_new_tokens, key)
   lines = [f"--- {name} ---\n{text}\n" for name, text in samples.items()]
   files.write_text(out_dir / "samples.txt", "\n".join(lines))
   for name, text in samples.items():

@@ -15,18 +15,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   options = runs.parse_config_arg(arg)
   quick = bool(options.pop("quick", False))
   config = ml_collections.ConfigDict()
-  config.seed = 0
+  config.seed = 0           # the key every random choice derives from
   # the notebook's worked example: y = w x + b, L = (y - y_gt)^2 / 2
-  config.x = 1.5
-  config.w = 0.8
-  config.b = 0.2
-  config.y_gt = 0.8
+  config.x = 1.5            # the input
+  config.w = 0.8            # the weight
+  config.b = 0.2            # the bias
+  config.y_gt = 0.8         # the target y should reach
   # the two-linear-layer chain
-  config.chain_in = 3
-  config.chain_hidden = 4
-  config.chain_out = 2
+  config.chain_in = 3       # input width
+  config.chain_hidden = 4   # width between the two layers
+  config.chain_out = 2      # output width
   # the engine against jax.grad: an MLP using every op
-  config.batch = 8 if quick else 64
-  config.widths = [6, 8, 3] if quick else [16, 32, 32, 4]
-  config.update(options)
-  return config
+  config.batch = 8 if quick else 64                          # rows of the random input
+  config.widths = [6, 8, 3] if quick else [16, 32, 32, 4]    # layer widths, input first
+  return runs.override(config, options)

@@ -17,17 +17,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   options = runs.parse_config_arg(arg)
   quick = options.pop("quick", False)
   config = ml_collections.ConfigDict()
-  config.seed = 0
+  config.seed = 0             # sentencepiece's training seed
   config.data = ""  # a text file or folder of .txt/.md files; "" = standard-library docstrings
-  config.vocab_size = 1024 if quick else 4096
-  config.character_coverage = 1.0
+  config.vocab_size = 1024 if quick else 4096  # pieces, special tokens and bytes included
+  config.character_coverage = 1.0  # share of characters kept as pieces; the rest as bytes
   config.val_fraction = 0.1  # compression is also measured on this held-out tail
   config.sweep = [] if quick else [512, 1024, 2048, 4096, 8192]  # chars/token vs vocab size
-  config.examples = [
+  config.examples = [  # sentences whose split into pieces is printed
       "Return the number of items in the dictionary.",
       "Zorblaxifunctionality is not a word.",
       "    def __init__(self, maxsize=0):",
       "你好，世界",
   ]
-  config.update(options)
-  return config
+  return runs.override(config, options)

@@ -16,14 +16,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   options = runs.parse_config_arg(arg)
   quick = options.pop("quick", False)
   config = ml_collections.ConfigDict()
-  config.seed = 0
-  config.model = "smollm2-135m-instruct"
-  config.data = "experiments/data/classify/topics.json"
+  config.seed = 0                         # picks the demonstration orders
+  config.model = "smollm2-135m-instruct"  # packaged name, .gguf file or HF directory
+  config.data = "experiments/data/classify/topics.json"  # labels, demonstrations, test set
   config.decoders = ["score", "score+calibrate", "score+length", "score+length+calibrate",
-                     "generate"]
-  config.orderings = 1 if quick else 3
-  config.per_class = 4 if quick else 0  # 0: every test sentence
-  config.max_new_tokens = 8
-  config.hidden_text = "Large language models turn text into vectors."
-  config.update(options)
-  return config
+                     "generate"]          # how a label is read from the model, each measured
+  config.orderings = 1 if quick else 3    # demonstration orders averaged over
+  config.per_class = 4 if quick else 0    # test sentences per label; 0: every one
+  config.max_new_tokens = 8               # the answer length of "generate"
+  config.hidden_text = "Large language models turn text into vectors."  # hidden-state demo
+  return runs.override(config, options)

@@ -14,11 +14,11 @@ from research import runs
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   options = runs.parse_config_arg(arg)
+  quick = bool(options.pop("quick", False))
   c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.ranks = [1, 2, 4, 8, 16, 32, 64]
-  c.sft_steps = 25 if options.get("quick") else 60
-  c.width = 64
-  c.layers = 2
-  c.update({k: v for k, v in options.items() if k != "quick"})
-  return c
+  c.seed = 0                           # the key every random choice derives from
+  c.ranks = [1, 2, 4, 8, 16, 32, 64]   # LoRA ranks whose share of SmolLM2's size is drawn
+  c.sft_steps = 25 if quick else 60    # LoRA SFT steps on the small llama
+  c.width = 64                         # D of the small random llama
+  c.layers = 2                         # its blocks
+  return runs.override(c, options)

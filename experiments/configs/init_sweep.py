@@ -25,27 +25,26 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   options = runs.parse_config_arg(arg)
   quick = bool(options.pop("quick", False))
   config = ml_collections.ConfigDict()
-  config.seed = 0
-  config.inits = ["normal", "xavier", "kaiming"] if quick else list(init_sweep.INITS)
-  config.activations = ["tanh", "relu"] if quick else list(init_sweep.ACTIVATIONS)
-  config.depths = [4, 32] if quick else list(init_sweep.DEPTHS)
-  config.seeds = 4
-  config.width = 32
-  config.steps = 150
-  config.batch_size = 64
-  config.learning_rate = 0.02
-  config.stats_width = 64
-  config.stats_batch = 256
+  config.seed = 0            # the key every random choice derives from
+  config.inits = ["normal", "xavier", "kaiming"] if quick else list(init_sweep.INITS)  # schemes
+  config.activations = ["tanh", "relu"] if quick else list(init_sweep.ACTIVATIONS)  # per init
+  config.depths = [4, 32] if quick else list(init_sweep.DEPTHS)  # hidden layers per net
+  config.seeds = 4           # trials per (init, activation, depth)
+  config.width = 32          # units per layer of the nets whose accuracy is measured
+  config.steps = 150         # SGD steps of each trial
+  config.batch_size = 64     # digits per step
+  config.learning_rate = 0.02  # eps of every trial
+  config.stats_width = 64    # units per layer of the nets whose activation stats are measured
+  config.stats_batch = 256   # digits those statistics are taken on
   config.verdict_depth = 32  # the depth the std verdicts are read at
-  config.benchmark = bool(options.pop("benchmark", False))
+  config.benchmark = bool(options.pop("benchmark", False))  # also time a Python loop of trials
   config.benchmark_repeats = 3  # warm runs of each way, interleaved; the median is reported
   # symmetry: constant vs random init, trained the same way
-  config.symmetry_constant = 0.1
-  config.symmetry_width = 16
-  config.symmetry_depth = 3
-  config.symmetry_steps = 100
+  config.symmetry_constant = 0.1  # the value every weight starts at
+  config.symmetry_width = 16      # units per layer
+  config.symmetry_depth = 3       # hidden layers
+  config.symmetry_steps = 100     # training steps before the units are compared
   for key in ("inits", "activations", "depths"):
     if key in options and not isinstance(options[key], list):
       options[key] = [options[key]]
-  config.update(options)
-  return config
+  return runs.override(config, options, presets=("quick", "benchmark"))

@@ -16,24 +16,24 @@ from research import runs
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   options = runs.parse_config_arg(arg)
+  quick = bool(options.pop("quick", False))
   config = ml_collections.ConfigDict()
-  config.seed = 0
+  config.seed = 0                           # the key every random choice derives from
   config.fixture = "experiments/data/rag"   # corpus.jsonl, queries.jsonl, qrels.tsv
   config.docs = "experiments/data/rag/docs"  # real .md / .txt / .html files for the demo
   config.max_tokens = 512                   # RAGFlow's default chunk size
-  config.overlap = 64
+  config.overlap = 64                       # tokens adjacent chunks share
   config.keyword_weight = 0.7               # hybrid = 0.7 BM25 + 0.3 cosine, as RAGFlow
-  config.threshold = 0.2
-  config.top_n = 6
-  config.batch_size = 32
+  config.threshold = 0.2                    # hybrid scores below it are not context
+  config.top_n = 6                          # passages given to the model
+  config.batch_size = 32                    # texts MiniLM embeds at once
   config.off_topic = ["What is the capital of Australia?",
                       "Give me a recipe for banana bread.",
                       "Who won the football world cup in 1998?",
-                      "How tall is Mount Everest?"]
-  config.answer = not options.get("quick")  # loading SmolLM2 costs ~30 s with compiles
-  config.model = "smollm2-135m-instruct"
-  config.question = "What are Adam's default betas and epsilon?"
+                      "How tall is Mount Everest?"]  # must score under threshold
+  config.answer = not quick                 # loading SmolLM2 costs ~30 s with compiles
+  config.model = "smollm2-135m-instruct"    # the model that answers from the passages
+  config.question = "What are Adam's default betas and epsilon?"  # asked of the docs
   config.expected = "0.999"                 # what the answer must state (optimizers.md)
-  config.max_new_tokens = 48
-  config.update({k: v for k, v in options.items() if k != "quick"})
-  return config
+  config.max_new_tokens = 48                # the answer's length
+  return runs.override(config, options)

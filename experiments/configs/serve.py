@@ -15,14 +15,13 @@ from research import runs
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   options = runs.parse_config_arg(arg)
-  quick = bool(options.get("quick"))
+  quick = bool(options.pop("quick", False))
   config = ml_collections.ConfigDict()
-  config.seed = 0
-  config.model = "smollm2-135m-instruct"
-  config.prompt = "Explain in two sentences why the sky is blue."
-  config.max_tokens = 32 if quick else 64
-  config.concurrent_clients = 4
-  config.kb_docs = "" if quick else "experiments/data/rag/docs"
-  config.kb_question = "What are Adam's default betas and epsilon?"
-  config.update({k: v for k, v in options.items() if k != "quick"})
-  return config
+  config.seed = 0                          # the sampling key of the streamed answers
+  config.model = "smollm2-135m-instruct"   # what the server serves
+  config.prompt = "Explain in two sentences why the sky is blue."  # asked over HTTP
+  config.max_tokens = 32 if quick else 64  # the answer's length
+  config.concurrent_clients = 4            # streams opened at once
+  config.kb_docs = "" if quick else "experiments/data/rag/docs"  # "": no knowledge base
+  config.kb_question = "What are Adam's default betas and epsilon?"  # asked of the kb
+  return runs.override(config, options)

@@ -9,48 +9,30 @@ RESULT:  val_loss 1.8984 at iter 2000 at seed 1337 (nanoGPT, experiments/bench_t
 Presets: `shakespeare_char.py:quick` (200 iters) and overrides like `:steps=500`.
 """
 
-import ml_collections
-
+from experiments.configs import train_lm
 from research import runs
 
 
-def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+def get_config(arg: str | None = None):
+  """train_lm's full config with nanoGPT's data, model and schedule."""
   options = runs.parse_config_arg(arg)
-  config = ml_collections.ConfigDict()
-  config.seed = 1337
-  config.data = "../shared/data/tinyshakespeare/input.txt"
-  config.tokenizer = "char"
-  config.vocab_size = 0        # the characters of the text decide
-  config.max_chars = 0
-  config.val_fraction = 0.1
-  config.context_length = 64   # block_size
-  config.batch_size = 12
-  config.stride = 1
-  config.sampler = "random"    # nanoGPT's get_batch: uniform random offsets
-  config.model = ml_collections.ConfigDict(dict(
-      num_layers=4, num_heads=4, width=128, dropout=0.0, qkv_bias=False, out_bias=False,
-      ffn_bias=False, norm_bias=False, tied_head=True, position="learned", ffn="gelu",
-      attention="explicit"))
-  config.steps = 200 if options.get("quick") else 2000
-  config.lr = 1e-3
-  config.min_lr = 1e-4
-  config.warmup_steps = 100
-  config.b1 = 0.9
-  config.b2 = 0.99
-  config.weight_decay = 0.1
-  config.max_grad_norm = 1.0
-  config.grad_accum = 1
-  config.dtype = "float32"
-  config.eval_every = 250
-  config.eval_batches = 20
-  config.checkpoint_every = 0
-  config.keep = 2
-  config.log_every = 10
-  config.mesh_data = 1
-  config.mesh_fsdp = 1
-  config.full_val_eval = True   # also the loss on every validation window, beside the recipe's
-  config.samples = 0           # no generation in the benchmark
-  config.max_new_tokens = 0
-  config.prompt = ""
-  config.update({k: v for k, v in options.items() if k != "quick"})
-  return config
+  quick = bool(options.pop("quick", False))
+  config = train_lm.get_config()
+  config.seed = 1337               # nanoGPT's seed
+  config.data = "../shared/data/tinyshakespeare/input.txt"  # 1.1M characters of Shakespeare
+  config.tokenizer = "char"        # one token per character
+  config.vocab_size = 0            # the characters of the text decide
+  config.batch_size = 12           # nanoGPT's CPU recipe: batch_size 12, block_size 64
+  config.stride = 1                # every offset may start a window
+  config.sampler = "random"        # nanoGPT's get_batch: uniform random offsets
+  config.model.dropout = 0.0       # nanoGPT's CPU recipe trains without dropout
+  config.model.qkv_bias = config.model.out_bias = False  # nanoGPT's bias=False
+  config.model.ffn_bias = config.model.norm_bias = False  # (the same)
+  config.steps = 200 if quick else 2000  # max_iters
+  config.eval_batches = 20         # nanoGPT's eval_iters
+  config.checkpoint_every = 0      # the benchmark times training only
+  config.full_val_eval = True      # also the loss on every validation window, beside the recipe's
+  config.samples = 0               # no generation in the benchmark
+  config.max_new_tokens = 0        # (no samples)
+  config.prompt = ""               # (no samples)
+  return runs.override(config, options)

@@ -15,6 +15,7 @@ from research.finetune import config as config_lib
 from research.finetune import trainer
 from research.nn import lora
 from research.nn import fused
+from third_party import hf_names
 
 
 class StepBatches:
@@ -92,8 +93,8 @@ def prepare(config):
   lm = pretrained.load_model(config.model)
   wrapped = []
   if config.finetuning_type == "lora":
-    wrapped = lora.apply_lora(lm.model, config.lora_target, config.lora_rank,
-                              config.lora_alpha or 2 * config.lora_rank,
+    wrapped = lora.apply_lora(lm.model, hf_names.LoraTarget(config.lora_target),
+                              config.lora_rank, config.lora_alpha or 2 * config.lora_rank,
                               dropout=config.lora_dropout, rslora=config.use_rslora,
                               seed=config.seed)
   return lm, wrapped, train_examples, val_examples

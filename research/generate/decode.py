@@ -12,6 +12,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from research.generate import samplers
@@ -32,6 +33,21 @@ def generate(model, prompt_BxP, max_new_tokens: int, key, *, temperature=1.0, to
   return _generate(graphdef, params, prompt_BxP, key, settings, max_new_tokens,
                    -1 if eos_id is None else eos_id, pad_id, jnp.dtype(cache_dtype))
 
+
+def sample_each(model, tokenizer, prompt: str, max_new_tokens: int, key,
+                named=samplers.NAMED) -> dict[str, str]:
+  """One continuation of `prompt` per named sampler: name -> prompt + generated text. The
+  continuation is cut to fit max_length, and stops at the tokenizer's EOS if it has one."""
+  prompt_1xP = jnp.asarray([tokenizer.encode(prompt)], jnp.int32)
+  new = min(max_new_tokens, model.config.max_length - prompt_1xP.shape[1])
+  texts = {}
+  for name, kwargs in named.items():
+    tokens, lengths = generate(model, prompt_1xP, new, key,
+                               eos_id=getattr(tokenizer, "eos_id", None), **kwargs)
+    start = prompt_1xP.shape[1]
+    generated = np.asarray(tokens[0, start:start + int(lengths[0])])
+    texts[name] = prompt + tokenizer.decode(generated.tolist())
+  return texts
 
 def sampler_settings(vocab_size, temperature=1.0, top_k=None, top_p=None, min_p=None):
   """Sampler arguments as traced scalars, neutral values standing in for None, so every

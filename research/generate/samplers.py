@@ -15,6 +15,16 @@ import jax.numpy as jnp
 import numpy as np
 
 
+# The samplers the LLM chapter compares, by name -> keyword arguments of `sample` (and of
+# decode.generate).
+NAMED = {
+    "greedy": dict(temperature=0.0),
+    "temperature 0.8": dict(temperature=0.8),
+    "top-k 20": dict(temperature=1.0, top_k=20),
+    "top-p 0.9": dict(temperature=1.0, top_p=0.9),
+    "min-p 0.1": dict(temperature=1.0, min_p=0.1),
+}
+
 def greedy(logits):
   """The most likely token; ties go to the lower id."""
   return jnp.argmax(logits, axis=-1)

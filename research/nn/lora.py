@@ -3,19 +3,16 @@
 A (r x in) starts kaiming-uniform and B (out x r) at zero, so a fresh adapter changes nothing.
 scale = alpha / r (rsLoRA: alpha / sqrt(r)). A and B are `LoRAParam`s, so
 `nnx.split(model, LoRAParam, ...)` separates what fine-tuning trains from what it freezes.
+Layers are chosen by our own module paths (blocks.3.attn.query); LLaMA-Factory's HF-named
+`lora_target` becomes such a predicate in third_party/hf_names.LoraTarget.
 """
 
 import math
-import re
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
-
-from third_party import hf_names
-
-# Short names users give in lora_target (LLaMA-Factory / PEFT) and the HF modules they mean.
-SHORT_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 class LoRAParam(nnx.Param):
@@ -69,30 +66,11 @@ class LoRALinear(nnx.Module):
       self.merged = False
 
 
-def target_matcher(target: str):
-  """A predicate on HF module names for LLaMA-Factory's `lora_target`.
-
-  "all": every linear of every block; "q_proj,v_proj": those short names; anything else is a
-  regular expression matched against the whole HF module name.
-  """
-  target = target.strip()
-  if target == "all":
-    return lambda name: True
-  names = [t.strip() for t in target.split(",") if t.strip()]
-  if names and all(n in SHORT_NAMES for n in names):
-    return lambda name: name.rsplit(".", 1)[-1] in names
-  try:
-    pattern = re.compile(target)
-  except re.error as e:
-    raise ValueError(f"lora_target={target!r}: neither 'all', a comma list of {SHORT_NAMES}, "
-                     f"nor a valid regular expression ({e}).") from e
-  return lambda name: pattern.fullmatch(name) is not None
-
-
-def apply_lora(model, target: str = "all", rank: int = 8, alpha: float | None = None, *,
-               dropout: float = 0.0, rslora: bool = False, seed: int = 0) -> list[str]:
-  """Wraps the matching linears of `model` (a Transformer) in place; returns their HF names."""
-  matches = target_matcher(target)
+def apply_lora(model, matches: Callable[[str], bool] = lambda path: True, rank: int = 8,
+               alpha: float | None = None, *, dropout: float = 0.0, rslora: bool = False,
+               seed: int = 0) -> list[str]:
+  """Wraps in place each linear of each block whose path (blocks.3.attn.query) `matches`
+  accepts; returns those paths. The default wraps every linear of every block."""
   alpha = 2.0 * rank if alpha is None else alpha
   rngs = nnx.Rngs(params=seed, dropout=seed + 1)
   wrapped = []
@@ -100,15 +78,13 @@ def apply_lora(model, target: str = "all", rank: int = 8, alpha: float | None = 
     for group_name in ("attn", "ffn"):
       group = getattr(block, group_name)
       for attr, value in list(vars(group).items()):
-        if not isinstance(value, nnx.Linear):
-          continue
-        name = hf_names.module_to_hf(f"blocks.{i}.{group_name}.{attr}")
-        if matches(name):
+        path = f"blocks.{i}.{group_name}.{attr}"
+        if isinstance(value, nnx.Linear) and matches(path):
           setattr(group, attr, LoRALinear(value, rank, alpha, dropout=dropout, rslora=rslora,
                                           rngs=rngs))
-          wrapped.append(name)
+          wrapped.append(path)
   if not wrapped:
-    raise ValueError(f"lora_target={target!r} matches no linear layer of the model.")
+    raise ValueError(f"{matches!r} matches no linear layer of the model.")
   return wrapped
 
 

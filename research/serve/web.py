@@ -18,86 +18,28 @@ server has an API key, every /ui/ route needs it; the page keeps it in localStor
 """
 
 import contextlib
-import dataclasses
 import re
-import threading
 from pathlib import Path
 
 import fastapi
-import numpy as np
 from fastapi import responses
 
-from research import files
+from research.rag import kb as kb_lib
 from research.serve import auth
 from research.serve import jobs as jobs_lib
 
 STATIC = Path(__file__).parent / "static"
-DOCUMENTS = "documents"   # a knowledge base's uploaded files, beside its manifest
 KB_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # services.kb_dir's rule, checked here too
-# An uploaded file keeps its base name only when it is plain: no separators, no leading dot.
-FILE_NAME = re.compile(r"[\w][\w .()+,=@-]{0,199}")
 MULTIPART_SLACK = 16 << 10  # boundary and headers around the one file of an upload
-CHUNKS_SHOWN = 500
-
-
-def safe_file_name(raw: str | None, allowed_suffixes) -> str:
-  """The base name of an upload, or ValueError: nothing of it may name another folder."""
-  name = (raw or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
-  if not name or name in (".", "..") or not FILE_NAME.fullmatch(name) or name.endswith("."):
-    raise ValueError(f"file name {raw!r}: expected a plain name of letters, digits, spaces "
-                     "and ._-()+,=@ that does not start with a dot.")
-  suffix = Path(name).suffix.lower()
-  if suffix not in allowed_suffixes:
-    raise ValueError(f"file name {raw!r}: expected one of the types {list(allowed_suffixes)}.")
-  return name
-
-
-def inside(folder: Path, name: str) -> Path:
-  """folder/name, checked once more after resolving links: it must lie directly in folder."""
-  path = (folder / name).resolve()
-  if path.parent != folder.resolve():
-    raise ValueError(f"file name {name!r}: resolves outside the documents folder.")
-  return path
-
-
-@dataclasses.dataclass
-class Ingest:
-  state: str = "idle"      # idle | reading | embedding | done | failed
-  done: int = 0            # chunks embedded so far
-  total: int = 0           # chunks to embed in this ingest
-  message: str = ""
-
-  def as_dict(self) -> dict:
-    return dataclasses.asdict(self)
-
-
-class CountingEmbedder:
-  """The embedder an ingest sees: it embeds in batches and reports how far it got."""
-
-  def __init__(self, embedder, progress: Ingest, batch_size: int = 32):
-    self.inner, self.progress, self.batch_size = embedder, progress, batch_size
-    self.dim = embedder.dim
-
-  def count_tokens(self, texts):
-    return self.inner.count_tokens(texts)
-
-  def encode(self, texts, progress: bool = False):
-    del progress
-    self.progress.state, self.progress.total, self.progress.done = "embedding", len(texts), 0
-    parts = []
-    for start in range(0, len(texts), self.batch_size):
-      parts.append(self.inner.encode(texts[start:start + self.batch_size]))
-      self.progress.done = min(start + self.batch_size, len(texts))
-    return np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
 
 
 class KnowledgeBases:
-  """Creating knowledge bases, storing uploads, and one background ingest per base."""
+  """The knowledge bases of the server by name, as HTTP sees them: research/rag/kb.py does the
+  work, this maps names to folders and its errors to status codes."""
 
   def __init__(self, services):
     self.services = services
-    self.ingests: dict[str, Ingest] = {}
-    self.lock = threading.Lock()
+    self.ingests = kb_lib.Ingests()
 
   def dir(self, name: str, create: bool = False) -> Path:
     if not KB_NAME.fullmatch(name or ""):
@@ -108,7 +50,7 @@ class KnowledgeBases:
     except ValueError as e:
       raise fastapi.HTTPException(400, str(e)) from None
     if create:
-      (path / DOCUMENTS).mkdir(parents=True, exist_ok=True)
+      kb_lib.create(path)
     elif not path.is_dir():
       raise fastapi.HTTPException(404, f"no knowledge base named {name!r}.")
     return path
@@ -117,73 +59,34 @@ class KnowledgeBases:
     """The served knowledge bases and those made here that have no ingest yet."""
     root = Path(self.services.settings.kb_root)
     fresh = [p.name for p in root.iterdir() if KB_NAME.fullmatch(p.name)
-             and (p / DOCUMENTS).is_dir()] if root.is_dir() else []
+             and (p / kb_lib.DOCUMENTS).is_dir()] if root.is_dir() else []
     return sorted(set(self.services.kb_names()) | set(fresh))
 
   def describe(self, name: str) -> dict:
-    from research.rag import store  # pylint: disable=g-import-not-at-top
-    path = self.dir(name)
-    kb = store.KnowledgeBase.open(path)
-    counts = {}
-    for row in kb.rows:
-      counts[row["source"]] = counts.get(row["source"], 0) + 1
-    docs = path / DOCUMENTS
-    documents = []
-    for f in sorted(docs.iterdir()) if docs.is_dir() else []:
-      if f.is_file() and not f.name.startswith("."):
-        documents.append({"name": f.name, "bytes": f.stat().st_size,
-                          "chunks": counts.get(str(f.resolve()), 0)})
-    chunks = [{"source": Path(r["source"]).name, "chunk": r["chunk"], "tokens": r.get("tokens"),
-               "text": r["text"]} for r in kb.rows[:CHUNKS_SHOWN]]
-    return {"name": name, "documents": documents, "chunks": chunks, "total_chunks": len(kb),
-            "sources": len(counts), "ingest": self.progress(name)}
+    return {"name": name, **kb_lib.describe(self.dir(name)), "ingest": self.progress(name)}
 
   def progress(self, name: str) -> dict:
-    return self.ingests.get(name, Ingest()).as_dict()
+    return self.ingests.progress(name)
 
-  def start_ingest(self, name: str, remove: Path | None = None) -> dict:
-    """Starts the background ingest; `remove` (a document) goes first, never mid-ingest."""
-    path = self.dir(name)
-    with self.lock:
-      current = self.ingests.get(name)
-      if current is not None and current.state in ("reading", "embedding"):
-        raise fastapi.HTTPException(409, f"knowledge base {name!r} is already ingesting.")
-      if remove is not None:
-        remove.unlink(missing_ok=True)
-      progress = self.ingests[name] = Ingest(state="reading")
-    (path / DOCUMENTS).mkdir(parents=True, exist_ok=True)
-    threading.Thread(target=self._ingest, args=(name, path, progress), daemon=True,
-                     name=f"ingest-{name}").start()
-    return progress.as_dict()
+  def start_ingest(self, name: str) -> dict:
+    return self._call(self.ingests.start, name)
 
   def delete_document(self, name: str, file_name: str) -> dict:
-    """Removes one uploaded file and starts the ingest that takes its chunks out of the store
-    (unchanged files are not embedded again)."""
-    folder = self.dir(name) / DOCUMENTS
-    if not FILE_NAME.fullmatch(file_name) or file_name.endswith("."):
-      raise fastapi.HTTPException(400, f"file name {file_name!r}: expected the plain name of "
-                                  "one of the knowledge base's documents.")
     try:
-      path = inside(folder, file_name)
+      return self._call(self.ingests.delete_document, name, file_name)
+    except FileNotFoundError:
+      raise fastapi.HTTPException(404, f"knowledge base {name!r} has no document "
+                                  f"{file_name!r}.") from None
+
+  def _call(self, operation, name: str, *args) -> dict:
+    folder = self.dir(name)
+    try:
+      return operation(name, folder, *args, self.services.embedder,
+                       lambda: self.services.open_kb(name))  # chat answers from the new store
+    except kb_lib.Busy as e:
+      raise fastapi.HTTPException(409, str(e)) from None
     except ValueError as e:
       raise fastapi.HTTPException(400, str(e)) from None
-    if not path.is_file():
-      raise fastapi.HTTPException(404, f"knowledge base {name!r} has no document {file_name!r}.")
-    return self.start_ingest(name, remove=path)
-
-  def _ingest(self, name: str, path: Path, progress: Ingest):
-    from research.rag import store  # pylint: disable=g-import-not-at-top
-    warnings = []
-    try:
-      embedder = CountingEmbedder(self.services.embedder(), progress)
-      kb = store.KnowledgeBase.open(path, dim=embedder.dim)
-      report = kb.ingest(path / DOCUMENTS, embedder, log=warnings.append)
-      self.services.open_kb(name)  # the chat routes answer from the new generation
-      progress.message = report.summary() + "".join(f"; {w}" for w in warnings)
-      progress.state = "done"
-    except Exception as e:  # pylint: disable=broad-except  (shown on the page, not lost)
-      progress.message = f"{type(e).__name__}: {e}"
-      progress.state = "failed"
 
 
 def _error(status: int, message: str):
@@ -246,7 +149,7 @@ def router(services) -> fastapi.APIRouter:
 
   @ui.post("/kb/{name}/documents")
   async def upload(name: str, request: fastapi.Request):
-    folder = kbs.dir(name) / DOCUMENTS
+    folder = kbs.dir(name)
     limit = settings.max_upload_bytes
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > limit + MULTIPART_SLACK:
@@ -259,15 +162,16 @@ def router(services) -> fastapi.APIRouter:
     if upload_file is None or isinstance(upload_file, str):
       _error(400, "expected a multipart form with one file in the field 'file'.")
     try:
-      file_name = safe_file_name(upload_file.filename, allowed)
-      target = inside(folder, file_name)
+      file_name = kb_lib.safe_file_name(upload_file.filename, allowed)
     except ValueError as e:
       _error(400, str(e))
     data = await upload_file.read(limit + 1)
     if len(data) > limit:
       _error(413, f"{file_name} is over the limit of {limit} bytes per file.")
-    folder.mkdir(parents=True, exist_ok=True)
-    files.write_bytes(target, data)
+    try:
+      kb_lib.add_document(folder, file_name, data, allowed)
+    except ValueError as e:
+      _error(400, str(e))
     return {"name": file_name, "bytes": len(data)}
 
   @ui.delete("/kb/{name}/documents/{file_name}")

@@ -16,6 +16,7 @@ import transformers  # pylint: disable=wrong-import-position
 from research import pretrained  # pylint: disable=wrong-import-position
 from research.finetune import export  # pylint: disable=wrong-import-position
 from research.nn import lora  # pylint: disable=wrong-import-position
+from third_party import hf_names  # pylint: disable=wrong-import-position
 
 TINY = dict(vocab_size=80, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
@@ -40,7 +41,8 @@ def _base_dir(path, kind="llama", tied=False):
 
 def _tuned(base, target="all", rank=4, rslora=False):
   lm = pretrained.load_model(str(base))
-  lora.apply_lora(lm.model, target, rank, alpha=3.0 * rank, rslora=rslora, seed=1)
+  lora.apply_lora(lm.model, hf_names.LoraTarget(target), rank, alpha=3.0 * rank, rslora=rslora,
+                  seed=1)
   key = jax.random.key(7)
   for i, (_, layer) in enumerate(lora.lora_layers(lm.model)):  # a trained-looking adapter
     layer.lora_b.set_value(0.05 * jax.random.normal(jax.random.fold_in(key, i),

@@ -67,3 +67,16 @@ def test_sampling_is_seeded():
 def test_prompt_past_the_position_table_is_refused():
   with pytest.raises(ValueError, match="max_length"):
     decode.generate(_model(), jnp.zeros((1, 20), jnp.int32), 10, jax.random.key(0))
+
+
+def test_sample_each_continues_the_prompt_once_per_sampler_within_max_length():
+  from research.text import char  # pylint: disable=g-import-not-at-top
+  tokenizer = char.CharTokenizer.from_text("abcdefghijklmnopqrstuvw")  # 23 characters
+  model = _model()
+  texts = decode.sample_each(model, tokenizer, "abcd", 100, jax.random.key(0))
+  assert list(texts) == list(samplers.NAMED)
+  greedy, _ = decode.generate(model, jnp.asarray([tokenizer.encode("abcd")]), 20,
+                              jax.random.key(0), temperature=0.0)
+  assert texts["greedy"] == tokenizer.decode(np.asarray(greedy[0]).tolist())  # 4 + 20 = 24
+  for text in texts.values():
+    assert text.startswith("abcd") and len(text) == 24

@@ -9,6 +9,7 @@ from research.nn import config as config_lib
 from research.nn import lora
 from research.nn import losses
 from research.nn import transformer
+from third_party import hf_names
 
 
 def _model():
@@ -21,8 +22,8 @@ def test_a_fresh_adapter_changes_nothing_and_a_starts_kaiming_uniform():
   model = _model()
   tokens = jnp.arange(12).reshape(2, 6)
   before = model(tokens)[0]
-  names = lora.apply_lora(model, "all", rank=4, alpha=8)
-  assert len(names) == 2 * 7
+  names = lora.apply_lora(model, rank=4, alpha=8)
+  assert len(names) == 2 * 7 and names[0] == "blocks.0.attn.query"
   np.testing.assert_array_equal(model(tokens)[0], before)
   layer = dict(lora.lora_layers(model))["blocks.0.attn.query"]
   a = np.asarray(layer.lora_a[...])
@@ -42,23 +43,29 @@ def test_forward_is_base_plus_scaled_low_rank_update():
   assert rs.scale == pytest.approx(3.0)  # alpha / sqrt(r)
 
 
+def test_layers_are_chosen_by_our_module_paths():
+  wrapped = lora.apply_lora(_model(), lambda path: path.endswith(".ffn.down"), rank=2)
+  assert wrapped == ["blocks.0.ffn.down", "blocks.1.ffn.down"]
+
+
 @pytest.mark.parametrize("target, expected", [
     ("all", 14), ("q_proj,v_proj", 4), ("down_proj", 2),
     (r"model\.layers\.1\.self_attn\.(q|k)_proj", 2)])
 def test_targets(target, expected):
-  assert len(lora.apply_lora(_model(), target, rank=2)) == expected
+  # LLaMA-Factory's HF-named lora_target, translated by third_party, picks the same linears.
+  assert len(lora.apply_lora(_model(), hf_names.LoraTarget(target), rank=2)) == expected
 
 
 def test_bad_targets_are_named():
-  with pytest.raises(ValueError, match="matches no linear"):
-    lora.apply_lora(_model(), "lm_head", rank=2)
+  with pytest.raises(ValueError, match="lora_target='lm_head' matches no linear"):
+    lora.apply_lora(_model(), hf_names.LoraTarget("lm_head"), rank=2)
   with pytest.raises(ValueError, match="lora_target='q_proj,\\('"):
-    lora.apply_lora(_model(), "q_proj,(", rank=2)
+    hf_names.LoraTarget("q_proj,(")
 
 
 def test_only_lora_parameters_get_gradients_and_optimizer_state():
   model = _model()
-  lora.apply_lora(model, "all", rank=2)
+  lora.apply_lora(model, rank=2)
   graphdef, trainable, rest = nnx.split(model, lora.LoRAParam, ...)
   tokens = jnp.arange(12).reshape(2, 6)
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from research.rag import kb
 from research.serve import jobs as jobs_lib
 from research.serve import web
 from tests.rag.conftest import WordEmbedder
@@ -109,7 +110,7 @@ def test_uploads_keep_only_the_base_name(client, settings, filename, stored):
   assert r.status_code == 200, r.text
   assert r.json()["name"] == stored
   written = [p for p in Path(settings.work_dir).rglob("*") if p.is_file()]
-  assert written == [settings.kb_root / "docs" / web.DOCUMENTS / stored]
+  assert written == [settings.kb_root / "docs" / kb.DOCUMENTS / stored]
 
 
 @pytest.mark.parametrize("filename", ["", ".", "..", "../", "a/..", ".hidden.txt", "..txt",
@@ -131,28 +132,12 @@ def test_upload_size_limit(client, settings):
   assert str(LIMIT) in message and message.count(".") <= 2
   big = upload(client, "docs", "huge.txt", b"a" * (LIMIT + 2 * web.MULTIPART_SLACK))
   assert big.status_code == 413
-  docs = settings.kb_root / "docs" / web.DOCUMENTS
+  docs = settings.kb_root / "docs" / kb.DOCUMENTS
   assert sorted(p.name for p in docs.iterdir()) == ["full.txt"]
 
 
 def test_upload_to_a_missing_knowledge_base_is_404(client):
   assert upload(client, "nowhere", "a.txt", b"x").status_code == 404
-
-
-def test_counting_embedder_reports_each_batch():
-  inner, progress, seen = WordEmbedder(), web.Ingest(), []
-
-  class Watching(WordEmbedder):
-    def encode(self, texts, progress=False):
-      seen.append((state.progress.done, state.progress.total))
-      return inner.encode(texts)
-
-  state = web.CountingEmbedder(Watching(), progress, batch_size=3)
-  texts = [f"text {i}" for i in range(7)]
-  vectors = state.encode(texts)
-  np.testing.assert_array_equal(vectors, inner.encode(texts))
-  assert seen == [(0, 7), (3, 7), (6, 7)]
-  assert (progress.state, progress.done, progress.total) == ("embedding", 7, 7)
 
 
 def test_ingest_in_the_background_then_list_documents_and_chunks(client):
@@ -203,7 +188,7 @@ def test_deleting_a_document_takes_its_chunks_out_and_keeps_the_rest(client, set
   assert [d["name"] for d in after["documents"]] == ["adam.md"]
   assert after["total_chunks"] == chunks["adam.md"]
   assert {c["source"] for c in after["chunks"]} == {"adam.md"}
-  docs = settings.kb_root / "docs" / web.DOCUMENTS
+  docs = settings.kb_root / "docs" / kb.DOCUMENTS
   assert sorted(p.name for p in docs.iterdir()) == ["adam.md"]
   # answers come from what is left at once
   final = json.loads(client.post("/api/chat", json={
@@ -239,7 +224,7 @@ def test_ingest_progress_while_it_embeds_and_one_ingest_at_a_time(settings):
     again = c.post("/ui/kb/docs/ingest")
     assert again.status_code == 409 and "already" in again.json()["detail"]
     assert c.delete("/ui/kb/docs/documents/doc0.txt").status_code == 409
-    assert (settings.kb_root / "docs" / web.DOCUMENTS / "doc0.txt").is_file()
+    assert (settings.kb_root / "docs" / kb.DOCUMENTS / "doc0.txt").is_file()
     release.set()
     done = wait_for(lambda: c.get("/ui/kb/docs/ingest").json(), lambda p: p["state"] == "done")
     assert (done["done"], done["total"]) == (3, 3)

@@ -30,3 +30,10 @@ def test_gguf_names_map_to_hf():
   for bad in ("blk.0.attn_qkv.weight", "model.layers.0.self_attn.rotary.weight"):
     with pytest.raises(KeyError):
       hf_names.gguf_to_hf(bad) if bad.startswith("blk") else hf_names.hf_to_path(bad)
+
+
+@pytest.mark.parametrize("target, chosen", [
+    ("all", True), ("q_proj,v_proj", True), ("k_proj", False),
+    (r"model\.layers\.3\.self_attn\.q_proj", True), (r"model\.layers\.1\..*", False)])
+def test_lora_target_is_a_predicate_on_our_paths(target, chosen):
+  assert hf_names.LoraTarget(target)("blocks.3.attn.query") is chosen
