@@ -42,8 +42,8 @@ def attention_entropy(key, widths, num_keys=128, num_queries=64):
   scaled, unscaled = [], []
   for d_k in widths:
     kq, kk = jax.random.split(jax.random.fold_in(key, d_k))
-    q = jax.random.normal(kq, (1, num_queries, 1, d_k))
-    k = jax.random.normal(kk, (1, num_keys, 1, d_k))
+    q = jax.random.normal(kq, (1, 1, num_queries, d_k))  # B x H x L x K
+    k = jax.random.normal(kk, (1, 1, num_keys, d_k))
     mask = jnp.ones((1, num_queries, num_keys), bool)  # every key visible: isolate the scale
     for scale, out in ((None, scaled), (1.0, unscaled)):
       att = attention.attention_weights(q, k, mask, scale=scale)
