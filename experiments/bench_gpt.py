@@ -1,16 +1,18 @@
-"""Times the jitted train step of the shakespeare_char model, ours against the plain-autodiff
-version of the same modules, interleaved in one process (no data loading, no eval).
+"""Times the jitted train step of the shakespeare_char model under kernels="fused" (ours, the
+default) against kernels="notebook" (the textbook forms of research/nn), interleaved in one
+process (no data loading, no eval).
 
-  python -m experiments.bench_gpt [--steps=300] [--config=experiments/configs/shakespeare_char.py]
+  python -m experiments.bench_gpt [--steps=300] [--rounds=10]
+      [--config=experiments/configs/shakespeare_char.py]
 
-"plain" swaps back what the speed work replaced: Linear layers on B x L x D (two contracting
-axes in the weight gradient), autodiff of exact GELU (erfc form), of LayerNorm and of the
-where + softmax mask and attention. Both keep freed heap mapped (research.nn.fused.retain_freed_memory). Prints
-median ms per step of each, their ratio, the measured fp32 matmul peak, the MFU and the load
-average: on a shared machine a figure means little without it.
+"plain" is the notebook form: Linear layers on B x L x D (two contracting axes in the weight
+gradient), autodiff of exact GELU, of LayerNorm and of the where + softmax mask and attention;
+"ours" swaps in research.nn.fused's twins. Both keep freed heap mapped
+(research.nn.fused.retain_freed_memory). Prints median ms per step of each, their ratio, the
+measured fp32 matmul peak, the MFU and the load average: on a shared machine a figure means
+little without it.
 """
 
-import contextlib
 import os
 import statistics
 import time
@@ -24,39 +26,6 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", str(Path(__file__).parent / "configs" / "shakespeare_char.py"), "Model config.")
 _STEPS = flags.DEFINE_integer("steps", 300, "Timed steps per variant (after 5 warm-up steps).")
 _ROUNDS = flags.DEFINE_integer("rounds", 10, "Alternations between the variants.")
-
-
-@contextlib.contextmanager
-def plain_autodiff():
-  """The modules as first written: jax differentiates everything, Linear sees B x L x D."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from research.nn import attention  # pylint: disable=g-import-not-at-top
-  from research.nn import ffn  # pylint: disable=g-import-not-at-top
-  from research.nn import norms  # pylint: disable=g-import-not-at-top
-
-  def layer_norm(x, scale, bias, eps):
-    centred = x - jnp.mean(x, axis=-1, keepdims=True)
-    y = centred * jax.lax.rsqrt(jnp.mean(centred * centred, axis=-1, keepdims=True) + eps)
-    return y * scale + (0.0 if bias is None else bias)
-
-  def softmax_attention(q, k, v, mask):
-    scores = jnp.einsum("blgrk,bsgk->bgrls", q, k)
-    p = jax.nn.softmax(jnp.where(mask[:, None, None], scores, -jnp.inf), axis=-1)
-    return jnp.einsum("bgrls,bsgk->blgrk", p, v)
-
-  saved = (ffn.tokens_first, ffn.gelu, norms.layer_norm, attention.masked_softmax,
-           attention.softmax_attention)
-  ffn.tokens_first = lambda layer, x: layer(x)
-  ffn.gelu = lambda x: jax.nn.gelu(x, approximate=False)
-  norms.layer_norm = layer_norm
-  attention.masked_softmax = lambda s, m: jax.nn.softmax(jnp.where(m, s, -jnp.inf), axis=-1)
-  attention.softmax_attention = softmax_attention
-  try:
-    yield
-  finally:
-    (ffn.tokens_first, ffn.gelu, norms.layer_norm, attention.masked_softmax,
-     attention.softmax_attention) = saved
 
 
 def main(argv):
@@ -81,19 +50,17 @@ def main(argv):
   batches = [(rng.integers(0, 65, shape).astype(np.int32),
               rng.integers(0, 65, shape).astype(np.int32)) for _ in range(8)]
 
-  def build():
-    graphdef, state = state_lib.create(
-        transformer.Transformer(model_config, rngs=nnx.Rngs(config.seed)), tx)
+  def build(kernels):
+    graphdef, state = state_lib.create(transformer.Transformer(
+        model_config.replace(kernels=kernels), rngs=nnx.Rngs(config.seed)), tx)
     train_step = step_lib.make_train_step(graphdef, tx, config.dtype, config.seed,
                                           model_config.dropout > 0)
-    for i in range(5):  # compiles (inside any patch) and warms up
+    for i in range(5):  # compiles and warms up
       state, metrics = train_step(state, *batches[i % len(batches)])
       float(metrics["loss"])
     return [train_step, state]
 
-  variants = {"ours": build()}
-  with plain_autodiff():
-    variants["plain"] = build()
+  variants = {"ours": build("fused"), "plain": build("notebook")}
   times = {name: [] for name in variants}
   per_round = max(1, _STEPS.value // _ROUNDS.value)
   for _ in range(_ROUNDS.value):

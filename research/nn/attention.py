@@ -1,10 +1,14 @@
-"""Causal self-attention, written out as the notebook draws it, with grouped KV heads,
-RoPE or ALiBi, dropout on the weights, an optional KV cache, and a switch to
-`jax.nn.dot_product_attention`.
+"""Multi-head attention as the notebook draws it.
 
-  q = x W_Q, k = x W_K, v = x W_V            (H query heads, G <= H key/value heads of width K)
-  att = softmax(q k^T / sqrt(K) + bias, -inf above the diagonal)
-  out = (att v) W_O
+  Q = x W_Q, K = x W_K, V = x W_V             each split into heads of width K (= d_k)
+  head_h = softmax(Q_h K_h^T / sqrt(d_k) + bias + mask) V_h
+  out = concat(head_1, ..., head_H) W_O
+
+The mask is causal (a decoder: -inf above the diagonal) unless one is given, e.g. a padding
+mask for an encoder; G <= H key/value heads are shared by H / G query heads each (grouped
+query attention); RoPE rotates Q and K, ALiBi adds a bias; dropout acts on the weights; a KV
+cache keeps past keys and values for decoding. With kernels="fused" (or attention="xla") the
+same steps run on B x L x H x K with the fast forms of `research.nn.fused`.
 """
 
 import math
@@ -14,7 +18,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from research.nn import dropout as dropout_lib
-from research.nn import ffn
+from research.nn import fused
 from research.nn import positions as positions_lib
 
 
@@ -23,94 +27,55 @@ def causal_mask(q_positions_BxL, k_positions_BxS):
   return k_positions_BxS[:, None, :] <= q_positions_BxL[:, :, None]
 
 
-@jax.custom_vjp
-def masked_softmax(scores, mask):
-  """softmax over the last axis with -inf where `mask` is False."""
-  return jax.nn.softmax(jnp.where(mask, scores, -jnp.inf), axis=-1)
+def padding_mask(valid_BxS, num_queries: int):
+  """Bidirectional: every query sees every real key (valid True), none of the padding."""
+  b, s = valid_BxS.shape
+  return jnp.broadcast_to(valid_BxS[:, None, :].astype(bool), (b, num_queries, s))
 
 
-def _masked_softmax_forward(scores, mask):
-  p = masked_softmax(scores, mask)
-  return p, p
+def split_heads(x_BxLxD, num_heads: int):
+  """B x L x D -> B x H x L x K: head h holds features h*K .. (h+1)*K - 1."""
+  b, l, d = x_BxLxD.shape
+  return x_BxLxD.reshape(b, l, num_heads, d // num_heads).transpose(0, 2, 1, 3)
 
 
-def _masked_softmax_backward(p, g):
-  # dS = p (g - sum(g p)); masked entries have p = 0, so their gradient is 0 without a select.
-  return p * (g - jnp.sum(g * p, axis=-1, keepdims=True)), None
+def merge_heads(x_BxHxLxK):
+  """B x H x L x K -> B x L x (H K): concat(head_1, ..., head_H)."""
+  b, h, l, k = x_BxHxLxK.shape
+  return x_BxHxLxK.transpose(0, 2, 1, 3).reshape(b, l, h * k)
 
 
-masked_softmax.defvjp(_masked_softmax_forward, _masked_softmax_backward)
+def repeat_kv(x_BxGxSxK, num_heads: int):
+  """Each of G key/value heads serves H / G query heads: B x G x S x K -> B x H x S x K."""
+  return jnp.repeat(x_BxGxSxK, num_heads // x_BxGxSxK.shape[1], axis=1)
 
 
-def attention_weights(q_BxLxHxK, k_BxSxGxK, mask_BxLxS, bias_BxHxLxS=None, scale=None):
-  """softmax(q k^T * scale + bias) with -inf where the mask is False: B x G x R x L x S."""
-  b, l, h, kw = q_BxLxHxK.shape
-  g = k_BxSxGxK.shape[2]
-  scale = 1.0 / math.sqrt(kw) if scale is None else scale
-  q_BxLxGxRxK = (q_BxLxHxK * scale).reshape(b, l, g, h // g, kw)  # scale q: L x K, not L x S
-  scores = jnp.einsum("blgrk,bsgk->bgrls", q_BxLxGxRxK, k_BxSxGxK,
-                      preferred_element_type=jnp.float32)
+def attention_weights(q_BxHxLxK, k_BxHxSxK, mask_BxLxS, bias_BxHxLxS=None, scale=None):
+  """softmax(q k^T * scale + bias), -inf where the mask is False: B x H x L x S."""
+  scale = 1.0 / math.sqrt(q_BxHxLxK.shape[-1]) if scale is None else scale  # 1 / sqrt(d_k)
+  scores_BxHxLxS = jnp.einsum("bhlk,bhsk->bhls", q_BxHxLxK, k_BxHxSxK,
+                              preferred_element_type=jnp.float32) * scale  # q k^T / sqrt(d_k)
   if bias_BxHxLxS is not None:
-    scores = scores + bias_BxHxLxS.reshape(b, g, h // g, l, -1)
-  return masked_softmax(scores, mask_BxLxS[:, None, None])
+    scores_BxHxLxS = scores_BxHxLxS + bias_BxHxLxS  # + bias (ALiBi)
+  scores_BxHxLxS = jnp.where(mask_BxLxS[:, None], scores_BxHxLxS, -jnp.inf)  # + mask
+  return jax.nn.softmax(scores_BxHxLxS, axis=-1)
 
 
-@jax.custom_vjp
-def softmax_attention(q_BxLxGxRxK, k_BxSxGxK, v_BxSxGxK, mask_BxLxS):
-  """softmax(q k^T, -inf where `mask` is False) v for the R query heads of each of G groups
-  (q already scaled): B x L x G x R x K."""
-  return _softmax_attention_forward(q_BxLxGxRxK, k_BxSxGxK, v_BxSxGxK, mask_BxLxS)[0]
+def scaled_dot_product_attention(q_BxHxLxK, k_BxHxSxK, v_BxHxSxK, mask_BxLxS, bias=None,
+                                 rate=0.0, key=None):
+  """softmax(q k^T / sqrt(d_k) + bias + mask) v, dropout on the weights: B x H x L x K."""
+  att_BxHxLxS = attention_weights(q_BxHxLxK, k_BxHxSxK, mask_BxLxS, bias)
+  att_BxHxLxS = dropout_lib.dropout(att_BxHxLxS, rate, key)
+  return jnp.einsum("bhls,bhsk->bhlk", att_BxHxLxS.astype(v_BxHxSxK.dtype), v_BxHxSxK)
 
 
-def _softmax_attention_forward(q_BxLxGxRxK, k_BxSxGxK, v_BxSxGxK, mask_BxLxS):
-  scores = jnp.einsum("blgrk,bsgk->bgrls", q_BxLxGxRxK, k_BxSxGxK,
-                      preferred_element_type=jnp.float32)
-  scores = jnp.where(mask_BxLxS[:, None, None], scores, -jnp.inf)
-  e_BxGxRxLxS = jnp.exp(scores - jnp.max(scores, axis=-1, keepdims=True))  # unnormalised
-  total_BxLxGxR = jnp.einsum("bgrls->blgr", e_BxGxRxLxS)
-  # out = (e v) / sum(e): the division runs over L x K, not L x S
-  out = jnp.einsum("bgrls,bsgk->blgrk", e_BxGxRxLxS.astype(v_BxSxGxK.dtype), v_BxSxGxK,
-                   preferred_element_type=jnp.float32) / total_BxLxGxR[..., None]
-  out = out.astype(v_BxSxGxK.dtype)
-  return out, (q_BxLxGxRxK, k_BxSxGxK, v_BxSxGxK, e_BxGxRxLxS, total_BxLxGxR, out)
-
-
-def _softmax_attention_backward(residuals, g_BxLxGxRxK):
-  """With p = e / sum(e) and D = sum_k(g o) per row (FlashAttention's identity, D =
-  sum_s(p dP)): dS = p (dP - D) = e (dP - D) / sum(e), with no reduction over L x S."""
-  q, k, v, e_BxGxRxLxS, total_BxLxGxR, out = residuals
-  g_over_total = g_BxLxGxRxK.astype(jnp.float32) / total_BxLxGxR[..., None]  # g / sum(e)
-  dv = jnp.einsum("bgrls,blgrk->bsgk", e_BxGxRxLxS, g_over_total)
-  dp_over_total = jnp.einsum("blgrk,bsgk->bgrls", g_over_total, v,
-                             preferred_element_type=jnp.float32)
-  d_over_total = jnp.einsum("blgrk,blgrk->bgrl", g_over_total, out)
-  ds_BxGxRxLxS = e_BxGxRxLxS * (dp_over_total - d_over_total[..., None])
-  dq = jnp.einsum("bgrls,bsgk->blgrk", ds_BxGxRxLxS, k, preferred_element_type=jnp.float32)
-  dk = jnp.einsum("bgrls,blgrk->bsgk", ds_BxGxRxLxS, q, preferred_element_type=jnp.float32)
-  return dq.astype(q.dtype), dk.astype(k.dtype), dv.astype(v.dtype), None
-
-
-softmax_attention.defvjp(_softmax_attention_forward, _softmax_attention_backward)
-
-
-def explicit_attention(q_BxLxHxK, k_BxSxGxK, v_BxSxGxK, mask_BxLxS, bias=None, rate=0.0,
-                       key=None):
-  b, l, h, kw = q_BxLxHxK.shape
-  if bias is None and (rate == 0.0 or key is None):
-    g = k_BxSxGxK.shape[2]
-    q_BxLxGxRxK = (q_BxLxHxK * (1.0 / math.sqrt(kw))).reshape(b, l, g, h // g, kw)
-    return softmax_attention(q_BxLxGxRxK, k_BxSxGxK, v_BxSxGxK, mask_BxLxS).reshape(
-        b, l, h, kw)
-  att_BxGxRxLxS = attention_weights(q_BxLxHxK, k_BxSxGxK, mask_BxLxS, bias)
-  att_BxGxRxLxS = dropout_lib.dropout(att_BxGxRxLxS, rate, key)
-  out = jnp.einsum("bgrls,bsgk->blgrk", att_BxGxRxLxS.astype(v_BxSxGxK.dtype), v_BxSxGxK)
-  return out.reshape(b, l, h, kw)
-
-
-def xla_attention(q_BxLxHxK, k_BxSxGxK, v_BxSxGxK, mask_BxLxS, bias=None):
-  """The same maths through jax.nn.dot_product_attention (no attention dropout)."""
-  return jax.nn.dot_product_attention(q_BxLxHxK, k_BxSxGxK, v_BxSxGxK, bias=bias,
-                                      mask=mask_BxLxS[:, None])
+def write_cache(cache, k_BxLxGxK, v_BxLxGxK, start):
+  """Writes this step's keys and values at slots start.. of the B x S x G x K cache."""
+  k = jax.lax.dynamic_update_slice_in_dim(cache["key"], k_BxLxGxK.astype(cache["key"].dtype),
+                                          start, axis=1)
+  v = jax.lax.dynamic_update_slice_in_dim(cache["value"],
+                                          v_BxLxGxK.astype(cache["value"].dtype), start, axis=1)
+  return {"key": k, "value": v}
 
 
 class Attention(nnx.Module):
@@ -120,40 +85,81 @@ class Attention(nnx.Module):
     out_init = nnx.initializers.normal(config.init_std / math.sqrt(2 * config.num_layers))
     self.num_heads, self.num_kv_heads, self.head_width = h, g, kw
     self.position, self.rope_base = config.position, config.rope_base
-    self.rate, self.impl = config.dropout, config.attention
+    self.rate, self.impl, self.kernels = config.dropout, config.attention, config.kernels
+    self.causal = config.causal
     self.query = nnx.Linear(d, h * kw, use_bias=config.qkv_bias, kernel_init=init, rngs=rngs)
     self.key = nnx.Linear(d, g * kw, use_bias=config.qkv_bias, kernel_init=init, rngs=rngs)
     self.value = nnx.Linear(d, g * kw, use_bias=config.qkv_bias, kernel_init=init, rngs=rngs)
     self.out = nnx.Linear(h * kw, d, use_bias=config.out_bias, kernel_init=out_init, rngs=rngs)
 
-  def __call__(self, x_BxLxD, positions_BxL, cache=None, dropout_key=None):
+  def __call__(self, x_BxLxD, positions_BxL, cache=None, dropout_key=None, mask_BxLxS=None):
     """Returns (y_BxLxD, new_cache). A cache is {"key": BxSxGxK, "value": BxSxGxK} with
-    slots written at `positions`; keys at later slots are masked out by causality."""
+    slots written at `positions`; keys at later slots are masked out by causality. An
+    explicit `mask_BxLxS` (True: may attend) replaces the causal one."""
+    if self.kernels == "fused" or self.impl == "xla":
+      return self._fused(x_BxLxD, positions_BxL, cache, dropout_key, mask_BxLxS)
+    h, g = self.num_heads, self.num_kv_heads
+    q_BxHxLxK = split_heads(self.query(x_BxLxD), h)  # Q = x W_Q, split into H heads
+    k_BxGxLxK = split_heads(self.key(x_BxLxD), g)  # K = x W_K
+    v_BxGxLxK = split_heads(self.value(x_BxLxD), g)  # V = x W_V
+    if self.position == "rope":
+      cos, sin = positions_lib.rope_angles(positions_BxL, self.head_width, self.rope_base)
+      cos, sin = cos.transpose(0, 2, 1, 3), sin.transpose(0, 2, 1, 3)  # B x 1 x L x K
+      q_BxHxLxK = positions_lib.apply_rope(q_BxHxLxK, cos, sin)
+      k_BxGxLxK = positions_lib.apply_rope(k_BxGxLxK, cos, sin)
+    k_positions_BxS = positions_BxL
+    if cache is not None:  # the cache is laid out B x S x G x K, as the fused form keeps it
+      cache = write_cache(cache, k_BxGxLxK.transpose(0, 2, 1, 3),
+                          v_BxGxLxK.transpose(0, 2, 1, 3), positions_BxL[0, 0])
+      k_BxGxLxK = cache["key"].transpose(0, 2, 1, 3).astype(q_BxHxLxK.dtype)
+      v_BxGxLxK = cache["value"].transpose(0, 2, 1, 3).astype(q_BxHxLxK.dtype)
+      k_positions_BxS = _slots(x_BxLxD.shape[0], k_BxGxLxK.shape[2])
+    mask_BxLxS = self._mask(positions_BxL, k_positions_BxS, mask_BxLxS)
+    y_BxHxLxK = scaled_dot_product_attention(
+        q_BxHxLxK, repeat_kv(k_BxGxLxK, h), repeat_kv(v_BxGxLxK, h), mask_BxLxS,
+        self._bias(positions_BxL, k_positions_BxS), self.rate, dropout_key)
+    return self.out(merge_heads(y_BxHxLxK)), cache  # concat(heads) W_O
+
+  def _mask(self, positions_BxL, k_positions_BxS, mask_BxLxS):
+    if mask_BxLxS is not None:
+      return mask_BxLxS
+    if not self.causal:
+      return jnp.ones((positions_BxL.shape[0], positions_BxL.shape[1],
+                       k_positions_BxS.shape[1]), bool)
+    return causal_mask(positions_BxL, k_positions_BxS)
+
+  def _bias(self, positions_BxL, k_positions_BxS):
+    if self.position != "alibi":
+      return None
+    return positions_lib.alibi_bias(positions_lib.alibi_slopes(self.num_heads),
+                                    positions_BxL, k_positions_BxS)
+
+  def _fused(self, x_BxLxD, positions_BxL, cache, dropout_key, mask_BxLxS):
+    """The same steps on B x L x H x K with the fast forms: tokens-first linears, grouped
+    heads read in place (no repeat), the custom-gradient softmax attention."""
     b, l, _ = x_BxLxD.shape
-    q = ffn.tokens_first(self.query, x_BxLxD).reshape(b, l, self.num_heads, self.head_width)
-    k = ffn.tokens_first(self.key, x_BxLxD).reshape(b, l, self.num_kv_heads, self.head_width)
-    v = ffn.tokens_first(self.value, x_BxLxD).reshape(b, l, self.num_kv_heads, self.head_width)
+    q = fused.tokens_first(self.query, x_BxLxD).reshape(b, l, self.num_heads, self.head_width)
+    k = fused.tokens_first(self.key, x_BxLxD).reshape(b, l, self.num_kv_heads, self.head_width)
+    v = fused.tokens_first(self.value, x_BxLxD).reshape(b, l, self.num_kv_heads,
+                                                        self.head_width)
     if self.position == "rope":
       cos, sin = positions_lib.rope_angles(positions_BxL, self.head_width, self.rope_base)
       q, k = positions_lib.apply_rope(q, cos, sin), positions_lib.apply_rope(k, cos, sin)
-    if cache is None:
-      k_positions_BxS = positions_BxL
-    else:
-      start = positions_BxL[0, 0]  # a batch decodes in step: every row writes the same slots
-      k = jax.lax.dynamic_update_slice_in_dim(cache["key"], k.astype(cache["key"].dtype),
-                                              start, axis=1)
-      v = jax.lax.dynamic_update_slice_in_dim(cache["value"], v.astype(cache["value"].dtype),
-                                              start, axis=1)
-      cache = {"key": k, "value": v}
-      k_positions_BxS = jnp.broadcast_to(jnp.arange(k.shape[1]), (b, k.shape[1]))
-    mask_BxLxS = causal_mask(positions_BxL, k_positions_BxS)
-    bias = None
-    if self.position == "alibi":
-      bias = positions_lib.alibi_bias(positions_lib.alibi_slopes(self.num_heads),
-                                      positions_BxL, k_positions_BxS)
+    k_positions_BxS = positions_BxL
+    if cache is not None:
+      cache = write_cache(cache, k, v, positions_BxL[0, 0])
+      k, v = cache["key"], cache["value"]
+      k_positions_BxS = _slots(b, k.shape[1])
+    mask_BxLxS = self._mask(positions_BxL, k_positions_BxS, mask_BxLxS)
+    bias = self._bias(positions_BxL, k_positions_BxS)
     if self.impl == "xla" and (dropout_key is None or self.rate == 0.0):
-      y = xla_attention(q, k.astype(q.dtype), v.astype(q.dtype), mask_BxLxS, bias)
+      y = fused.xla_attention(q, k.astype(q.dtype), v.astype(q.dtype), mask_BxLxS, bias)
     else:
-      y = explicit_attention(q, k.astype(q.dtype), v.astype(q.dtype), mask_BxLxS, bias,
-                             self.rate, dropout_key)
-    return ffn.tokens_first(self.out, y.reshape(b, l, -1)), cache
+      y = fused.grouped_attention(q, k.astype(q.dtype), v.astype(q.dtype), mask_BxLxS, bias,
+                                  self.rate, dropout_key)
+    return fused.tokens_first(self.out, y.reshape(b, l, -1)), cache
+
+
+def _slots(batch, length):
+  # a batch decodes in step: every row writes the same slots, so key s sits at position s
+  return jnp.broadcast_to(jnp.arange(length), (batch, length))

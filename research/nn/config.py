@@ -10,6 +10,8 @@ POSITIONS = ("learned", "sinusoidal", "rope", "alibi", "none")
 NORMS = ("layernorm", "rmsnorm")
 FFNS = ("gelu", "gelu_tanh", "swiglu")
 ATTENTIONS = ("explicit", "xla")
+KERNELS = ("notebook", "fused")
+NORM_POSITIONS = ("pre", "post")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,12 +35,17 @@ class ModelConfig:
   ffn_bias: bool = True
   tied_head: bool = True
   dropout: float = 0.0
-  attention: str = "explicit"      # "xla": jax.nn.dot_product_attention
+  attention: str = "explicit"      # "xla": jax.nn.dot_product_attention (with either kernels)
+  kernels: str = "fused"           # "notebook": the textbook forms; "fused": nn/fused.py's twins
+  norm_position: str = "pre"       # "pre": x + f(norm(x)) (GPT-2); "post": norm(x + f(x)) (BERT)
+  causal: bool = True              # False: every query sees every key (an encoder)
   init_std: float = 0.02           # residual projections get init_std / sqrt(2 num_layers)
 
   def __post_init__(self):
     checks = [("position", self.position, POSITIONS), ("norm", self.norm, NORMS),
-              ("ffn", self.ffn, FFNS), ("attention", self.attention, ATTENTIONS)]
+              ("ffn", self.ffn, FFNS), ("attention", self.attention, ATTENTIONS),
+              ("kernels", self.kernels, KERNELS),
+              ("norm_position", self.norm_position, NORM_POSITIONS)]
     for field, value, allowed in checks:
       if value not in allowed:
         raise ValueError(f"ModelConfig.{field}={value!r}: expected one of {allowed}.")

@@ -15,5 +15,4 @@ class Embedding(nnx.Module):
   def attend(self, x_BxLxD):
     """The tied output head: logits = x @ table^T."""
     table_VxD = self.embedding[...].astype(x_BxLxD.dtype)
-    x_NxD = x_BxLxD.reshape(-1, x_BxLxD.shape[-1])  # one contracting axis for the gradient
-    return (x_NxD @ table_VxD.T).reshape(*x_BxLxD.shape[:-1], table_VxD.shape[0])
+    return x_BxLxD @ table_VxD.T

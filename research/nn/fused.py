@@ -1,20 +1,205 @@
 """The fast forms, each beside the readable one it replaces (named in its docstring) and proven
 equal to it, forward and gradient, by tests/nn/test_fused.py. Nothing here is needed to
-understand the book; everything here is there for speed or memory. BENCHMARKS.md measures what
-each buys.
+understand the book; everything here is there for speed or memory. `ModelConfig.kernels`
+picks these ("fused", the default) or the notebook forms ("notebook"); BENCHMARKS.md and
+experiments/bench_gpt.py measure what they buy.
 
-  recomputed_block       twin: transformer.Block      the backward pass recomputes the block
-  chunked_cross_entropy  twin: losses.cross_entropy   the head's logits a chunk of rows at a time
-  retain_freed_memory    (no twin: an allocator setting for the jitted step's scratch space)
+  tokens_first             twin: layer(x)                         Linear on (B*L) x D
+  gelu_saved_slope         twin: activations.gelu(x, False)       the slope saved, not recomputed
+  layer_norm               twin: norms.layer_norm                 a two-mean backward pass
+  masked_softmax           twin: softmax(where(mask, s, -inf))    p (g - sum(g p)) backward
+  softmax_attention        twin: attention.scaled_dot_product_attention (grouped heads)
+  grouped_attention        twin: the same, with bias and dropout; picks the kernels above
+  xla_attention            twin: the same, through jax.nn.dot_product_attention
+  recomputed_block         twin: transformer.Block                the backward pass recomputes it
+  chunked_cross_entropy    twin: losses.cross_entropy             a chunk of logits at a time
+  retain_freed_memory      (no twin: an allocator setting for the jitted step's scratch space)
 """
 
 import ctypes
 import ctypes.util
+import functools
+import math
 import sys
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+from research.nn import dropout as dropout_lib
+
+
+def tokens_first(layer, x_BxLxD):
+  """Twin: `layer(x_BxLxD)`. Applies the Linear to x viewed as (B*L) x D, so that the weight
+  gradient contracts one axis: with two, (b, l), XLA's CPU backend transposes the whole
+  B x L x F gradient first."""
+  y = layer(x_BxLxD.reshape(-1, x_BxLxD.shape[-1]))
+  return y.reshape(*x_BxLxD.shape[:-1], y.shape[-1])
+
+
+@jax.custom_vjp
+def gelu_saved_slope(x):
+  """Twin: `activations.gelu(x, approximate=False)`, x Phi(x). The forward pass saves the
+  derivative Phi(x) + x phi(x), so the backward pass is one multiply instead of autodiff of
+  erf, whose recomputed pieces XLA fuses into a strided loop with the weight-gradient
+  transpose."""
+  return _gelu_forward(x)[0]
+
+
+def _gelu_forward(x):
+  # Phi(x) through erf, as PyTorch computes it; 1 + erf(x) loses relative (not absolute,
+  # < 1e-7) accuracy in the far left tail, where gelu(x) ~ 0.
+  cdf = 0.5 * (1.0 + jax.lax.erf(x * (1.0 / math.sqrt(2.0))))
+  pdf = jnp.exp(-0.5 * x * x) * (1.0 / math.sqrt(2.0 * math.pi))  # phi(x)
+  return x * cdf, cdf + x * pdf  # gelu(x), gelu'(x)
+
+
+def _gelu_backward(slope, g):
+  return (g * slope,)
+
+
+gelu_saved_slope.defvjp(_gelu_forward, _gelu_backward)
+
+
+def layer_norm(x, scale, bias, eps):
+  """Twin: `norms.layer_norm`, (x - mean) / sqrt(var + eps) * scale + bias. Its backward pass
+  is two row means (below) instead of autodiff's chain of reductions and broadcasts."""
+  if bias is None:
+    return _layer_norm(x, scale, jnp.zeros_like(scale), eps)
+  return _layer_norm(x, scale, bias, eps)
+
+
+def _normalise(x, eps):
+  x32 = x.astype(jnp.float32)
+  mean = jnp.mean(x32, axis=-1, keepdims=True)
+  centred = x32 - mean
+  rstd = jax.lax.rsqrt(jnp.mean(centred * centred, axis=-1, keepdims=True) + eps)
+  return centred * rstd, rstd  # x_hat, 1 / sqrt(var + eps)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _layer_norm(x, scale, bias, eps):
+  x_hat, _ = _normalise(x, eps)
+  return (x_hat * scale + bias).astype(x.dtype)
+
+
+def _layer_norm_forward(x, scale, bias, eps):
+  x_hat, rstd = _normalise(x, eps)
+  return (x_hat * scale + bias).astype(x.dtype), (x_hat, rstd, scale, bias)
+
+
+def _layer_norm_backward(eps, residuals, g):
+  """dx = rstd (gs - mean(gs) - x_hat mean(gs x_hat)), gs = g * scale."""
+  del eps
+  x_hat, rstd, scale, bias = residuals
+  g32 = g.astype(jnp.float32)
+  gs = g32 * scale
+  dx = rstd * (gs - jnp.mean(gs, axis=-1, keepdims=True)
+               - x_hat * jnp.mean(gs * x_hat, axis=-1, keepdims=True))
+  rows = tuple(range(g.ndim - 1))
+  return (dx.astype(g.dtype), jnp.sum(g32 * x_hat, axis=rows).astype(scale.dtype),
+          jnp.sum(g32, axis=rows).astype(bias.dtype))
+
+
+_layer_norm.defvjp(_layer_norm_forward, _layer_norm_backward)
+
+
+@jax.custom_vjp
+def masked_softmax(scores, mask):
+  """Twin: `jax.nn.softmax(jnp.where(mask, scores, -inf), axis=-1)`. Its backward pass is
+  p (g - sum(g p)) on the saved p: masked entries have p = 0, so no select is differentiated."""
+  return jax.nn.softmax(jnp.where(mask, scores, -jnp.inf), axis=-1)
+
+
+def _masked_softmax_forward(scores, mask):
+  p = masked_softmax(scores, mask)
+  return p, p
+
+
+def _masked_softmax_backward(p, g):
+  return p * (g - jnp.sum(g * p, axis=-1, keepdims=True)), None  # dS = p (g - sum(g p))
+
+
+masked_softmax.defvjp(_masked_softmax_forward, _masked_softmax_backward)
+
+
+def grouped_attention_weights(q_BxLxHxK, k_BxSxGxK, mask_BxLxS, bias_BxHxLxS=None,
+                              scale=None):
+  """Twin: `attention.attention_weights` on repeated KV heads, laid out B x G x R x L x S
+  (R = H / G query heads per group): the G key heads are read in place, never repeated."""
+  b, l, h, kw = q_BxLxHxK.shape
+  g = k_BxSxGxK.shape[2]
+  scale = 1.0 / math.sqrt(kw) if scale is None else scale
+  q_BxLxGxRxK = (q_BxLxHxK * scale).reshape(b, l, g, h // g, kw)  # scale q: L x K, not L x S
+  scores = jnp.einsum("blgrk,bsgk->bgrls", q_BxLxGxRxK, k_BxSxGxK,
+                      preferred_element_type=jnp.float32)
+  if bias_BxHxLxS is not None:
+    scores = scores + bias_BxHxLxS.reshape(b, g, h // g, l, -1)
+  return masked_softmax(scores, mask_BxLxS[:, None, None])
+
+
+@jax.custom_vjp
+def softmax_attention(q_BxLxGxRxK, k_BxSxGxK, v_BxSxGxK, mask_BxLxS):
+  """Twin: `attention.scaled_dot_product_attention` with no bias or dropout, q already scaled,
+  for the R query heads of each of G groups: B x L x G x R x K. The forward pass divides
+  (e v) by sum(e) over L x K instead of normalising L x S weights, and the backward pass uses
+  FlashAttention's identity (below), with no reduction over L x S."""
+  return _softmax_attention_forward(q_BxLxGxRxK, k_BxSxGxK, v_BxSxGxK, mask_BxLxS)[0]
+
+
+def _softmax_attention_forward(q_BxLxGxRxK, k_BxSxGxK, v_BxSxGxK, mask_BxLxS):
+  scores = jnp.einsum("blgrk,bsgk->bgrls", q_BxLxGxRxK, k_BxSxGxK,
+                      preferred_element_type=jnp.float32)
+  scores = jnp.where(mask_BxLxS[:, None, None], scores, -jnp.inf)
+  e_BxGxRxLxS = jnp.exp(scores - jnp.max(scores, axis=-1, keepdims=True))  # unnormalised
+  total_BxLxGxR = jnp.einsum("bgrls->blgr", e_BxGxRxLxS)
+  # out = (e v) / sum(e): the division runs over L x K, not L x S
+  out = jnp.einsum("bgrls,bsgk->blgrk", e_BxGxRxLxS.astype(v_BxSxGxK.dtype), v_BxSxGxK,
+                   preferred_element_type=jnp.float32) / total_BxLxGxR[..., None]
+  out = out.astype(v_BxSxGxK.dtype)
+  return out, (q_BxLxGxRxK, k_BxSxGxK, v_BxSxGxK, e_BxGxRxLxS, total_BxLxGxR, out)
+
+
+def _softmax_attention_backward(residuals, g_BxLxGxRxK):
+  """With p = e / sum(e) and D = sum_k(g o) per row (FlashAttention's identity, D =
+  sum_s(p dP)): dS = p (dP - D) = e (dP - D) / sum(e)."""
+  q, k, v, e_BxGxRxLxS, total_BxLxGxR, out = residuals
+  g_over_total = g_BxLxGxRxK.astype(jnp.float32) / total_BxLxGxR[..., None]  # g / sum(e)
+  dv = jnp.einsum("bgrls,blgrk->bsgk", e_BxGxRxLxS, g_over_total)
+  dp_over_total = jnp.einsum("blgrk,bsgk->bgrls", g_over_total, v,
+                             preferred_element_type=jnp.float32)
+  d_over_total = jnp.einsum("blgrk,blgrk->bgrl", g_over_total, out)
+  ds_BxGxRxLxS = e_BxGxRxLxS * (dp_over_total - d_over_total[..., None])
+  dq = jnp.einsum("bgrls,bsgk->blgrk", ds_BxGxRxLxS, k, preferred_element_type=jnp.float32)
+  dk = jnp.einsum("bgrls,blgrk->bsgk", ds_BxGxRxLxS, q, preferred_element_type=jnp.float32)
+  return dq.astype(q.dtype), dk.astype(k.dtype), dv.astype(v.dtype), None
+
+
+softmax_attention.defvjp(_softmax_attention_forward, _softmax_attention_backward)
+
+
+def grouped_attention(q_BxLxHxK, k_BxSxGxK, v_BxSxGxK, mask_BxLxS, bias=None, rate=0.0,
+                      key=None):
+  """Twin: `attention.scaled_dot_product_attention` on split, repeated heads, here on
+  B x L x H x K tokens-first layouts with the G key/value heads read in place; softmax_attention
+  when there is no bias or dropout, the custom-gradient masked_softmax otherwise."""
+  b, l, h, kw = q_BxLxHxK.shape
+  if bias is None and (rate == 0.0 or key is None):
+    g = k_BxSxGxK.shape[2]
+    q_BxLxGxRxK = (q_BxLxHxK * (1.0 / math.sqrt(kw))).reshape(b, l, g, h // g, kw)
+    return softmax_attention(q_BxLxGxRxK, k_BxSxGxK, v_BxSxGxK, mask_BxLxS).reshape(
+        b, l, h, kw)
+  att_BxGxRxLxS = grouped_attention_weights(q_BxLxHxK, k_BxSxGxK, mask_BxLxS, bias)
+  att_BxGxRxLxS = dropout_lib.dropout(att_BxGxRxLxS, rate, key)
+  out = jnp.einsum("bgrls,bsgk->blgrk", att_BxGxRxLxS.astype(v_BxSxGxK.dtype), v_BxSxGxK)
+  return out.reshape(b, l, h, kw)
+
+
+def xla_attention(q_BxLxHxK, k_BxSxGxK, v_BxSxGxK, mask_BxLxS, bias=None):
+  """Twin: `attention.scaled_dot_product_attention` (no dropout), through
+  jax.nn.dot_product_attention, which may pick a backend's own fused kernel."""
+  return jax.nn.dot_product_attention(q_BxLxHxK, k_BxSxGxK, v_BxSxGxK, bias=bias,
+                                      mask=mask_BxLxS[:, None])
 
 
 def recomputed_block(block, x_BxLxD, positions_BxL, dropout_key=None):

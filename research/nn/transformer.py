@@ -1,7 +1,11 @@
-"""Pre-norm decoder blocks and the decoder-only language model.
+"""Residual blocks and the decoder-only language model, as the notebook draws them.
 
-  x = embed(tokens) (+ positions)          x <- x + attn(norm(x))      x <- x + ffn(norm(x))
-  logits = head(norm(x))                   (head = embed^T when tied)
+  x = embed(tokens) (+ positions)
+  pre-norm (GPT-2, Llama):   x <- x + attn(norm(x));   x <- x + ffn(norm(x))
+  post-norm (BERT):          x <- norm(x + attn(x));   x <- norm(x + ffn(x))
+  logits = head(norm(x))     (head = embed^T when tied; post-norm has no final norm)
+
+Dropout (with its 1/(1-p) scaling, `dropout.py`) acts on each branch before the residual sum.
 
 Parameter names follow the roles (embed, blocks.i.attn.query/key/value/out, ffn.up/gate/down,
 attn_norm, ffn_norm, final_norm, head) so a loader can map HF checkpoints onto them.
@@ -23,18 +27,25 @@ from research.nn.config import ModelConfig
 
 class Block(nnx.Module):
   def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
-    self.rate = config.dropout
+    self.rate, self.post_norm = config.dropout, config.norm_position == "post"
     self.attn_norm = norms.make_norm(config)
     self.attn = attention_lib.Attention(config, rngs=rngs)
     self.ffn_norm = norms.make_norm(config)
     self.ffn = ffn_lib.make_ffn(config, rngs)
 
-  def __call__(self, x_BxLxD, positions_BxL, cache=None, dropout_key=None):
+  def __call__(self, x_BxLxD, positions_BxL, cache=None, dropout_key=None, mask_BxLxS=None):
+    """Returns (x_BxLxD, new_cache); `mask_BxLxS` replaces the causal mask (an encoder's)."""
     key = dropout_lib.site_key
-    y, cache = self.attn(self.attn_norm(x_BxLxD), positions_BxL, cache, key(dropout_key, 0))
-    x_BxLxD = x_BxLxD + dropout_lib.dropout(y, self.rate, key(dropout_key, 1))
-    y = self.ffn(self.ffn_norm(x_BxLxD))
-    x_BxLxD = x_BxLxD + dropout_lib.dropout(y, self.rate, key(dropout_key, 2))
+    drop = lambda y, site: dropout_lib.dropout(y, self.rate, key(dropout_key, site))
+    if self.post_norm:
+      y, cache = self.attn(x_BxLxD, positions_BxL, cache, key(dropout_key, 0), mask_BxLxS)
+      x_BxLxD = self.attn_norm(x_BxLxD + drop(y, 1))  # x <- norm(x + attn(x))
+      x_BxLxD = self.ffn_norm(x_BxLxD + drop(self.ffn(x_BxLxD), 2))  # x <- norm(x + ffn(x))
+      return x_BxLxD, cache
+    y, cache = self.attn(self.attn_norm(x_BxLxD), positions_BxL, cache, key(dropout_key, 0),
+                         mask_BxLxS)
+    x_BxLxD = x_BxLxD + drop(y, 1)  # x <- x + attn(norm(x))
+    x_BxLxD = x_BxLxD + drop(self.ffn(self.ffn_norm(x_BxLxD)), 2)  # x <- x + ffn(norm(x))
     return x_BxLxD, cache
 
 
@@ -53,7 +64,8 @@ class Transformer(nnx.Module):
       self.positions = positions_lib.LearnedPositions(config.max_length, config.width,
                                                       rngs=rngs, std=config.init_std)
     self.blocks = nnx.List([Block(config, rngs=rngs) for _ in range(config.num_layers)])
-    self.final_norm = norms.make_norm(config)
+    if config.norm_position == "pre":
+      self.final_norm = norms.make_norm(config)
     if not config.tied_head:
       self.head = nnx.Linear(config.width, config.vocab_size, use_bias=False, rngs=rngs,
                              kernel_init=nnx.initializers.normal(config.init_std))
@@ -77,11 +89,10 @@ class Transformer(nnx.Module):
 
   def head_logits(self, x_NxD):
     """Logits of final-normed states, float32 (the tied embedding or the untied head)."""
-    if self.config.tied_head:
-      logits_NxV = self.embed.attend(x_NxD)
-    else:
-      logits_NxV = ffn_lib.tokens_first(self.head, x_NxD)
-    return logits_NxV.astype(jnp.float32)
+    head = self.embed.attend if self.config.tied_head else self.head  # x E^T or x W_head
+    if self.config.kernels == "fused":
+      return fused.tokens_first(head, x_NxD).astype(jnp.float32)
+    return head(x_NxD).astype(jnp.float32)
 
   def embed_tokens(self, tokens_BxL, positions_BxL, dropout_key=None):
     config = self.config
@@ -107,7 +118,8 @@ class Transformer(nnx.Module):
       else:
         x_BxLxD, layer_cache = block(x_BxLxD, positions_BxL, layer_cache, key)
       new_layers.append(layer_cache)
-    x_BxLxD = self.final_norm(x_BxLxD)
+    if self.config.norm_position == "pre":
+      x_BxLxD = self.final_norm(x_BxLxD)
     new_cache = None
     if cache is not None:
       new_cache = {"index": cache["index"] + x_BxLxD.shape[1], "layers": new_layers}
