@@ -10,7 +10,7 @@ from experiments.chapters import activations
 from experiments.configs import activations as activations_config
 from tests.experiments.chapters.figures import figures
 
-pytestmark = pytest.mark.slow  # the chapter runs once per module, in 10 to 25 s
+pytestmark = pytest.mark.slow  # the chapter runs once per module
 
 # Depth 12 is enough for sigmoid's gradient to vanish (ratio 5e-7 against the 1e-3 bar); a
 # depth-3 net fits XOR; ten single-example steps show the sign agreement.

@@ -7,7 +7,7 @@ from experiments.chapters import initialization
 from experiments.configs import init_sweep as init_sweep_config
 from tests.experiments.chapters.figures import figures
 
-pytestmark = pytest.mark.slow  # the chapter runs once per module, in 10 to 25 s
+pytestmark = pytest.mark.slow  # the chapter runs once per module
 
 CONFIG = "inits=zeros+normal+xavier+kaiming,activations=tanh+relu,depths=2+32,seeds=2"
 

@@ -10,7 +10,7 @@ from experiments.chapters import optimizers
 from experiments.configs import optimizers as optimizers_config
 from tests.experiments.chapters.figures import figures
 
-pytestmark = pytest.mark.slow  # the chapter runs once per module, in 10 to 25 s
+pytestmark = pytest.mark.slow  # the chapter runs once per module
 
 CONFIG = ("quick,ravine.rosenbrock_steps=50,decay.num_samples=500,decay.steps=100,"
           "minibatch.num_samples=100000,minibatch.seconds=0.3")
