@@ -20,3 +20,12 @@ hypothesis.settings.register_profile("local", deadline=None)
 hypothesis.settings.register_profile("ci", deadline=None, derandomize=True,
                                      print_blob=True)
 hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "local"))
+
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+@pytest.fixture(scope="session")
+def smollm2_lm():
+  """SmolLM2-135M-Instruct from its packaged GGUF, loaded once for every test that reads it."""
+  from research import pretrained  # pylint: disable=g-import-not-at-top
+  return pretrained.load_model("smollm2-135m-instruct")

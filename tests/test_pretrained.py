@@ -14,9 +14,13 @@ import transformers  # pylint: disable=wrong-import-position
 from research import pretrained  # pylint: disable=wrong-import-position
 from third_party import hf_checkpoint  # pylint: disable=wrong-import-position
 
+# initializer_range 0.3, not HF's 0.02: at 0.02 attention is near uniform and a RoPE or
+# attention-scale bug moves logits by only 3e-4 to 9e-3 (RoPE base doubled, rotation sign
+# flipped, pairs interleaved, scale 1/K); at 0.3 each moves them by 6 to 12 against a float32
+# gap of 1e-5, so the 1e-4 tolerance cannot miss one.
 TINY = dict(vocab_size=96, hidden_size=48, intermediate_size=80, num_hidden_layers=2,
             num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=64,
-            rms_norm_eps=1e-6)
+            rms_norm_eps=1e-6, initializer_range=0.3)
 
 
 def _save_tiny(kind: str, path, **changes):
@@ -51,9 +55,9 @@ def test_tiny_hf_checkpoints_give_transformers_logits(tmp_path, kind, tied):
   np.testing.assert_allclose(np.asarray(ours), theirs, atol=1e-4, rtol=1e-4)
 
 
-def test_smollm2_gguf_gives_transformers_logits():
+def test_smollm2_gguf_gives_transformers_logits(smollm2_lm):
   path = pretrained.packaged_path("smollm2-135m-instruct")
-  lm = pretrained.load_model("smollm2-135m-instruct")
+  lm = smollm2_lm
   c = lm.config
   assert (c.num_layers, c.width, c.ffn_hidden, c.num_heads, c.kv_heads, c.head) == (
       30, 576, 1536, 9, 3, 64)
@@ -67,7 +71,10 @@ def test_smollm2_gguf_gives_transformers_logits():
   ours, _ = lm.model(jnp.asarray([ids]))
   with torch.no_grad():
     theirs = reference(torch.as_tensor([ids])).logits.numpy()
-  np.testing.assert_allclose(np.asarray(ours), theirs, atol=1e-3, rtol=1e-3)
+  # Measured: max |ours - transformers| = 1.5e-4 on logits up to 33 (the same on 1 or 16
+  # threads). It is float32 rounding over 30 layers, not a bug: against transformers in float64
+  # ours is off by 1.6e-4 and transformers' own float32 by 4.9e-5. The bar sits just above.
+  np.testing.assert_allclose(np.asarray(ours), theirs, atol=2e-4, rtol=0)
 
 
 def test_bad_checkpoints_are_named(tmp_path):
@@ -85,14 +92,3 @@ def test_bad_checkpoints_are_named(tmp_path):
     pretrained.load_model(str(tmp_path / "neox"))
   with pytest.raises(ValueError, match="expected one of"):
     pretrained.load_model(str(tmp_path / "nothing-here"))
-
-
-def test_sharded_export_round_trips(tmp_path):
-  rng = np.random.default_rng(0)
-  tensors = {f"w{i}": rng.normal(size=(64, 64)).astype(np.float32) for i in range(5)}
-  hf_checkpoint.write(tmp_path, tensors, {"model_type": "llama"}, max_shard_bytes=2 * 64 * 64 * 4)
-  assert len(hf_checkpoint.tensor_files(tmp_path)) == 3  # two 16 KiB tensors a shard
-  loaded = hf_checkpoint.load_tensors(tmp_path)
-  assert sorted(loaded) == sorted(tensors)
-  for name in tensors:
-    np.testing.assert_array_equal(loaded[name], tensors[name])

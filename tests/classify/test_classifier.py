@@ -1,59 +1,64 @@
-"""The ICLClassifier surface on a tiny random model, and once on SmolLM2-135M-Instruct."""
+"""ICLClassifier on models whose right answer is known: a tiny model with constructed logits,
+and SmolLM2-135M-Instruct on four texts it gets right once calibrated."""
 
 import numpy as np
 import pytest
 
-import research
 from research.classify import ICLClassifier
-from research.classify import prompt
+from tests.classify import tiny
 from tests.classify.tiny import CLASS_EXAMPLES, INSTRUCTION, TEXTS
 
-
-def test_prompt_is_instruction_then_one_demonstration_per_class_then_the_text():
-  turns = prompt.messages({"Sports": "goal!", "Food": "soup."}, "rates rose")
-  assert [t["role"] for t in turns] == ["system", "user", "assistant", "user", "assistant",
-                                        "user"]
-  assert "Sports, Food" in turns[0]["content"] and "class name only" in turns[0]["content"]
-  assert [t["content"] for t in turns[1:]] == ["goal!", "Sports", "soup.", "Food", "rates rose"]
-
-
-def test_answers_match_class_names_loosely_but_nothing_else():
-  classes = ["Sports", "Science"]
-  assert prompt.match(" sports.\n", classes) == "Sports"
-  assert prompt.match('"Science"', classes) == "Science"
-  assert prompt.match("Physics", classes) is None
-  assert prompt.match("Sports and Science", classes) is None
+# Next-token logits c, the same after any input. The names are w10 (one token), w11 w12 and
+# w13 w14 w15. Summed log-probs favour the short name; per token the three-token name is best;
+# greedy decoding repeats the top token w13.
+LOGITS = np.zeros(tiny.VOCAB)
+LOGITS[[10, 11, 12, 13, 14, 15]] = [2.0, 3.0, 3.0, 4.6, 4.5, 4.4]
+LOGP = LOGITS - np.log(np.sum(np.exp(LOGITS)))  # log softmax(c)
+NAME_LOGP = [LOGP[10], LOGP[11] + LOGP[12], LOGP[13] + LOGP[14] + LOGP[15]]
 
 
-def test_score_mode(lm):
-  clf = ICLClassifier(lm, CLASS_EXAMPLES, instruction=INSTRUCTION)
+@pytest.fixture(scope="module")
+def constant():
+  return tiny.constant_lm(LOGITS)
+
+
+def test_label_scores_are_the_summed_log_probs_of_each_name(constant):
+  clf = ICLClassifier(constant, CLASS_EXAMPLES, instruction=INSTRUCTION)
+  np.testing.assert_allclose(clf.label_logprobs(TEXTS), [NAME_LOGP] * len(TEXTS), atol=1e-5)
+  assert clf.predict(TEXTS) == ["w10"] * len(TEXTS)  # -3.9 beats -5.9 and -4.3
   proba = clf.predict_proba(TEXTS)
-  assert proba.shape == (len(TEXTS), 3)
-  np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-12)
-  assert clf.predict(TEXTS) == [clf.classes[i] for i in np.argmax(proba, axis=1)]
-  # Raw scores favour the one-token name; length normalisation and calibration reweigh them.
-  for options in ({"normalize_length": True}, {"calibrate": True},
-                  {"normalize_length": True, "calibrate": True}):
-    other = ICLClassifier(lm, CLASS_EXAMPLES, instruction=INSTRUCTION, **options)
-    other_proba = other.predict_proba(TEXTS)
-    np.testing.assert_allclose(other_proba.sum(axis=1), 1.0, atol=1e-12)
-    assert not np.allclose(other_proba, proba)
+  expected = np.exp(NAME_LOGP) / np.sum(np.exp(NAME_LOGP))
+  np.testing.assert_allclose(proba, [expected] * len(TEXTS), atol=1e-5)
 
 
-def test_generate_mode(lm):
-  clf = ICLClassifier(lm, CLASS_EXAMPLES, mode="generate", instruction=INSTRUCTION,
+def test_length_normalisation_picks_the_best_name_per_token(constant):
+  clf = ICLClassifier(constant, CLASS_EXAMPLES, instruction=INSTRUCTION, normalize_length=True)
+  assert clf.predict(TEXTS) == ["w13 w14 w15"] * len(TEXTS)  # -1.4 per token beats -3.9
+
+
+@pytest.mark.parametrize("normalize_length", [False, True])
+def test_calibration_removes_a_preference_that_ignores_the_text(constant, normalize_length):
+  # The content-free inputs get the same scores as every text, so p / p_cf is uniform.
+  clf = ICLClassifier(constant, CLASS_EXAMPLES, instruction=INSTRUCTION, calibrate=True,
+                      normalize_length=normalize_length)
+  np.testing.assert_allclose(clf.predict_proba(TEXTS), 1 / 3, atol=1e-5)
+
+
+def test_generate_mode_returns_an_answer_that_is_no_class_as_it_is(constant):
+  clf = ICLClassifier(constant, CLASS_EXAMPLES, mode="generate", instruction=INSTRUCTION,
                       max_new_tokens=3)
-  answers = clf.generate(TEXTS)
-  predictions = clf.predict(TEXTS)
-  proba = clf.predict_proba(TEXTS)
-  assert proba.shape == (len(TEXTS), 3)
-  np.testing.assert_allclose(proba.sum(axis=1), 1.0)
-  for answer, label, row in zip(answers, predictions, proba):
-    if label in clf.classes:
-      assert row[clf.classes.index(label)] == 1.0
-    else:  # not a class name: returned as it is, a uniform row
-      assert label == answer
-      np.testing.assert_allclose(row, 1 / 3)
+  assert clf.generate(TEXTS) == ["w13 w13 w13"] * len(TEXTS)
+  assert clf.predict(TEXTS) == ["w13 w13 w13"] * len(TEXTS)
+  np.testing.assert_allclose(clf.predict_proba(TEXTS), 1 / 3)  # no class: a uniform row
+
+
+def test_generate_mode_one_hot_on_the_class_it_names():
+  logits = np.zeros(tiny.VOCAB)
+  logits[10] = 3.0  # greedy says w10, a class name
+  clf = ICLClassifier(tiny.constant_lm(logits), CLASS_EXAMPLES, mode="generate",
+                      instruction=INSTRUCTION, max_new_tokens=1)
+  assert clf.predict(TEXTS) == ["w10"] * len(TEXTS)
+  np.testing.assert_array_equal(clf.predict_proba(TEXTS), [[1.0, 0.0, 0.0]] * len(TEXTS))
 
 
 def test_bad_arguments_are_named(lm):
@@ -64,16 +69,17 @@ def test_bad_arguments_are_named(lm):
 
 
 @pytest.mark.slow
-def test_smollm2_classifies_four_texts():
-  lm = research.load_model("smollm2-135m-instruct")
+def test_smollm2_classifies_four_texts(smollm2_lm):
   examples = {"Sports": "The goalkeeper saved a penalty.", "Science": "The telescope found a "
               "new comet.", "Food": "Bake the bread for forty minutes.", "Finance": "Stocks fell "
               "after the earnings report."}
   texts = ["The striker scored twice.", "Chemists found a new catalyst.",
            "Whisk the eggs with sugar.", "The central bank raised rates."]
-  clf = ICLClassifier(lm, examples)
+  clf = ICLClassifier(smollm2_lm, examples, calibrate=True)
   proba = clf.predict_proba(texts)
-  assert proba.shape == (4, 4)
   np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-9)
-  labels = [clf.classes[i] for i in np.argmax(proba, axis=1)]
-  assert all(label in examples for label in labels)
+  assert clf.predict(texts) == list(examples)  # one text per class, in the demos' order
+  # Uncalibrated, the last demonstration's class wins every text (the recency bias of Zhao et
+  # al. 2021 that calibration removes); if a prompt change fixes that, drop this line.
+  raw = [clf.classes[i] for i in np.argmax(clf.label_logprobs(texts), axis=1)]
+  assert raw == ["Finance"] * 4

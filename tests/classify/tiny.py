@@ -1,5 +1,7 @@
-"""A tiny random llama as a PretrainedLM: word-level tokenizer (w0..w63) and a chat template."""
+"""A tiny random llama as a PretrainedLM: word-level tokenizer (w0..w63) and a chat template;
+and the same model rebuilt so that its next-token logits are a chosen vector whatever it reads."""
 
+import jax.numpy as jnp
 import tokenizers
 from flax import nnx
 
@@ -29,3 +31,18 @@ def tiny_lm(seed: int = 0) -> pretrained.PretrainedLM:
   tokenizer = PretrainedTokenizer(tok, eos_token="w1", pad_token="w0", template=TEMPLATE)
   return pretrained.PretrainedLM(model, tokenizer, config, "random")
 
+
+
+def constant_lm(logits_V, seed: int = 0) -> pretrained.PretrainedLM:
+  """`tiny_lm` whose logits are `logits_V` at every position of every input, so the answer a
+  classifier should give is known. Every token gets the same embedding, so attention averages
+  identical values and every final-normed state is one vector h; the head kernel h c^T / |h|^2
+  then maps it to c = `logits_V`."""
+  lm = tiny_lm(seed)
+  model = lm.model
+  table_VxD = model.embed.embedding[...]
+  model.embed.embedding.set_value(jnp.broadcast_to(table_VxD[:1], table_VxD.shape))
+  h_D = model.hidden(jnp.zeros((1, 1), jnp.int32))[0, 0]
+  c_V = jnp.asarray(logits_V, jnp.float32)
+  model.head.kernel.set_value(h_D[:, None] * c_V[None, :] / jnp.dot(h_D, h_D))
+  return lm

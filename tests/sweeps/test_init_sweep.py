@@ -12,13 +12,6 @@ def data():
   return digits.load()
 
 
-def test_digits_are_standardised_and_split(data):
-  x_train, y_train, x_test, y_test = data
-  assert x_train.shape == (1438, 64) and x_test.shape == (359, 64)
-  assert set(np.unique(y_train)) == set(range(10))
-  np.testing.assert_allclose(x_train.mean(0), 0, atol=1e-5)
-
-
 def test_grid_and_bad_names():
   trials = init_sweep.grid(["xavier", "kaiming"], ["tanh", "relu", "prelu"], [2, 4], range(4))
   assert len(trials) == 2 * 3 * 2 * 4
