@@ -47,9 +47,9 @@ def test_vanishing_gradients(chapter):
 
 def test_dead_units(chapter):
   relu_dies, others_live = chapter[0][4:6]
-  assert figures(relu_dies)[0] == pytest.approx(0.124, abs=0.005)
+  assert figures(relu_dies)[0] == pytest.approx(0.129, abs=0.005)
   relu, margin = figures(others_live)
-  assert relu == pytest.approx(0.124, abs=0.005) and margin == relu  # Leaky, PReLU: none dead
+  assert relu == pytest.approx(0.129, abs=0.005) and margin == relu  # Leaky, PReLU: none dead
 
 
 def test_sign_agreement(chapter):
