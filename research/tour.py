@@ -5,6 +5,9 @@ measured value, a verdict computed from it, and a figure. The report collects th
   def run(ctx: Context) -> list[Claim]:
     ...
     return [Claim.at_most("sigmoid'(x) <= 0.25", "max", m, 0.25, figure=png)]
+
+A chapter may also hand the report a table (`ctx.add_table(Table(...))`), as the equivalence
+ledger does.
 """
 
 import base64
@@ -52,18 +55,57 @@ def _str(figure):
   return None if figure is None else str(figure)
 
 
+@dataclasses.dataclass(frozen=True)
+class Table:
+  """A table for the report: one string per cell; cells of `code` columns print as code."""
+  columns: tuple[str, ...]
+  rows: tuple[tuple[str, ...], ...]
+  code: frozenset[str] = frozenset()
+  caption: str = ""
+
+  def __post_init__(self):
+    for row in self.rows:
+      if len(row) != len(self.columns):
+        raise ValueError(f"table row {row!r} has {len(row)} cells for {len(self.columns)} "
+                         f"columns {self.columns!r}.")
+
+  def markdown(self) -> list[str]:
+    def cell(column, text):
+      text = text.replace("|", "\\|").replace("\n", " ")
+      return f"`{text}`" if column in self.code and text else text
+    lines = ["| " + " | ".join(self.columns) + " |", "|" + "---|" * len(self.columns)]
+    lines += ["| " + " | ".join(cell(c, t) for c, t in zip(self.columns, row)) + " |"
+              for row in self.rows]
+    return lines + (["", self.caption] if self.caption else [])
+
+  def html(self) -> str:
+    def cell(column, text):
+      text = html.escape(text)
+      return f"<td>{f'<code>{text}</code>' if column in self.code and text else text}</td>"
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
+    body = "".join("<tr>" + "".join(cell(c, t) for c, t in zip(self.columns, row)) + "</tr>"
+                   for row in self.rows)
+    caption = f"<p>{html.escape(self.caption)}</p>" if self.caption else ""
+    return (f"<table border='1' cellpadding='3' style='border-collapse:collapse;"
+            f"font-size:small'><tr>{head}</tr>{body}</table>{caption}")
+
+
 @dataclasses.dataclass
 class Context:
   """What a chapter gets: where to write, how hard to try, and a seed."""
   out_dir: Path
   quick: bool = False
   seed: int = 0
+  tables: list[Table] = dataclasses.field(default_factory=list)
 
   def figure_path(self, name: str) -> Path:
     return self.out_dir / name
 
   def log(self, message: str) -> None:
     print(f"  {message}", flush=True)
+
+  def add_table(self, table: Table) -> None:
+    self.tables.append(table)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +122,7 @@ class ChapterResult:
   claims: list[Claim]
   seconds: float
   error: str | None = None  # traceback text when the chapter failed
+  tables: list[Table] = dataclasses.field(default_factory=list)
 
   @property
   def failed(self) -> bool:
@@ -123,7 +166,7 @@ def run_chapters(chapters: list[Chapter], out_dir, quick: bool, seed: int = 0):
     except Exception:  # pylint: disable=broad-except
       claims, error = [], traceback.format_exc()
     seconds = time.time() - start
-    results.append(ChapterResult(chap, claims, seconds, error))
+    results.append(ChapterResult(chap, claims, seconds, error, list(ctx.tables)))
     status = "FAILED" if error else f"{sum(c.holds for c in claims)}/{len(claims)} claims hold"
     print(f"[{i}/{len(chapters)}] {chap.title}: {status} ({seconds:.1f} s)", flush=True)
     if error:
@@ -155,6 +198,9 @@ def write_report(results: list[ChapterResult], out_dir, quick: bool) -> tuple[Pa
     if r.failed:
       md += ["**FAILED**", "", "```", r.error.rstrip(), "```"]
       body.append(f"<p><b>FAILED</b></p><pre>{html.escape(r.error)}</pre>")
+    for table in r.tables:
+      md += table.markdown() + [""]
+      body.append(table.html())
     for claim in r.claims:
       md.append(f"- {claim.statement} — measured {claim.measured} — **{claim.verdict}**")
       body.append(f"<p>{html.escape(claim.statement)} — measured "
