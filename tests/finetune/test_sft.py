@@ -65,13 +65,13 @@ def test_checkpoints_hold_only_the_adapter_and_resume_exactly(tiny_model_dir, da
   import orbax.checkpoint as ocp
   step_dir = tmp_path / "b" / "out" / "checkpoints" / "last" / "8" / "default"
   saved = jax.tree.leaves(ocp.StandardCheckpointer().metadata(step_dir).item_metadata)
-  assert 3 * resumed.trainable <= sum(math.prod(a.shape) for a in saved) < 3 * resumed.trainable + 10
+  assert 3 * resumed.trainable_parameters <= sum(math.prod(a.shape) for a in saved) < 3 * resumed.trainable_parameters + 10
 
 @pytest.mark.parametrize("compute_type", ["bf16", "fp16"])
 def test_low_precision_runs_train(tiny_model_dir, dataset_dir, tmp_path, compute_type):
   config = _config(tiny_model_dir, dataset_dir, tmp_path, compute_type=compute_type)
   _, result = sft.run(config, show_progress=False)
-  losses = [r["loss"] for r in result.history if r["finite"]]
+  losses = [r["loss"] for r in result.history if r.get("finite", 1.0)]  # fp16 skips some
   assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
   if compute_type == "fp16":
     assert result.history[0]["loss_scale"] == 2.0 ** 15
