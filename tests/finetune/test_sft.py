@@ -61,6 +61,12 @@ def test_checkpoints_hold_only_the_adapter_and_resume_exactly(tiny_model_dir, da
     np.testing.assert_array_equal(a[name], b[name])
   np.testing.assert_allclose([r["loss"] for r in uninterrupted.history[4:]],
                              [r["loss"] for r in resumed.history], rtol=0, atol=0)
+  # Restoring is a function: the newest checkpoint back into a freshly prepared model.
+  model, step = trainer.restore(sft.prepare(split)[0].model, split)
+  assert step == 8
+  restored = _params(model, nnx.Param)
+  for name, value in _params(resumed.model, nnx.Param).items():
+    np.testing.assert_array_equal(restored[name], value)
   # What the checkpoint holds: the adapter and its two Adam moments, plus a few counters.
   import orbax.checkpoint as ocp
   step_dir = tmp_path / "b" / "out" / "checkpoints" / "last" / "8" / "default"
