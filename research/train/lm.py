@@ -108,8 +108,9 @@ class EvalBatches:
 
 
 def settings_for(config, model_config) -> loop.Settings:
+  dtype = config.get("dtype", "float32")
   return loop.Settings(
-      steps=config.steps, dtype=config.get("dtype", "float32"), seed=config.seed,
+      steps=config.steps, dtype=dtype, loss_scaling=dtype == "float16", seed=config.seed,
       dropout=model_config.dropout > 0, eval_every=config.get("eval_every", 0),
       checkpoint_every=config.get("checkpoint_every", 0), keep=config.get("keep", 2),
       log_every=config.get("log_every", 1), mesh_data=config.get("mesh_data", None),
