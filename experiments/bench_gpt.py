@@ -47,16 +47,16 @@ def main(argv):
   tx = state_lib.make_optimizer(config)
   rng = np.random.default_rng(0)
   shape = (1, config.batch_size, config.context_length)
-  batches = [(rng.integers(0, 65, shape).astype(np.int32),
-              rng.integers(0, 65, shape).astype(np.int32)) for _ in range(8)]
+  batches = [{"inputs": rng.integers(0, 65, shape).astype(np.int32),
+              "targets": rng.integers(0, 65, shape).astype(np.int32)} for _ in range(8)]
 
   def build(kernels):
-    graphdef, state = state_lib.create(transformer.Transformer(
+    parts, state = state_lib.create(transformer.Transformer(
         model_config.replace(kernels=kernels), rngs=nnx.Rngs(config.seed)), tx)
-    train_step = step_lib.make_train_step(graphdef, tx, config.dtype, config.seed,
-                                          model_config.dropout > 0)
+    train_step = step_lib.make_train_step(parts.graphdef, tx, dtype=config.dtype,
+                                          seed=config.seed, dropout=model_config.dropout > 0)
     for i in range(5):  # compiles and warms up
-      state, metrics = train_step(state, *batches[i % len(batches)])
+      state, metrics = train_step(state, batches[i % len(batches)])
       float(metrics["loss"])
     return [train_step, state]
 
@@ -67,7 +67,7 @@ def main(argv):
     for name, entry in variants.items():
       for i in range(per_round):
         tick = time.perf_counter()
-        entry[1], metrics = entry[0](entry[1], *batches[i % len(batches)])
+        entry[1], metrics = entry[0](entry[1], batches[i % len(batches)])
         float(metrics["loss"])
         times[name].append(time.perf_counter() - tick)
   peak = flops.measure_matmul_peak()

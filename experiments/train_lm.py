@@ -1,7 +1,7 @@
 """Trains a GPT on text: python -m experiments.train_lm --config=experiments/configs/train_lm.py
 
 Prints the samples of each sampler (when config.samples) and, last,
-`val_loss=<float> ms_per_iter=<median> tokens_per_s=<float>`.
+`eval_loss=<float> ms_per_iter=<median> tokens_per_s=<float>`.
 """
 
 import jax
@@ -31,9 +31,9 @@ def main(argv):
                                          jax.random.key(config.seed)).items():
       print(f"--- {name} ---\n{text}\n")
   if config.get("full_val_eval", False):
-    print(f"full validation loss {run.full_val_loss:.4f} (every non-overlapping window)")
+    print(f"full validation loss {run.full_eval_loss:.4f} (every non-overlapping window)")
   print(f"peak fp32 matmul {result.peak_flops / 1e9:.0f} GFLOP/s, MFU {100 * result.mfu:.1f}%")
-  print(f"val_loss={run.val_loss:.4f} ms_per_iter={result.ms_per_iter:.2f} "
+  print(f"eval_loss={run.eval_loss:.4f} ms_per_iter={result.ms_per_iter:.2f} "
         f"tokens_per_s={result.tokens_per_s:.0f}")
 
 

@@ -180,16 +180,16 @@ def run_experiment(config, out_dir, log=print) -> list[tour.Claim]:
   run = lm.train_lm(config, train_dir, show_progress=False)
   result = run.result
   log(f"trained {count.parameter_count(run.model_config):,} parameters for {config.steps} "
-      f"steps: val loss {run.val_loss:.3f}, {result.ms_per_iter:.1f} ms/step, "
+      f"steps: eval loss {run.eval_loss:.3f}, {result.ms_per_iter:.1f} ms/step, "
       f"{result.tokens_per_s:.0f} tokens/s, MFU {100 * result.mfu:.1f}%")
   unigram = lm.unigram_cross_entropy(run.train_windows.tokens, run.val_windows.tokens,
                                      run.tokenizer.vocab_size)
-  log(f"validation loss {run.val_loss:.3f} nats/token; unigram frequencies {unigram:.3f}; "
+  log(f"validation loss {run.eval_loss:.3f} nats/token; unigram frequencies {unigram:.3f}; "
       f"uniform log V {math.log(run.tokenizer.vocab_size):.3f}")
   claims.append(tour.Claim.at_most(
       "a small BPE GPT learns from context: its validation loss beats the unigram model "
       "(token frequencies) by at least 0.1 nats/token (val - unigram)", "difference",
-      run.val_loss - unigram, -0.1, fmt="{:.3f}", figure="train/loss.png"))
+      run.eval_loss - unigram, -0.1, fmt="{:.3f}", figure="train/training_loss.png"))
 
   # 6. LayerNorm rows have mean 0 and variance 1 (the trained model's residual stream).
   model = result.model

@@ -11,7 +11,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from research.data import sft as sft_data
 from research.finetune import sft
@@ -19,28 +18,26 @@ from research.finetune import trainer
 from research.nn import losses
 
 
-def pair_logps(model, batch):
+def pair_logps(model, batch, dropout_key=None):
   """(chosen, rejected) answer log-probs, both halves in one forward pass."""
   both = lambda k: jnp.concatenate([batch[f"chosen_{k}"], batch[f"rejected_{k}"]])
-  logits_BxLxV, _ = model(both("inputs"))
+  logits_BxLxV, _ = model(both("inputs"), dropout_key=dropout_key)
   logps = losses.sequence_logps(logits_BxLxV, both("targets"), both("weights"))
   half = batch["chosen_inputs"].shape[0]
   return logps[:half], logps[half:]
 
 
 def make_objective(beta: float):
-  def objective(model, batch, reference):
-    chosen, rejected = pair_logps(model, batch)
+  def objective(model, batch, reference, dropout_key=None):
+    chosen, rejected = pair_logps(model, batch, dropout_key)
     return losses.dpo_loss(chosen, rejected, *reference, beta)
   return objective
 
 
-def reference_factory(graphdef):
-  """The reference log-probs: the model with every LoRA B (hence every update) at zero."""
-  def reference(params, rng, frozen, batch):
-    off = jax.tree.map(jnp.zeros_like, params)
-    return jax.lax.stop_gradient(pair_logps(nnx.merge(graphdef, off, rng, frozen), batch))
-  return reference
+def reference(model_at, params, batch):
+  """The reference log-probs: the model with every LoRA parameter (so B, hence every update)
+  at zero."""
+  return pair_logps(model_at(jax.tree.map(jnp.zeros_like, params)), batch)
 
 
 def preference_arrays(rows, pad_id: int) -> dict:
@@ -91,7 +88,6 @@ def run(config, show_progress=True, stop_at=None):
     size = config.per_device_train_batch_size
     val = [preference_arrays(val_rows[i:i + size], pad_id) for i in range(0, len(val_rows), size)]
   result = trainer.train(lm.model, config, batches, val, make_objective(config.pref_beta),
-                         workdir=config.output_dir, reference_fn_factory=reference_factory,
-                         show_progress=show_progress, stop_at=stop_at)
+                         reference=reference, show_progress=show_progress, stop_at=stop_at)
   lm.model = result.model
   return lm, result

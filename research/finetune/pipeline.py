@@ -17,7 +17,8 @@ def run(config, check_base: bool = True, show_progress: bool = True) -> dict:
   lm, result = train(config, show_progress=show_progress)
   summary = {"stage": config.stage, "steps": result.steps,
              "final_loss": result.history[-1]["loss"] if result.history else None,
-             "trainable_parameters": result.trainable, "base_parameters": result.frozen,
+             "trainable_parameters": result.trainable_parameters,
+             "base_parameters": result.frozen_parameters,
              "tokens_per_s": result.tokens_per_s, "history": result.history[-1:]}
   print(f"finetune: {result.steps} steps, final loss {summary['final_loss']}, "
         f"{result.tokens_per_s:.0f} tokens/s")

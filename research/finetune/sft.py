@@ -62,13 +62,14 @@ def eval_batches(rows, batch_size: int, pad_id: int) -> list[dict]:
   return [sft_arrays(rows[i:i + batch_size], pad_id) for i in range(0, len(rows), batch_size)]
 
 
-def sft_objective(model, batch, reference=None):
+def sft_objective(model, batch, reference=None, dropout_key=None):
+  """Cross-entropy on the answer tokens (weight 1; the prompt's are 0)."""
   del reference
   # peak memory: blocks recomputed in the backward pass (gradient checkpointing, on by
   # default as in LLaMA-Factory) and the head a chunk of rows at a time, never all B*L x V
-  x_BxLxD = model.hidden(batch["inputs"], remat=True)
+  x_BxLxD = model.hidden(batch["inputs"], dropout_key=dropout_key, remat=True)
   return fused.chunked_cross_entropy(model.head_logits, x_BxLxD, batch["targets"],
-                                           batch["weights"]), {}
+                                     batch["weights"]), {}
 
 
 def encode_examples(tokenizer, examples, config, source: str):
@@ -101,7 +102,7 @@ def prepare(config):
 
 
 def run(config, show_progress=True, stop_at=None):
-  """SFT from a config; returns (PretrainedLM with the tuned model, FinetuneResult)."""
+  """SFT from a config; returns (PretrainedLM with the tuned model, loop.TrainResult)."""
   lm, wrapped, train_examples, val_examples = prepare(config)
   source = str(Path(config.dataset_dir) / "dataset_info.json")
   pad_id = lm.tokenizer.pad_id if lm.tokenizer.pad_id is not None else 0
@@ -117,6 +118,6 @@ def run(config, show_progress=True, stop_at=None):
     print(f"finetune: LoRA on {len(wrapped)} linears, {trainable:,} trainable parameters = "
           f"{100 * trainable / base:.3f}% of the {base:,} in the base model")
   result = trainer.train(lm.model, config, batches, val, sft_objective,
-                         workdir=config.output_dir, show_progress=show_progress, stop_at=stop_at)
+                         show_progress=show_progress, stop_at=stop_at)
   lm.model = result.model
   return lm, result

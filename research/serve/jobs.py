@@ -316,17 +316,15 @@ def _train(job_dir: Path):
 
 
 def _export(job_dir: Path):
-  from research.finetune import dpo  # pylint: disable=g-import-not-at-top
   from research.finetune import export  # pylint: disable=g-import-not-at-top
   from research.finetune import sft  # pylint: disable=g-import-not-at-top
+  from research.finetune import trainer  # pylint: disable=g-import-not-at-top
   config = _load_config(job_dir)
-  config.resume = True
-  trainer = dpo.run if config.stage == "dpo" else sft.run
-  # stop_at=0: no step is taken; the trainer restores the newest checkpoint and hands it back
-  lm, result = trainer(config, show_progress=False, stop_at=0)
+  lm = sft.prepare(config)[0]  # the base model with the job's adapters (SFT and DPO alike)
+  lm.model, step = trainer.restore(lm.model, config)
   path = export.export(lm, job_dir / "export", lora_dropout=config.lora_dropout,
                        rslora=config.use_rslora)
-  print(f"export: step {result.steps} of {job_dir.name} -> {path}", file=sys.stderr)
+  print(f"export: step {step} of {job_dir.name} -> {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import orbax.checkpoint as ocp
 
 
 class Checkpoints:
-  def __init__(self, directory, keep: int = 2, best_metric: str | None = "val_loss"):
+  def __init__(self, directory, keep: int = 2, best_metric: str | None = "eval_loss"):
     self.directory = Path(directory).resolve()
     self.best_metric = best_metric
     self.last = ocp.CheckpointManager(
@@ -56,6 +56,19 @@ class Checkpoints:
     self.last.close()
     if self.best is not None:
       self.best.close()
+
+
+def restore(directory, abstract_state, step: int | None = None, best: bool = False):
+  """The state saved under `directory` (newest, `step`, or the best one), laid out like
+  `abstract_state`."""
+  directory = Path(directory)
+  if not (directory / "last").is_dir():
+    raise FileNotFoundError(f"no checkpoint in {directory}.")
+  checkpoints = Checkpoints(directory, best_metric="eval_loss" if best else None)
+  try:
+    return checkpoints.restore(abstract_state, step=step, best=best)
+  finally:
+    checkpoints.close()
 
 
 def abstract_like(state):

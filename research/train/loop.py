@@ -1,12 +1,16 @@
-"""The training loop: batches, the jitted step, evaluation, metrics, checkpoints, resume.
+"""The training loop for every objective: batches, the one jitted step, evaluation, metrics,
+checkpoints, resume and the NaN stop.
 
-  result = loop.train(model_config, config, train_windows, val_windows, workdir="runs/lm")
+  result = loop.train(model, tx, batches, loop.Settings(steps=1000, eval_every=100),
+                      objective=step.lm_objective, eval_batches=val, workdir="runs/x")
+  model, step = loop.restore(model, tx, "runs/x/checkpoints")
 
-`config` (an ml_collections.ConfigDict or any object with these attributes): seed, steps, lr,
-min_lr, warmup_steps, b1, b2, weight_decay, max_grad_norm, grad_accum, dtype, eval_every,
-eval_batches, checkpoint_every, keep, log_every, sampler ("epoch" or "random"), mesh_data,
-mesh_fsdp. A run whose workdir holds checkpoints resumes from the newest one; a NaN or Inf loss
-stops the run before anything is saved, so the last good checkpoint stays intact.
+`batches.step_batch(step)` is the dict of A x B x ... arrays of one optimizer step (any step can
+be asked for, so a resumed run sees the same data); `eval_batches` is an iterable of dicts of
+B x ... arrays. A run whose workdir holds checkpoints resumes from the newest one; a NaN or Inf
+loss stops the run before anything is saved, so the last good checkpoint stays intact. One set
+of metric names: loss, eval_loss, learning_rate, grad_norm, tokens_per_s (real tokens: the
+batch's "lengths" when it has them), plus the objective's own (eval_ prefixed when evaluated).
 """
 
 import dataclasses
@@ -14,6 +18,7 @@ import math
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -21,136 +26,146 @@ from flax import nnx
 
 from research import files
 from research import runs
-from research.nn import count
-from research.nn import transformer
 from research.train import checkpoint as checkpoint_lib
 from research.train import flops as flops_lib
-from research.nn import fused
 from research.train import mesh as mesh_lib
 from research.train import state as state_lib
 from research.train import step as step_lib
 
+FP16_START_SCALE = 2.0 ** 15
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """When things happen in a run, and in which number format."""
+  steps: int                    # optimizer steps of the whole run
+  dtype: str = "float32"        # compute dtype: float32, bfloat16 or float16
+  loss_scaling: bool = False    # fp16's dynamic loss scale (starts at 2**15)
+  seed: int = 0                 # dropout keys are fold_in(fold_in(seed, step), micro-batch)
+  dropout: bool = False         # hand the objective dropout keys
+  eval_every: int = 0           # evaluate every N steps and at the last; 0: never
+  checkpoint_every: int = 0     # save every N steps and at the last; 0: no checkpoints
+  keep: int = 2                 # newest checkpoints kept, besides the best by eval_loss
+  log_every: int = 1            # a metrics.jsonl row every N steps (and at evals, the last)
+  resume: bool = True           # continue from the newest checkpoint in workdir
+  mesh_data: int | None = None  # data-parallel devices; None: all that fsdp leaves
+  mesh_fsdp: int = 1            # devices each large parameter is split over
+  desc: str = "train"           # the progress bar's label
+
 
 @dataclasses.dataclass
 class TrainResult:
-  graphdef: object
+  graphdef: Any                    # the model's eval-mode structure
   state: state_lib.TrainState
-  history: list[dict]              # one row per step: step, loss, grad_norm, seconds
-  evals: list[dict]                # step, val_loss
+  frozen: Any                      # the frozen part, float32 (empty when everything trains)
+  history: list[dict]              # one row per step: step, loss, grad_norm, tokens_per_s, ...
+  evals: list[dict]                # step, eval_loss, ...
   stopped: str | None = None       # "non-finite" when a NaN/Inf loss stopped the run
   start_step: int = 0
   ms_per_iter: float = math.nan    # median over the steps of this run, compile excluded
-  tokens_per_s: float = math.nan
+  tokens_per_s: float = math.nan   # median step's real tokens per second
   mfu: float = math.nan
-  peak_flops: float = math.nan  # the measured matmul FLOP/s the MFU divides by
+  peak_flops: float = math.nan     # the measured matmul FLOP/s the MFU divides by
+  trainable_parameters: int = 0
+  frozen_parameters: int = 0
 
   @property
-  def model(self):
-    return nnx.merge(self.graphdef, self.state.params)
+  def model(self) -> nnx.Module:
+    """The trained model in eval mode (LoRA unmerged)."""
+    return state_lib.merge(self.graphdef, self.state.params, self.state.rng, self.frozen)
+
+  @property
+  def steps(self) -> int:
+    return int(self.state.step)
 
 
-def micro_batches(windows, step: int, accum: int, sampler: str = "epoch"):
-  """A x B x L inputs and targets for one optimizer step (A micro-batches)."""
-  fetch = windows.random_batch if sampler == "random" else windows.batch
-  pairs = [fetch(step * accum + a) for a in range(accum)]
-  return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+def train(model, tx, batches, settings: Settings, *, objective=step_lib.lm_objective,
+          trainable=nnx.Param, reference=None, schedule=None, eval_batches=None,
+          workdir=None, snapshot=None, stop_at: int | None = None, show_progress=True,
+          flops_per_token: float | None = None, peak_flops: float | None = None) -> TrainResult:
+  """Trains to `settings.steps` (or stops early at `stop_at`, as a killed run would).
 
-
-def evaluate(eval_step, params, windows, num_batches: int, sampler: str = "epoch",
-             sharding=None) -> float:
-  """Mean loss over a fixed set of `num_batches` validation batches (B x L, B split over the
-  mesh when `sharding` is given)."""
-  fetch = windows.random_batch if sampler == "random" else windows.batch
-  losses = []
-  for i in range(num_batches):
-    inputs, targets = fetch(i)
-    if sharding is not None:
-      inputs, targets = (_global_batch(x, sharding) for x in (inputs, targets))
-    losses.append(float(eval_step(params, inputs, targets)))
-  return float(np.mean(losses))
-
-
-def train(model_config, config, train_windows, val_windows=None, workdir=None,
-          stop_at: int | None = None, peak_flops: float | None = None, show_progress=True,
-          model=None) -> TrainResult:
-  """Trains to `config.steps` (or stops early at `stop_at`, as a killed run would)."""
-  fused.retain_freed_memory()  # the step's scratch space: no page faults on every call
-  mesh = mesh_lib.make_mesh(config.get("mesh_data", None), config.get("mesh_fsdp", 1))
-  tx = state_lib.make_optimizer(config)
-  seed = config.seed
-  sampler = config.get("sampler", "epoch")
-  accum = config.get("grad_accum", 1)
-  dtype = config.get("dtype", "float32")
-  model_fn = lambda: transformer.Transformer(model_config, rngs=nnx.Rngs(seed))
-  graphdef, abstract = state_lib.abstract_state(tx, model_fn if model is None else lambda: model)
-  state_sharding = mesh_lib.tree_sharding(mesh, abstract)
-  batch_sharding = mesh_lib.batch_sharding(mesh)
-
+  `model`: an nnx.Module, or a function building one (built inside jit, straight into its
+  shardings, and not at all when resuming). `trainable`: the filter of what trains.
+  `schedule`: the optimizer's learning rate, for the logs. `snapshot`: what config.json holds.
+  """
+  mesh = mesh_lib.make_mesh(settings.mesh_data, settings.mesh_fsdp)
+  loss_scale = FP16_START_SCALE if settings.loss_scaling else 1.0
   checkpoints = None
-  if workdir is not None and config.get("checkpoint_every", 0):
-    checkpoints = checkpoint_lib.Checkpoints(Path(workdir) / "checkpoints",
-                                             keep=config.get("keep", 2))
-  if checkpoints is not None and checkpoints.latest_step() is not None:
-    target = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                          abstract, state_sharding)
-    state = checkpoints.restore(target)
-  else:
-    init = jax.jit(lambda: state_lib.create(model_fn() if model is None else model, tx)[1],
-                   out_shardings=state_sharding)
-    state = init()
+  if workdir is not None and settings.checkpoint_every:
+    best = "eval_loss" if eval_batches is not None and settings.eval_every else None
+    checkpoints = checkpoint_lib.Checkpoints(Path(workdir) / "checkpoints", keep=settings.keep,
+                                             best_metric=best)
+  resuming = (settings.resume and checkpoints is not None
+              and checkpoints.latest_step() is not None)
+  parts, state, frozen_master = _initial_state(model, tx, trainable, mesh, loss_scale,
+                                               not resuming)
+  state_sharding = mesh_lib.tree_sharding(mesh, state)
+  if resuming:
+    state = checkpoints.restore(_target(state, state_sharding))
+    if show_progress:
+      print(f"{settings.desc}: resumed from step {int(state.step)} in {checkpoints.directory}")
+  frozen = state_lib.cast_floats(frozen_master, settings.dtype)  # the compute copy, cast once
   start = int(state.step)
-  end = config.steps if stop_at is None else min(stop_at, config.steps)
+  end = settings.steps if stop_at is None else min(stop_at, settings.steps)
 
-  train_step = step_lib.make_train_step(graphdef, tx, dtype, seed, model_config.dropout > 0,
-                                        state_sharding)
-  eval_step = step_lib.make_eval_step(graphdef, dtype)
-  tokens_per_step = accum * train_windows.batch_size * train_windows.context_length
-  flops_per_token = count.flops_per_token(model_config, train_windows.context_length)
-  if peak_flops is None:
+  train_step = step_lib.make_train_step(
+      parts.graphdef, tx, objective, dtype=settings.dtype, reference=reference,
+      loss_scaling=settings.loss_scaling, seed=settings.seed, dropout=settings.dropout,
+      schedule=schedule, state_sharding=state_sharding)
+  eval_step = step_lib.make_eval_step(parts.eval_graphdef, objective, dtype=settings.dtype,
+                                      reference=reference)
+  if flops_per_token is not None and peak_flops is None:
     peak_flops = flops_lib.measure_matmul_peak()
-
-  run = runs.Run(workdir, _snapshot(model_config, config)) if workdir is not None else None
-  result = TrainResult(graphdef, state, [], [], start_step=start, peak_flops=peak_flops)
-  bar = runs.progress(total=end, initial=start, desc="train", disable=not show_progress)
-  times = []
+  size = lambda tree: sum(x.size for x in jax.tree.leaves(tree))
+  result = TrainResult(parts.eval_graphdef, state, frozen_master, [], [], start_step=start,
+                       peak_flops=math.nan if peak_flops is None else peak_flops,
+                       trainable_parameters=size(parts.params),
+                       frozen_parameters=size(frozen_master))
+  run = runs.Run(workdir, snapshot) if workdir is not None else None
+  bar = runs.progress(total=end, initial=start, desc=settings.desc, disable=not show_progress)
+  times, rates = [], []
   try:
     for step in range(start, end):
-      inputs, targets = micro_batches(train_windows, step, accum, sampler)
-      inputs, targets = (_global_batch(x, batch_sharding) for x in (inputs, targets))
+      batch = batches.step_batch(step)
+      tokens = real_tokens(batch)
+      placed = place(batch, mesh, micro_batches=True)
       tick = time.perf_counter()
-      state, metrics = train_step(state, inputs, targets)
-      loss = float(metrics["loss"])  # waits for the step: the timing covers all of it
+      state, metrics = train_step(state, placed, frozen)
+      metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}  # waits for the step
       seconds = time.perf_counter() - tick
-      if not math.isfinite(loss):
-        result.stopped = "non-finite"
-        print(f"train: loss is {loss} at step {step + 1}; stopping, checkpoints untouched.")
-        if run is not None:
-          run.log(step + 1, loss=loss, stopped=1.0)
-        break
-      if step > start:
-        times.append(seconds)  # the first step of a run compiles
-      row = {"step": step + 1, "loss": loss, "grad_norm": float(metrics["grad_norm"]),
-             "seconds": seconds}
-      result.history.append(row)
-      tokens_per_s = tokens_per_step / seconds
-      utilisation = flops_lib.mfu(flops_per_token, tokens_per_s, peak_flops)
-      bar.update(1)
-      bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens_per_s:.0f}",
-                      mfu=f"{100 * utilisation:.1f}%", refresh=False)
       done = step + 1
-      eval_metrics = None
-      if val_windows is not None and config.get("eval_every", 0) and (
-          done % config.eval_every == 0 or done == config.steps):
-        val_loss = evaluate(eval_step, state.params, val_windows, config.eval_batches, sampler,
-                            mesh_lib.batch_sharding(mesh, ndim=2))
-        eval_metrics = {"val_loss": val_loss}
-        result.evals.append({"step": done, "val_loss": val_loss})
-        bar.write(f"step {done}: train loss {loss:.4f}, val loss {val_loss:.4f}")
-      if run is not None and (done % config.get("log_every", 1) == 0 or eval_metrics):
-        run.log(done, loss=loss, grad_norm=row["grad_norm"], tokens_per_s=tokens_per_s,
-                mfu=utilisation, **(eval_metrics or {}))
-      if checkpoints is not None and (done % config.checkpoint_every == 0 or done == end):
-        checkpoints.save(done, state, eval_metrics)
+      if not math.isfinite(metrics["loss"]) and not settings.loss_scaling:
+        result.stopped = "non-finite"  # fp16 skips such a step instead, and lowers its scale
+        print(f"{settings.desc}: loss is {metrics['loss']} at step {done}; stopping, "
+              "checkpoints untouched.")
+        if run is not None:
+          run.log(done, loss=metrics["loss"], stopped=1.0)
+        break
+      row = {"step": done, **metrics, "tokens_per_s": tokens / seconds, "seconds": seconds}
+      if hasattr(batches, "steps_per_epoch"):
+        row["epoch"] = done / batches.steps_per_epoch
+      if flops_per_token is not None:
+        row["mfu"] = flops_lib.mfu(flops_per_token, row["tokens_per_s"], peak_flops)
+      if step > start:  # the first step of a run compiles
+        times.append(seconds)
+        rates.append(row["tokens_per_s"])
+      result.history.append(row)
+      bar.update(1)
+      bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_s']:.0f}",
+                      **({"mfu": f"{100 * row['mfu']:.1f}%"} if "mfu" in row else {}),
+                      refresh=False)
+      eval_row = None
+      if eval_batches is not None and settings.eval_every and (
+          done % settings.eval_every == 0 or done == end):
+        eval_row = evaluate(eval_step, state, frozen, eval_batches, mesh)
+        result.evals.append({"step": done, **eval_row})
+        if show_progress:
+          bar.write(f"step {done}: loss {row['loss']:.4f}, eval_loss {eval_row['eval_loss']:.4f}")
+      if run is not None and (done % settings.log_every == 0 or done == end or eval_row):
+        run.log(done, **{k: v for k, v in row.items() if k != "step"}, **(eval_row or {}))
+      if checkpoints is not None and (done % settings.checkpoint_every == 0 or done == end):
+        checkpoints.save(done, state, eval_row)
   finally:
     bar.close()
     if checkpoints is not None:
@@ -161,11 +176,90 @@ def train(model_config, config, train_windows, val_windows=None, workdir=None,
   result.state = state
   if times:
     result.ms_per_iter = 1000 * statistics.median(times)
-    result.tokens_per_s = tokens_per_step / statistics.median(times)
-    result.mfu = flops_lib.mfu(flops_per_token, result.tokens_per_s, peak_flops)
+    result.tokens_per_s = statistics.median(rates)
+    if flops_per_token is not None:
+      result.mfu = flops_lib.mfu(flops_per_token, result.tokens_per_s, peak_flops)
   if workdir is not None and result.history:
-    save_loss_curve(result, Path(workdir) / "loss.png")
+    save_loss_curve(result.history, result.evals, Path(workdir) / "training_loss.png")
   return result
+
+
+def _initial_state(model, tx, trainable, mesh, loss_scale, fresh: bool):
+  """(Parts, TrainState, frozen) on the mesh; with fresh=False the state is only abstract
+  (a checkpoint will fill it)."""
+  if isinstance(model, nnx.Module):
+    parts = state_lib.split(model, trainable)
+    frozen = mesh_lib.shard(parts.frozen, mesh_lib.tree_sharding(mesh, parts.frozen))
+    if not fresh:
+      return parts, jax.eval_shape(lambda: state_lib.init(parts.params, parts.rng, tx,
+                                                          loss_scale)), frozen
+    params = mesh_lib.shard(parts.params, mesh_lib.tree_sharding(mesh, parts.params))
+    rng = mesh_lib.shard(parts.rng, mesh_lib.tree_sharding(mesh, parts.rng))
+    opt_state = jax.jit(tx.init, out_shardings=mesh_lib.tree_sharding(
+        mesh, jax.eval_shape(tx.init, params)))(params)  # the moments; params are not copied
+    return parts, state_lib.TrainState(
+        jax.device_put(np.int32(0), mesh_lib.replicated(mesh)), params, opt_state, rng,
+        jax.device_put(np.float32(loss_scale), mesh_lib.replicated(mesh)),
+        jax.device_put(np.int32(0), mesh_lib.replicated(mesh))), frozen
+  parts, abstract = state_lib.abstract_state(tx, model, trainable)
+  state_sharding = mesh_lib.tree_sharding(mesh, abstract)
+  frozen_sharding = mesh_lib.tree_sharding(mesh, parts.frozen)
+
+  def build():
+    built = state_lib.split(model(), trainable)
+    return state_lib.init(built.params, built.rng, tx, loss_scale), built.frozen
+
+  if not fresh:
+    frozen = jax.jit(lambda: build()[1], out_shardings=frozen_sharding)()
+    return parts, abstract, frozen
+  state, frozen = jax.jit(build, out_shardings=(state_sharding, frozen_sharding))()
+  return parts, state, frozen
+
+
+def _target(state, sharding):
+  """The restore target: ShapeDtypeStructs laid out like `sharding`."""
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state,
+                      sharding)
+
+
+def restore(model: nnx.Module, tx, directory, *, trainable=nnx.Param, step: int | None = None,
+            best: bool = False) -> tuple[nnx.Module, int]:
+  """(the model with a saved run's trained parameters and RNG streams, in eval mode; the
+  checkpoint's step). `model` is built as the run built it (LoRA applied); `tx` is the run's
+  optimizer, whose moments shape the checkpoint. Newest checkpoint, unless `step` or `best`."""
+  parts = state_lib.split(model, trainable)
+  abstract = jax.eval_shape(lambda: state_lib.init(parts.params, parts.rng, tx))
+  saved = checkpoint_lib.restore(directory, abstract, step=step, best=best)
+  return (state_lib.merge(parts.eval_graphdef, saved.params, saved.rng, parts.frozen),
+          int(saved.step))
+
+
+def real_tokens(batch: dict) -> int:
+  """Tokens through the model in one step: the rows' lengths (padding excluded) when the batch
+  has them, else every input position."""
+  if "lengths" in batch:
+    return int(np.sum(batch["lengths"]))
+  return int(np.size(batch["inputs"]))
+
+
+def place(batch: dict, mesh, micro_batches: bool):
+  """The batch on the mesh, B split over data and fsdp (leaves A x B x ... or B x ...)."""
+  return jax.tree.map(
+      lambda x: _global_batch(x, mesh_lib.batch_sharding(mesh, np.ndim(x), micro_batches)),
+      batch)
+
+
+def evaluate(eval_step, state, frozen, batches, mesh=None) -> dict:
+  """eval_loss and the objective's metrics (eval_ prefixed), each the mean over `batches`."""
+  sums, count = {}, 0
+  for batch in batches:
+    if mesh is not None:
+      batch = place(batch, mesh, micro_batches=False)
+    loss, metrics = eval_step(state.params, state.rng, frozen, batch)
+    for name, value in {"loss": loss, **metrics}.items():
+      sums[name] = sums.get(name, 0.0) + float(value)
+    count += 1
+  return {f"eval_{name}": total / count for name, total in sums.items()}
 
 
 def _global_batch(local, sharding):
@@ -175,22 +269,27 @@ def _global_batch(local, sharding):
   return jax.device_put(local, sharding)
 
 
-def save_loss_curve(result: TrainResult, path) -> Path:
+def smooth(values, weight: float = 0.9):
+  """The exponential moving average TensorBoard draws, debiased at the start."""
+  out, avg = [], 0.0
+  for i, v in enumerate(values, 1):
+    avg = weight * avg + (1 - weight) * v
+    out.append(avg / (1 - weight ** i))
+  return out
+
+
+def save_loss_curve(history, evals, path) -> Path:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  steps = [r["step"] for r in history]
+  losses = [r["loss"] for r in history]
   fig, ax = plt.subplots(figsize=(5.5, 3.4))
-  ax.plot([r["step"] for r in result.history], [r["loss"] for r in result.history],
-          lw=0.8, label="train")
-  if result.evals:
-    ax.plot([e["step"] for e in result.evals], [e["val_loss"] for e in result.evals], "o-",
-            label="validation")
+  ax.plot(steps, losses, lw=0.8, alpha=0.4, label="train (raw)")
+  ax.plot(steps, smooth(losses), lw=1.6, label="train (smoothed)")
+  if evals:
+    ax.plot([e["step"] for e in evals], [e["eval_loss"] for e in evals], "o-", label="eval")
   ax.set_xlabel("step")
-  ax.set_ylabel("cross-entropy (nats/token)")
+  ax.set_ylabel("loss")
   ax.legend()
   return files.save_figure(fig, path)
-
-
-def _snapshot(model_config, config) -> dict:
-  train = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-  return {"model": dataclasses.asdict(model_config), "train": train}

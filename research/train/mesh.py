@@ -42,13 +42,16 @@ def tree_sharding(mesh: Mesh, tree):
   return jax.tree.map(lambda x: NamedSharding(mesh, leaf_spec(x.shape, fsdp_size)), tree)
 
 
-def batch_sharding(mesh: Mesh, ndim: int = 3) -> NamedSharding:
-  """Micro-batches A x B x L (ndim 3) or one batch B x L (ndim 2): B split over data and fsdp
-  together."""
-  batch_axes = ("data", "fsdp")
-  if ndim == 2:
-    return NamedSharding(mesh, P(batch_axes, None))
-  return NamedSharding(mesh, P(None, batch_axes, *([None] * (ndim - 2))))
+def batch_sharding(mesh: Mesh, ndim: int = 3, micro_batches: bool = True) -> NamedSharding:
+  """B split over data and fsdp together: the second axis of micro-batches A x B x ...
+  (micro_batches=True), the first of one batch B x ...; the rest is whole on each device."""
+  spec = [None] * ndim
+  spec[1 if micro_batches else 0] = ("data", "fsdp")
+  return NamedSharding(mesh, P(*spec))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
 
 
 def shard(tree, shardings):

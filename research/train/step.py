@@ -1,9 +1,15 @@
-"""Jitted train and eval steps: plain functions of (state, batch), with the state donated.
+"""One jitted train step for every objective: pretraining, SFT, DPO (and a reward model or PPO).
 
-  graphdef, state = train_state.create(model, tx)
-  train_step = make_train_step(graphdef, tx, dtype="bfloat16", seed=0)
-  state, metrics = train_step(state, inputs_AxBxL, targets_AxBxL)   # A micro-batches
+  parts, state = state_lib.create(model, tx, trainable=nnx.Param)   # lora.LoRAParam for LoRA
+  train_step = make_train_step(parts.graphdef, tx, lm_objective, dtype="bfloat16")
+  state, metrics = train_step(state, batch, parts.frozen)   # every batch leaf is A x B x ...
+
+An objective maps (model, batch of B rows, reference, dropout_key) to (loss, metrics). The
+step averages the gradients of the A micro-batches (gradient accumulation), computes in `dtype`
+from the float32 master weights, and with fp16 scales the loss so small gradients survive.
 """
+
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -14,46 +20,95 @@ from research.nn import losses
 from research.train import state as state_lib
 from research.train.state import TrainState
 
+# objective(model, batch, reference, dropout_key) -> (loss, metrics)
+Objective = Callable[..., tuple[jax.Array, dict]]
+# reference(model_at, params, batch) -> what the objective compares against, no gradient;
+# model_at(params) is the model holding trainable `params` (DPO: all LoRA B at zero)
+Reference = Callable[[Callable, Any, dict], Any]
 
-def loss_fn(params, graphdef, inputs_BxL, targets_BxL, dtype=jnp.float32, dropout_key=None):
-  """Mean next-token cross-entropy, computed in `dtype` from the float32 master weights."""
-  model = nnx.merge(graphdef, state_lib.cast_floats(params, dtype))
-  logits_BxLxV, _ = model(inputs_BxL, dropout_key=dropout_key)
-  return losses.cross_entropy(logits_BxLxV, targets_BxL)
+GROW_EVERY = 200  # finite fp16 steps before the loss scale doubles
 
 
-def make_train_step(graphdef, tx, dtype="float32", seed=0, dropout=True, state_sharding=None):
-  """A jitted step over A micro-batches (gradient accumulation): grads are their mean.
+def lm_objective(model, batch, reference=None, dropout_key=None):
+  """Pretraining: mean next-token cross-entropy, -log p(x_{t+1} | x_<=t)."""
+  del reference
+  logits_BxLxV, _ = model(batch["inputs"], dropout_key=dropout_key)
+  return losses.cross_entropy(logits_BxLxV, batch["targets"]), {}
 
-  The dropout key is fold_in(seed, step), so a resumed run draws the same masks.
+
+def make_train_step(graphdef, tx, objective: Objective = lm_objective, *, dtype="float32",
+                    reference: Reference | None = None, loss_scaling: bool = False, seed: int = 0,
+                    dropout: bool = False, schedule=None, state_sharding=None):
+  """step(state, batch, frozen=None) -> (state, metrics), jitted, the state donated.
+
+  The dropout key is fold_in(fold_in(seed, step), micro-batch), so a resumed run draws the same
+  masks. With `loss_scaling` (fp16) a step whose gradients overflow is skipped and the scale
+  halved; it doubles after GROW_EVERY finite steps. `schedule` puts learning_rate in metrics.
   """
   dtype = jnp.dtype(dtype)
+  model_at = lambda params, rng, frozen: state_lib.merge(
+      graphdef, state_lib.cast_floats(params, dtype), rng, frozen)
 
-  def step(state: TrainState, inputs_AxBxL, targets_AxBxL):
-    key = jax.random.fold_in(jax.random.key(seed), state.step) if dropout else None
-    grad_fn = jax.value_and_grad(loss_fn)
+  def scaled_loss(params, rng, frozen, batch, ref, key, scale):
+    model = model_at(params, rng, frozen)
+    loss, metrics = objective(model, batch, ref, key)
+    rng = nnx.to_pure_dict(nnx.state(model, nnx.RngState))
+    return (loss * scale if loss_scaling else loss), (loss, metrics, rng)
 
-    def micro(carry, batch):
-      loss_sum, grad_sum = carry
-      index, inputs_BxL, targets_BxL = batch
-      micro_key = None if key is None else jax.random.fold_in(key, index)
-      loss, grads = grad_fn(state.params, graphdef, inputs_BxL, targets_BxL, dtype, micro_key)
-      return (loss_sum + loss, jax.tree.map(jnp.add, grad_sum, grads)), None
+  grad_fn = jax.value_and_grad(scaled_loss, has_aux=True)
 
-    accum = inputs_AxBxL.shape[0]
+  def micro_step(state, rng, frozen, batch, index):
+    """(loss, metrics, rng, grads) of one micro-batch of B rows."""
+    key = None
+    if dropout:
+      key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), state.step), index)
+    ref = None
+    if reference is not None:
+      at = lambda params: model_at(params, rng, frozen)
+      ref = jax.lax.stop_gradient(reference(at, state.params, batch))
+    (_, (loss, metrics, rng)), grads = grad_fn(state.params, rng, frozen, batch, ref, key,
+                                               state.loss_scale)
+    return loss, metrics, rng, grads
+
+  def step(state: TrainState, batch, frozen=None):
+    frozen = {} if frozen is None else frozen
+    accum = jax.tree.leaves(batch)[0].shape[0]
     if accum == 1:
-      (loss, grads), _ = micro((0.0, jax.tree.map(jnp.zeros_like, state.params)),
-                               (0, inputs_AxBxL[0], targets_AxBxL[0]))
+      loss, metrics, rng, grads = micro_step(state, state.rng, frozen,
+                                             jax.tree.map(lambda x: x[0], batch), 0)
     else:
-      zeros = jax.tree.map(jnp.zeros_like, state.params)
-      (loss, grads), _ = jax.lax.scan(micro, (jnp.zeros((), jnp.float32), zeros),
-                                      (jnp.arange(accum), inputs_AxBxL, targets_AxBxL))
-      loss = loss / accum
-      grads = jax.tree.map(lambda g: g / accum, grads)
+      def body(carry, indexed):
+        rng, loss_sum, metric_sum, grad_sum = carry
+        loss, metrics, rng, grads = micro_step(state, rng, frozen, *indexed)
+        add = lambda a, b: jax.tree.map(jnp.add, a, b)
+        return (rng, loss_sum + loss, add(metric_sum, metrics), add(grad_sum, grads)), None
+
+      first = jax.tree.map(lambda x: x[0], batch)
+      shapes = jax.eval_shape(lambda: micro_step(state, state.rng, frozen, first, 0))
+      zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), (shapes[0], shapes[1],
+                                                                   shapes[3]))
+      (rng, loss, metrics, grads), _ = jax.lax.scan(
+          body, (state.rng, *zeros), (batch, jnp.arange(accum)))
+      # g = (1/A) sum_a g_a: the gradient of the mean loss over A x B rows
+      loss, metrics, grads = jax.tree.map(lambda x: x / accum, (loss, metrics, grads))
+    if loss_scaling:
+      grads = jax.tree.map(lambda g: g / state.loss_scale, grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
-    return TrainState(state.step + 1, params, opt_state), metrics
+    metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
+    if schedule is not None:
+      metrics["learning_rate"] = schedule(state.step)
+    scale, good = state.loss_scale, state.good_steps
+    if loss_scaling:
+      finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+      keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+      params, opt_state = keep(params, state.params), keep(opt_state, state.opt_state)
+      good = jnp.where(finite, good + 1, 0)
+      scale = jnp.where(finite, jnp.where(good >= GROW_EVERY, 2 * scale, scale),
+                        jnp.maximum(scale / 2, 1.0))
+      good = jnp.where(good >= GROW_EVERY, 0, good)
+      metrics.update(finite=finite.astype(jnp.float32), loss_scale=state.loss_scale)
+    return TrainState(state.step + 1, params, opt_state, rng, scale, good), metrics
 
   kwargs = {}
   if state_sharding is not None:
@@ -61,12 +116,16 @@ def make_train_step(graphdef, tx, dtype="float32", seed=0, dropout=True, state_s
   return jax.jit(step, donate_argnames="state", **kwargs)
 
 
-def make_eval_step(graphdef, dtype="float32"):
-  """Mean loss on one batch, dropout off."""
+def make_eval_step(graphdef, objective: Objective = lm_objective, *, dtype="float32",
+                   reference: Reference | None = None):
+  """eval_step(params, rng, frozen, batch) -> (loss, metrics) on one batch of B rows, dropout
+  off; `graphdef` is the model's eval-mode structure."""
   dtype = jnp.dtype(dtype)
 
   @jax.jit
-  def eval_step(params, inputs_BxL, targets_BxL):
-    return loss_fn(params, graphdef, inputs_BxL, targets_BxL, dtype)
+  def eval_step(params, rng, frozen, batch):
+    model_at = lambda p: state_lib.merge(graphdef, state_lib.cast_floats(p, dtype), rng, frozen)
+    ref = None if reference is None else reference(model_at, params, batch)
+    return objective(model_at(params), batch, ref, None)
 
   return eval_step

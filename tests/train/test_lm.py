@@ -4,14 +4,13 @@ import numpy as np
 import optax
 
 from research.train import lm
-from research.train import loop
 from tests.train import test_loop
 
 
 def test_full_validation_loss_is_the_mean_over_every_non_overlapping_window():
   val = test_loop.windows(batch_size=4, context_length=16, seed=1)
-  result = loop.train(test_loop.tiny_model(), test_loop.train_config(steps=20),
-                      test_loop.windows(), show_progress=False)
+  result = lm.pretrain(test_loop.tiny_model(), test_loop.train_config(steps=20),
+                       test_loop.windows(), show_progress=False)
   ids = np.asarray(val.tokens)
   count = (len(ids) - 1) // 16 // 4 * 4  # whole batches of 4 windows, stride 16
   starts = np.arange(count) * 16

@@ -3,12 +3,16 @@ import math
 import jax
 import ml_collections
 import numpy as np
+from flax import nnx
 
 from research import runs
 from research.data import windows as windows_lib
 from research.nn import config as config_lib
+from research.nn import transformer
 from research.train import checkpoint as checkpoint_lib
+from research.train import lm
 from research.train import loop
+from research.train import state as state_lib
 
 
 def tiny_model(**changes):
@@ -45,13 +49,13 @@ def _params(result):
 
 def test_loss_falls_and_metrics_and_figure_are_written(tmp_path):
   config = train_config(steps=30, eval_every=15)
-  result = loop.train(tiny_model(), config, windows(), windows(seed=1),
-                      workdir=tmp_path, peak_flops=1e11, show_progress=False)
+  result = lm.pretrain(tiny_model(), config, windows(), windows(seed=1),
+                       workdir=tmp_path, peak_flops=1e11, show_progress=False)
   assert result.history[-1]["loss"] < result.history[0]["loss"] - 0.5
   assert [e["step"] for e in result.evals] == [15, 30]
   rows = runs.read_metrics(tmp_path)
-  assert rows[-1]["step"] == 30 and "val_loss" in rows[-1] and "mfu" in rows[-1]
-  assert (tmp_path / "loss.png").stat().st_size > 0
+  assert rows[-1]["step"] == 30 and "eval_loss" in rows[-1] and "mfu" in rows[-1]
+  assert (tmp_path / "training_loss.png").stat().st_size > 0
   assert list((tmp_path / "tb").iterdir())
   assert result.ms_per_iter > 0 and 0 < result.mfu < 1
 
@@ -60,13 +64,13 @@ def test_killed_at_k_and_resumed_equals_uninterrupted_bit_for_bit(tmp_path):
   k = 6
   config = train_config(steps=2 * k, checkpoint_every=k)
   model = tiny_model(dropout=0.1)  # dropout keys must replay too
-  whole = loop.train(model, config, windows(), workdir=tmp_path / "whole",
-                     peak_flops=1e11, show_progress=False)
-  first = loop.train(model, config, windows(), workdir=tmp_path / "resumed",
-                     stop_at=k, peak_flops=1e11, show_progress=False)
-  assert int(first.state.step) == k
-  second = loop.train(model, config, windows(), workdir=tmp_path / "resumed",
+  whole = lm.pretrain(model, config, windows(), workdir=tmp_path / "whole",
                       peak_flops=1e11, show_progress=False)
+  first = lm.pretrain(model, config, windows(), workdir=tmp_path / "resumed",
+                      stop_at=k, peak_flops=1e11, show_progress=False)
+  assert int(first.state.step) == k
+  second = lm.pretrain(model, config, windows(), workdir=tmp_path / "resumed",
+                       peak_flops=1e11, show_progress=False)
   assert second.start_step == k and int(second.state.step) == 2 * k
   for a, b in zip(_params(whole), _params(second)):
     np.testing.assert_array_equal(a, b)
@@ -90,8 +94,8 @@ class _CorruptAfter(windows_lib.Windows):
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
   config = train_config(steps=12, checkpoint_every=4)
   corrupt = _CorruptAfter(6, tokens(), 16, 8, 8)
-  result = loop.train(tiny_model(), config, corrupt, workdir=tmp_path, peak_flops=1e11,
-                      show_progress=False)
+  result = lm.pretrain(tiny_model(), config, corrupt, workdir=tmp_path, peak_flops=1e11,
+                       show_progress=False)
   assert result.stopped == "non-finite"
   bad_step = len(result.history) + 1
   assert bad_step == 7
@@ -105,28 +109,38 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
   checkpoints.close()
 
 
-def test_last_n_and_best_are_kept(tmp_path):
+def test_last_n_and_best_are_kept_and_restore_returns_the_saved_model(tmp_path):
   config = train_config(steps=12, checkpoint_every=2, keep=2, eval_every=4)
-  loop.train(tiny_model(), config, windows(), windows(seed=1),
-             workdir=tmp_path, peak_flops=1e11, show_progress=False)
+  result = lm.pretrain(tiny_model(), config, windows(), windows(seed=1),
+                       workdir=tmp_path, peak_flops=1e11, show_progress=False)
   checkpoints = checkpoint_lib.Checkpoints(tmp_path / "checkpoints")
   assert checkpoints.last.all_steps() == [10, 12]
-  assert checkpoints.best_step() in (4, 8, 12) and len(checkpoints.best.all_steps()) == 1
+  best = checkpoints.best_step()
+  assert best in (4, 8, 12) and len(checkpoints.best.all_steps()) == 1
   checkpoints.close()
+  tx = state_lib.make_optimizer(config)
+  fresh = lambda: transformer.Transformer(tiny_model(), rngs=nnx.Rngs(7))  # another init
+  model, step = loop.restore(fresh(), tx, tmp_path / "checkpoints")
+  assert step == 12
+  saved = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+  for a, b in zip(jax.tree.leaves(saved), jax.tree.leaves(result.state.params)):
+    np.testing.assert_array_equal(a, b)
+  _, best_step = loop.restore(fresh(), tx, tmp_path / "checkpoints", best=True)
+  assert best_step == best
 
 
 def test_one_device_and_four_fake_devices_give_the_same_losses():
   assert jax.device_count() >= 4, "tests/conftest.py should give 4 fake CPU devices"
-  single = loop.train(tiny_model(), train_config(eval_every=10), windows(), windows(seed=1),
-                      peak_flops=1e11, show_progress=False)
-  sharded = loop.train(tiny_model(), train_config(eval_every=10, mesh_data=2, mesh_fsdp=2),
-                       windows(), windows(seed=1), peak_flops=1e11, show_progress=False)
+  single = lm.pretrain(tiny_model(), train_config(eval_every=10), windows(), windows(seed=1),
+                       peak_flops=1e11, show_progress=False)
+  sharded = lm.pretrain(tiny_model(), train_config(eval_every=10, mesh_data=2, mesh_fsdp=2),
+                        windows(), windows(seed=1), peak_flops=1e11, show_progress=False)
   kernel = sharded.state.params["blocks"][0]["ffn"]["up"]["kernel"][...]
   assert len(kernel.sharding.device_set) == 4
   losses_1 = [r["loss"] for r in single.history]
   losses_4 = [r["loss"] for r in sharded.history]
   assert len(losses_1) == len(losses_4) == 20
   np.testing.assert_allclose(losses_4, losses_1, rtol=0, atol=1e-5)
-  np.testing.assert_allclose([e["val_loss"] for e in sharded.evals],
-                             [e["val_loss"] for e in single.evals], rtol=0, atol=1e-5)
+  np.testing.assert_allclose([e["eval_loss"] for e in sharded.evals],
+                             [e["eval_loss"] for e in single.evals], rtol=0, atol=1e-5)
   assert math.isfinite(losses_1[-1])

@@ -11,26 +11,25 @@ import sys
 import numpy as np
 
 from research.train import lm
-from research.train import loop
 from tests.train import test_loop
 
 # Each process: its rows of every batch (Windows shard), a data x fsdp mesh over all 4
 # devices, 12 steps with an eval; process 0 prints the losses.
 _WORKER = """
 import json, jax
-from research.train import distributed, lm, loop
+from research.train import distributed, lm
 from research.data import windows as windows_lib
 from tests.train import test_loop
 assert distributed.initialize_if_multihost()
 shard = dict(shard_index=jax.process_index(), shard_count=jax.process_count())
 make = lambda seed: windows_lib.Windows(test_loop.tokens(), 16, 8, 8, seed=seed, **shard)
 config = test_loop.train_config(steps=12, eval_every=6, mesh_data=2, mesh_fsdp=2)
-result = loop.train(test_loop.tiny_model(), config, make(0), make(1), show_progress=False)
-full_val_loss = lm.full_validation_loss(result, make(1))  # every host takes part
+result = lm.pretrain(test_loop.tiny_model(), config, make(0), make(1), show_progress=False)
+full_eval_loss = lm.full_validation_loss(result, make(1))  # every host takes part
 if jax.process_index() == 0:
   print(json.dumps({"loss": [r["loss"] for r in result.history],
-                    "val_loss": [e["val_loss"] for e in result.evals],
-                    "full_val_loss": full_val_loss}))
+                    "eval_loss": [e["eval_loss"] for e in result.evals],
+                    "full_eval_loss": full_eval_loss}))
 """
 
 
@@ -53,11 +52,11 @@ def test_two_hosts_with_sharded_batches_train_like_one():
 
   config = test_loop.train_config(steps=12, eval_every=6, mesh_data=2, mesh_fsdp=2)
   make = lambda seed: test_loop.windows(batch_size=8, context_length=16, seed=seed)
-  one_host = loop.train(test_loop.tiny_model(), config, make(0), make(1), show_progress=False)
+  one_host = lm.pretrain(test_loop.tiny_model(), config, make(0), make(1), show_progress=False)
   assert len(two_hosts["loss"]) == 12
   np.testing.assert_allclose(two_hosts["loss"], [r["loss"] for r in one_host.history],
                              rtol=0, atol=1e-5)
-  np.testing.assert_allclose(two_hosts["val_loss"], [e["val_loss"] for e in one_host.evals],
+  np.testing.assert_allclose(two_hosts["eval_loss"], [e["eval_loss"] for e in one_host.evals],
                              rtol=0, atol=1e-5)
-  np.testing.assert_allclose(two_hosts["full_val_loss"],
+  np.testing.assert_allclose(two_hosts["full_eval_loss"],
                              lm.full_validation_loss(one_host, make(1)), rtol=0, atol=1e-5)
