@@ -1,11 +1,11 @@
 """nanoGPT's shakespeare_char CPU recipe, for the side-by-side benchmark (BENCHMARKS.md).
 
 COMMAND: python -m experiments.train_lm --config=experiments/configs/shakespeare_char.py
-RESULT:  val_loss 1.8984 at iter 2000 at seed 1337 (nanoGPT, experiments/bench_torch_twin.py:
+RESULT:  eval_loss 1.8984 at iter 2000 at seed 1337 (nanoGPT, experiments/bench_torch_twin.py:
          1.8857); over 21 seeds 1.9071 +- 0.0157 (nanoGPT 1.9040 +- 0.0157), full validation
          1.9062 +- 0.0073 (nanoGPT 1.9069 +- 0.0089). 17.2-17.8 ms/iter at load <= 1.9 on the
          2-core CPU, nanoGPT 28.1-28.2 side by side (1.6x); see BENCHMARKS.md. Last line:
-         val_loss=<float> ms_per_iter=<median> tokens_per_s=<float>
+         eval_loss=<float> ms_per_iter=<median> tokens_per_s=<float>
 Presets: `shakespeare_char.py:quick` (200 iters) and overrides like `:steps=500`.
 """
 

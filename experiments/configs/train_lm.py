@@ -8,7 +8,7 @@ RESULT:  quick (`train_lm.py:quick`, 168k parameters, 300 steps): val loss 5.16 
          full (1.06M parameters, 1000 steps): val loss 4.74 against 6.26 for unigram
          frequencies, the chapter 96 s at load 1.6 (1500 steps took 517 s at load 9).
          Samples from each sampler, then
-         `val_loss=<float> ms_per_iter=<median> tokens_per_s=<float>`.
+         `eval_loss=<float> ms_per_iter=<median> tokens_per_s=<float>`.
 Presets: `quick`; overrides like `train_lm.py:steps=300,data=notes.txt`.
 """
 
