@@ -142,6 +142,19 @@ def chapter(name: str, title: str, order: float):
   return register
 
 
+def experiment_chapter(name: str, title: str, order: float, get_config, run_experiment,
+                       pass_log: bool = False):
+  """Registers the usual chapter: `run_experiment(config, out_dir)` on `get_config`'s config
+  (its `quick` preset in quick mode) with the tour's seed; pass_log adds log=ctx.log."""
+  def run(ctx: Context) -> list[Claim]:
+    config = get_config("quick" if ctx.quick else None)
+    config.seed = ctx.seed
+    if pass_log:
+      return run_experiment(config, ctx.out_dir, log=ctx.log)
+    return run_experiment(config, ctx.out_dir)
+  return chapter(name, title, order)(run)
+
+
 def registered(only: list[str] | None = None) -> list[Chapter]:
   chapters = sorted(_REGISTRY.values(), key=lambda c: (c.order, c.name))
   if only:

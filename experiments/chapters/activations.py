@@ -201,8 +201,6 @@ def run_experiment(config, out_dir) -> list[tour.Claim]:
   ]
 
 
-@tour.chapter("activations", "Activations: non-linearity and its costs", order=3)
-def chapter(ctx: tour.Context) -> list[tour.Claim]:
-  config = activations_config.get_config("quick" if ctx.quick else None)
-  config.seed = ctx.seed
-  return run_experiment(config, ctx.out_dir)
+chapter = tour.experiment_chapter(
+    "activations", "Activations: non-linearity and its costs", 3,
+    activations_config.get_config, run_experiment)

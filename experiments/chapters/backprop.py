@@ -138,8 +138,6 @@ def run_experiment(config, out_dir) -> list[tour.Claim]:
   ]
 
 
-@tour.chapter("backprop", "Backpropagation on a computational graph", order=2)
-def chapter(ctx: tour.Context) -> list[tour.Claim]:
-  config = backprop_config.get_config("quick" if ctx.quick else None)
-  config.seed = ctx.seed
-  return run_experiment(config, ctx.out_dir)
+chapter = tour.experiment_chapter(
+    "backprop", "Backpropagation on a computational graph", 2,
+    backprop_config.get_config, run_experiment)

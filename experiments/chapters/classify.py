@@ -134,8 +134,6 @@ def _figure(results, model_name, n_texts, n_orders, path):
   files.save_figure(fig, path)
 
 
-@tour.chapter("classify", "In-context classification", order=8)
-def chapter(ctx: tour.Context) -> list[tour.Claim]:
-  config = classify_config.get_config("quick" if ctx.quick else None)
-  config.seed = ctx.seed
-  return run_experiment(config, ctx.out_dir, show_progress=True)
+chapter = tour.experiment_chapter(
+    "classify", "In-context classification", 8,
+    classify_config.get_config, run_experiment)

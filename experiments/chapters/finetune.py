@@ -145,8 +145,6 @@ def run_experiment(config, out_dir) -> list[tour.Claim]:
   return claims
 
 
-@tour.chapter("finetune", "Fine-tuning: LoRA, merge, DPO", order=6)
-def chapter(ctx: tour.Context) -> list[tour.Claim]:
-  config = finetune_config.get_config("quick" if ctx.quick else None)
-  config.seed = ctx.seed
-  return run_experiment(config, ctx.out_dir)
+chapter = tour.experiment_chapter(
+    "finetune", "Fine-tuning: LoRA, merge, DPO", 6,
+    finetune_config.get_config, run_experiment)

@@ -199,8 +199,6 @@ def run_experiment(config, out_dir) -> list[tour.Claim]:
   return claims
 
 
-@tour.chapter("initialization", "Initialisation: symmetry and scale", order=4)
-def chapter(ctx: tour.Context) -> list[tour.Claim]:
-  config = init_sweep_config.get_config("quick" if ctx.quick else None)
-  config.seed = ctx.seed
-  return run_experiment(config, ctx.out_dir)
+chapter = tour.experiment_chapter(
+    "initialization", "Initialisation: symmetry and scale", 4,
+    init_sweep_config.get_config, run_experiment)

@@ -275,8 +275,6 @@ def run_experiment(config, out_dir, log=print) -> list[tour.Claim]:
   return claims
 
 
-@tour.chapter("llm", "LLMs: a GPT from scratch", order=5)
-def chapter(ctx: tour.Context) -> list[tour.Claim]:
-  config = train_lm_config.get_config("quick" if ctx.quick else None)
-  config.seed = ctx.seed
-  return run_experiment(config, ctx.out_dir, log=ctx.log)
+chapter = tour.experiment_chapter(
+    "llm", "LLMs: a GPT from scratch", 5,
+    train_lm_config.get_config, run_experiment, pass_log=True)

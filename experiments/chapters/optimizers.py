@@ -390,8 +390,6 @@ def run_experiment(config, out_dir) -> list[tour.Claim]:
   return claims
 
 
-@tour.chapter("optimizers", "Gradient descent and its optimizers", order=1)
-def chapter(ctx: tour.Context) -> list[tour.Claim]:
-  config = optimizers_config.get_config("quick" if ctx.quick else None)
-  config.seed = ctx.seed
-  return run_experiment(config, ctx.out_dir)
+chapter = tour.experiment_chapter(
+    "optimizers", "Gradient descent and its optimizers", 1,
+    optimizers_config.get_config, run_experiment)

@@ -140,8 +140,6 @@ def _answer_claims(config, kb, embedder, log) -> list[tour.Claim]:
           fmt="{:d}")]
 
 
-@tour.chapter("rag", "RAG: a local knowledge base", order=7)
-def chapter(ctx: tour.Context) -> list[tour.Claim]:
-  config = rag_config.get_config("quick" if ctx.quick else None)
-  config.seed = ctx.seed
-  return run_experiment(config, ctx.out_dir, ctx.log)
+chapter = tour.experiment_chapter(
+    "rag", "RAG: a local knowledge base", 7,
+    rag_config.get_config, run_experiment, pass_log=True)

@@ -145,8 +145,6 @@ def _kb_claim(config, services, url, log) -> tour.Claim:
       "sources", len(sources), 1, fmt="{:d}")
 
 
-@tour.chapter("serve", "Deployment: a local Ollama/OpenAI-compatible server", order=9)
-def chapter(ctx: tour.Context) -> list[tour.Claim]:
-  config = serve_config.get_config("quick" if ctx.quick else None)
-  config.seed = ctx.seed
-  return run_experiment(config, ctx.out_dir, ctx.log)
+chapter = tour.experiment_chapter(
+    "serve", "Deployment: a local Ollama/OpenAI-compatible server", 9,
+    serve_config.get_config, run_experiment, pass_log=True)

@@ -53,8 +53,6 @@ def run_experiment(config, out_dir) -> list[tour.Claim]:
   ]
 
 
-@tour.chapter("warmup", "Warm-up: derivatives", order=0)
-def chapter(ctx: tour.Context) -> list[tour.Claim]:
-  config = warmup_config.get_config("quick" if ctx.quick else None)
-  config.seed = ctx.seed
-  return run_experiment(config, ctx.out_dir)
+chapter = tour.experiment_chapter(
+    "warmup", "Warm-up: derivatives", 0,
+    warmup_config.get_config, run_experiment)
