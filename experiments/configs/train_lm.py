@@ -43,6 +43,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   model.norm = "layernorm"         # layernorm | rmsnorm
   model.tied_head = True           # the output head reuses the token embedding
   model.attention = "explicit"     # explicit (softmax(Q K^T / sqrt(d_k)) V) | xla
+  model.kernels = "fused"          # fused (research/nn/fused.py) | notebook (the textbook forms)
   model.qkv_bias = True            # GPT-2 has biases (nanoGPT's recipe drops all four)
   model.out_bias = True            # the attention output projection's bias
   model.ffn_bias = True            # the FFN's biases

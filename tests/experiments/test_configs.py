@@ -54,8 +54,8 @@ def test_shakespeare_char_derives_from_train_lm_with_the_same_values(arg, change
   new, old = config.to_dict(), {**OLD_SHAKESPEARE, **changes}
   model_new, model_old = new.pop("model"), old.pop("model")
   assert new == old
-  # train_lm names the norm that the old file left to ModelConfig's default: the same model
-  assert model_new == {**model_old, "norm": "layernorm"}
+  # train_lm names the norm and kernels that the old file left to ModelConfig's defaults
+  assert model_new == {**model_old, "norm": "layernorm", "kernels": "fused"}
   assert lm.model_config_for(config, 65) == lm.model_config_for(
       _Dotted(config.to_dict(), model=model_old), 65)
 

@@ -1,4 +1,5 @@
-"""A tiny llama checkpoint with a word-level tokenizer and a chat template, written once."""
+"""A tiny llama checkpoint with a word-level tokenizer and a chat template, written once;
+the toy datasets over its vocabulary, and a short fine-tuning config on both."""
 
 import json
 import os
@@ -7,6 +8,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from research.finetune import config as config_lib  # pylint: disable=wrong-import-position
 from tests import tiny_llama  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
@@ -36,3 +38,18 @@ def dataset_dir(tmp_path):
       "share": {"file_name": "share.json", "formatting": "sharegpt"},
       "prefs": {"file_name": "prefs.json", "ranking": True}}))
   return tmp_path
+
+
+@pytest.fixture()
+def finetune_config(tiny_model_dir, dataset_dir, tmp_path):
+  """make(**changes): a short LoRA SFT config on the tiny llama and the toy set."""
+  def make(**changes):
+    c = config_lib.defaults()
+    c.model, c.dataset_dir, c.dataset = str(tiny_model_dir), str(dataset_dir), "toy"
+    c.output_dir = str(tmp_path / "out")
+    c.per_device_train_batch_size, c.gradient_accumulation_steps = 2, 2
+    c.learning_rate, c.max_steps, c.logging_steps, c.save_steps = 3e-2, 12, 4, 4
+    c.cutoff_len, c.lora_rank = 64, 4
+    c.update(changes)
+    return c
+  return make

@@ -1,0 +1,46 @@
+"""The fine-tuning config: LLaMA-Factory YAML in, and one sentence for the first bad field."""
+
+import pytest
+
+from research.finetune import config as config_lib
+
+
+def test_llama_factory_yaml_is_accepted(tmp_path):
+  (tmp_path / "train.yaml").write_text(
+      "model_name_or_path: some/dir\nstage: sft\nfinetuning_type: lora\nlora_target: all\n"
+      "dataset: a,b\ndataset_dir: data\ntemplate: qwen\ncutoff_len: 512\nlearning_rate: 1.0e-4\n"
+      "num_train_epochs: 2.0\nbf16: true\nper_device_train_batch_size: 2\n")
+  config = config_lib.from_yaml(tmp_path / "train.yaml")
+  assert (config.model, config.dataset, config.cutoff_len, config.compute_type) == (
+      "some/dir", "a,b", 512, "bf16")
+  assert config.learning_rate == 1e-4 and config.per_device_train_batch_size == 2
+  (tmp_path / "bad.yaml").write_text("learning_rat: 1.0\n")
+  with pytest.raises(ValueError, match=r"bad\.yaml: setting 'learning_rat' is not a fine-tuning"):
+    config_lib.from_yaml(tmp_path / "bad.yaml")
+  (tmp_path / "bad2.yaml").write_text("cutoff_len: many\n")
+  with pytest.raises(ValueError, match="'cutoff_len'='many' should be a int"):
+    config_lib.from_yaml(tmp_path / "bad2.yaml")
+
+
+def test_broken_yaml_names_the_file_and_line(tmp_path):
+  (tmp_path / "broken.yaml").write_text("stage: sft\ncutoff_len: [512\n")
+  with pytest.raises(ValueError, match=r"broken\.yaml: line \d+: not valid YAML"):
+    config_lib.from_yaml(tmp_path / "broken.yaml")
+  (tmp_path / "list.yaml").write_text("- stage\n- sft\n")
+  with pytest.raises(ValueError, match=r"list\.yaml: expected a mapping"):
+    config_lib.from_yaml(tmp_path / "list.yaml")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("stage", "ppo", r"stage='ppo': expected one of \('sft', 'dpo'\)"),
+    ("compute_type", "fp8", "compute_type='fp8': expected one of"),
+    ("lora_rank", 0, "lora_rank=0: expected a positive integer"),
+    ("dataset", "", "dataset is empty"),
+])
+def test_validate_names_the_bad_field(field, value, message):
+  config = config_lib.defaults()
+  config.dataset = "toy"
+  config_lib.validate(config)  # the defaults plus a dataset are valid
+  config[field] = value
+  with pytest.raises(ValueError, match=message):
+    config_lib.validate(config)
