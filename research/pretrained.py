@@ -71,18 +71,33 @@ def config_from_gguf(gguf) -> config_lib.ModelConfig:
 def model_from_tensors(config, tensors: dict, source: str, dtype=jnp.float32):
   """Builds a Transformer whose parameters are the HF-named `tensors`; every parameter must
   be given, with its shape, and every tensor must be used."""
-  graphdef, abstract = nnx.split(transformer.abstract_model(config))
-  flat = nnx.to_flat_state(abstract)
+  def place(name):
+    return None if hf_names.IGNORED.match(name) else hf_names.hf_to_path(name)
+  return module_from_tensors(transformer.abstract_model(config), tensors, source, place,
+                             f"a {config.num_layers}-layer llama-family model", dtype)
+
+
+def module_from_tensors(abstract, tensors: dict, source: str, place, what: str,
+                        dtype=jnp.float32):
+  """`abstract` (an nnx module of ShapeDtypeStructs) with its parameters set from `tensors`.
+
+  place(name) gives a tensor's parameter path and "T" when it is stored transposed (HF keeps
+  out x in), None for a tensor to skip, or raises KeyError when it has no place in `what`.
+  Every parameter must be given, with its shape, and every tensor used; else one sentence
+  naming `source` and the first offender.
+  """
+  graphdef, state = nnx.split(abstract)
+  flat = nnx.to_flat_state(state)
   wanted = {".".join(map(str, path)): variable for path, variable in flat}
   given = {}
   for name, array in tensors.items():
-    if hf_names.IGNORED.match(name):
-      continue
     try:
-      path, how = hf_names.hf_to_path(name)
+      placed = place(name)
     except KeyError:
-      raise ValueError(f"{source}: tensor {name!r} has no place in a "
-                       f"{config.num_layers}-layer llama-family model.") from None
+      raise ValueError(f"{source}: tensor {name!r} has no place in {what}.") from None
+    if placed is None:
+      continue
+    path, how = placed
     array = np.asarray(array, np.float32)
     given[path] = array.T if how == "T" else array
   missing = sorted(set(wanted) - set(given))

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from research import pretrained
 from research.nn import attention
 from research.nn import embeddings
 from research.nn import norms
@@ -117,33 +118,11 @@ def encoder_from_tensors(config: ModelConfig, tensors: dict, source: str,
   """A BertEncoder whose parameters are the HF BertModel `tensors` (a "bert." prefix, as
   BertForX checkpoints carry, is dropped); every parameter must be given, with its shape."""
   abstract = nnx.eval_shape(lambda: BertEncoder(config, type_vocab_size, rngs=nnx.Rngs(0)))
-  graphdef, state = nnx.split(abstract)
-  flat = nnx.to_flat_state(state)
-  wanted = {".".join(map(str, path)): variable for path, variable in flat}
-  given = {}
-  for name, array in tensors.items():
+
+  def place(name):
     name = name.removeprefix("bert.")
-    if HF_UNUSED.fullmatch(name):
-      continue
-    try:
-      path, how = hf_to_path(name)
-    except KeyError:
-      raise ValueError(f"{source}: tensor {name!r} has no place in a BERT encoder.") from None
-    array = np.asarray(array, np.float32)
-    given[path] = array.T if how == "T" else array
-  missing = sorted(set(wanted) - set(given))
-  if missing:
-    raise ValueError(f"{source}: no tensor for parameter {missing[0]} "
-                     f"({len(missing)} missing in all).")
-  extra = sorted(set(given) - set(wanted))
-  if extra:
-    raise ValueError(f"{source}: tensor for {extra[0]} does not fit the config.")
-  for path, variable in wanted.items():
-    if given[path].shape != tuple(variable.shape):
-      raise ValueError(f"{source}: {path} has shape {given[path].shape}, config.json says "
-                       f"{tuple(variable.shape)}.")
-    variable.set_value(jnp.asarray(given[path], jnp.float32))
-  return nnx.merge(graphdef, nnx.from_flat_state(flat))
+    return None if HF_UNUSED.fullmatch(name) else hf_to_path(name)
+  return pretrained.module_from_tensors(abstract, tensors, source, place, "a BERT encoder")
 
 
 def mean_pool_normalize(h_BxLxD, mask_BxL):
