@@ -4,6 +4,7 @@ A LLaMA-Factory training YAML (model_name_or_path, stage, finetuning_type, datas
 dataset_dir, cutoff_len, learning_rate, num_train_epochs, bf16: true, ...) is accepted as is.
 """
 
+import difflib
 from pathlib import Path
 
 import ml_collections
@@ -14,38 +15,38 @@ def defaults() -> ml_collections.ConfigDict:
   c.model = "smollm2-135m-instruct"  # packaged name, .gguf file or HF/export directory
   c.stage = "sft"                    # sft | dpo
   c.finetuning_type = "lora"         # lora | full
-  c.dataset_dir = "data"
-  c.dataset = ""
-  c.cutoff_len = 2048
+  c.dataset_dir = "data"             # the folder holding dataset_info.json
+  c.dataset = ""                     # comma-separated names of dataset_info.json
+  c.cutoff_len = 2048                # tokens kept of each conversation
   c.max_samples = 0                  # 0: all
   c.val_size = 0.0                   # < 1: fraction, >= 1: count
-  c.train_on_prompt = False
-  c.learning_rate = 5e-5
-  c.num_train_epochs = 3.0
+  c.train_on_prompt = False          # True: the prompt tokens count in the loss too
+  c.learning_rate = 5e-5             # peak rate after warmup
+  c.num_train_epochs = 3.0           # passes over the training rows
   c.max_steps = 0                    # > 0 overrides num_train_epochs
-  c.max_grad_norm = 1.0
-  c.per_device_train_batch_size = 1
-  c.gradient_accumulation_steps = 8
+  c.max_grad_norm = 1.0              # clip the global gradient norm (0: no clipping)
+  c.per_device_train_batch_size = 1  # B: rows per micro-batch
+  c.gradient_accumulation_steps = 8  # A: micro-batches per optimizer step
   c.lr_scheduler_type = "cosine"     # linear | cosine | constant
-  c.warmup_ratio = 0.0
-  c.warmup_steps = 0
-  c.weight_decay = 0.0
-  c.adam_beta1 = 0.9
-  c.adam_beta2 = 0.999
-  c.adam_epsilon = 1e-8
+  c.warmup_ratio = 0.0               # warmup as a fraction of the steps (when warmup_steps is 0)
+  c.warmup_steps = 0                 # linear warmup steps from 0 to learning_rate
+  c.weight_decay = 0.0               # AdamW decay on 2-D weights
+  c.adam_beta1 = 0.9                 # Adam's b1 (first-moment decay)
+  c.adam_beta2 = 0.999               # Adam's b2 (second-moment decay)
+  c.adam_epsilon = 1e-8              # Adam's eps
   c.compute_type = "fp32"            # fp32 | bf16 | fp16 (dynamic loss scaling)
-  c.lora_rank = 8
+  c.lora_rank = 8                    # r of B A
   c.lora_alpha = 0                   # 0: 2 x lora_rank
-  c.lora_dropout = 0.0
-  c.lora_target = "all"
-  c.use_rslora = False
+  c.lora_dropout = 0.0               # inverted dropout on the LoRA path in training
+  c.lora_target = "all"              # all | q_proj,v_proj,... | a regex on HF module names
+  c.use_rslora = False               # scale alpha / sqrt(r) instead of alpha / r
   c.pref_beta = 0.1                  # DPO's beta
-  c.logging_steps = 5
-  c.save_steps = 100
+  c.logging_steps = 5                # a metrics row every this many steps
+  c.save_steps = 100                 # a checkpoint every this many steps (and at the end)
   c.eval_steps = 0                   # 0: evaluate at logging steps when val_size > 0
-  c.seed = 42
-  c.output_dir = "runs/finetune"
-  c.export_dir = ""
+  c.seed = 42                        # data order, LoRA init and dropout
+  c.output_dir = "runs/finetune"     # metrics, checkpoints, loss curve
+  c.export_dir = ""                  # the merged model and its adapter ("": no export)
   c.resume = True                    # continue from output_dir's newest checkpoint
   return c
 
@@ -82,7 +83,9 @@ def from_yaml(path) -> ml_collections.ConfigDict:
     if target is None:
       continue  # a LLaMA-Factory setting with no effect here
     if target not in config:
-      raise ValueError(f"{path}: setting {key!r} is not a fine-tuning knob here.")
+      near = difflib.get_close_matches(key, [*config.keys(), *_RENAMED], n=1)
+      hint = f"; the nearest one is {near[0]!r}" if near else ""
+      raise ValueError(f"{path}: setting {key!r} is not a fine-tuning knob here{hint}.")
     try:
       config[target] = type(config[target])(value) if config[target] is not None else value
     except (TypeError, ValueError) as e:

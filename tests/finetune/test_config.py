@@ -15,7 +15,8 @@ def test_llama_factory_yaml_is_accepted(tmp_path):
       "some/dir", "a,b", 512, "bf16")
   assert config.learning_rate == 1e-4 and config.per_device_train_batch_size == 2
   (tmp_path / "bad.yaml").write_text("learning_rat: 1.0\n")
-  with pytest.raises(ValueError, match=r"bad\.yaml: setting 'learning_rat' is not a fine-tuning"):
+  with pytest.raises(ValueError, match=r"bad\.yaml: setting 'learning_rat' is not a fine-tuning "
+                     r"knob here; the nearest one is 'learning_rate'\."):
     config_lib.from_yaml(tmp_path / "bad.yaml")
   (tmp_path / "bad2.yaml").write_text("cutoff_len: many\n")
   with pytest.raises(ValueError, match="'cutoff_len'='many' should be a int"):
