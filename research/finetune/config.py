@@ -13,7 +13,7 @@ import ml_collections
 def defaults() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.model = "smollm2-135m-instruct"  # packaged name, .gguf file or HF/export directory
-  c.stage = "sft"                    # sft | dpo
+  c.stage = "sft"                    # sft | rm | ppo | grpo | dpo
   c.finetuning_type = "lora"         # lora | full
   c.dataset_dir = "data"             # the folder holding dataset_info.json
   c.dataset = ""                     # comma-separated names of dataset_info.json
@@ -40,7 +40,31 @@ def defaults() -> ml_collections.ConfigDict:
   c.lora_dropout = 0.0               # inverted dropout on the LoRA path in training
   c.lora_target = "all"              # all | q_proj,v_proj,... | a regex on HF module names
   c.use_rslora = False               # scale alpha / sqrt(r) instead of alpha / r
-  c.pref_beta = 0.1                  # DPO's beta
+  c.pref_beta = 0.1                  # beta of the preference losses (DPO's KL strength)
+  c.pref_loss = "sigmoid"            # sigmoid (DPO) | hinge | ipo | orpo | simpo
+  c.pref_ftx = 0.0                   # weight of the chosen answer's SFT loss added to DPO's
+  c.simpo_gamma = 0.5                # SimPO's target reward margin
+  c.dpo_label_smoothing = 0.0        # cDPO: the chance a preference label is flipped
+  c.reward_model = ""                # PPO: an rm stage's output_dir (adapter + value head)
+  c.reward_function = ""             # GRPO without a reward model: contains:WORD | valid_json
+  c.ref_model = ""                   # "": the policy with its adapters off (LoRA)
+  c.ppo_buffer_size = 1              # PPO: rollout mini-batches kept per optimisation round
+  c.ppo_epochs = 4                   # PPO/GRPO: passes over each round of rollouts
+  c.ppo_score_norm = False           # PPO: normalise rewards by their running mean and std
+  c.ppo_target = 6.0                 # PPO: the KL (nats per answer) the adaptive penalty aims at
+  c.ppo_whiten_rewards = False       # PPO: whiten the per-token rewards before GAE
+  c.num_generations = 4              # GRPO: G answers sampled per prompt
+  c.grpo_beta = 0.04                 # GRPO: weight of the KL term to the reference
+  c.do_sample = True                 # rollouts and predictions sample (False: greedy)
+  c.temperature = 0.95               # sampling temperature (LLaMA-Factory's default)
+  c.top_p = 0.7                      # nucleus threshold
+  c.top_k = 50                       # most likely tokens kept
+  c.max_new_tokens = 64              # answer length of rollouts and predictions
+  c.do_train = True                  # False: only predict (with do_predict)
+  c.do_predict = False               # generate answers for eval_dataset and score them
+  c.predict_with_generate = False    # predict by generating (LLaMA-Factory needs it for BLEU)
+  c.eval_dataset = ""                # comma-separated names of dataset_info.json to predict on
+  c.per_device_eval_batch_size = 1   # prompts generated at once when predicting
   c.logging_steps = 5                # a metrics row every this many steps
   c.save_steps = 100                 # a checkpoint every this many steps (and at the end)
   c.eval_steps = 0                   # 0: evaluate at logging steps when val_size > 0
@@ -53,9 +77,9 @@ def defaults() -> ml_collections.ConfigDict:
 
 # LLaMA-Factory YAML keys that mean the same as ours under another name, or as a flag.
 _RENAMED = {"model_name_or_path": "model", "adapter_name_or_path": None, "template": None,
-            "do_train": None, "overwrite_output_dir": None, "overwrite_cache": None,
+            "overwrite_output_dir": None, "overwrite_cache": None,
             "preprocessing_num_workers": None, "plot_loss": None, "report_to": None,
-            "ddp_timeout": None, "per_device_eval_batch_size": None,
+            "ddp_timeout": None,
             "eval_strategy": None, "trust_remote_code": None, "save_only_model": None}
 
 
@@ -77,7 +101,7 @@ def from_yaml(path) -> ml_collections.ConfigDict:
       if value:
         config.compute_type = key
       continue
-    if key == "dataset" and isinstance(value, list):
+    if key in ("dataset", "eval_dataset") and isinstance(value, list):
       value = ",".join(value)
     target = _RENAMED.get(key, key)
     if target is None:
@@ -96,15 +120,20 @@ def from_yaml(path) -> ml_collections.ConfigDict:
 
 def validate(config) -> None:
   """One sentence for the first bad field."""
-  choices = {"stage": ("sft", "dpo"), "finetuning_type": ("lora", "full"),
+  choices = {"stage": ("sft", "rm", "ppo", "grpo", "dpo"), "finetuning_type": ("lora", "full"),
+             "pref_loss": ("sigmoid", "hinge", "ipo", "orpo", "simpo"),
              "lr_scheduler_type": ("linear", "cosine", "constant"),
              "compute_type": ("fp32", "bf16", "fp16")}
   for field, allowed in choices.items():
     if config[field] not in allowed:
       raise ValueError(f"config field {field}={config[field]!r}: expected one of {allowed}.")
   for field in ("cutoff_len", "per_device_train_batch_size", "gradient_accumulation_steps",
-                "lora_rank"):
+                "lora_rank", "ppo_buffer_size", "ppo_epochs", "max_new_tokens",
+                "per_device_eval_batch_size"):
     if config[field] < 1:
       raise ValueError(f"config field {field}={config[field]}: expected a positive integer.")
-  if not config.dataset:
+  if config.num_generations < 2:
+    raise ValueError(f"config field num_generations={config.num_generations}: GRPO compares "
+                     "answers within a group, so it needs at least 2.")
+  if config.do_train and not config.dataset:
     raise ValueError("config field dataset is empty: name a dataset of dataset_info.json.")

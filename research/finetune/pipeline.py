@@ -1,25 +1,32 @@
-"""One fine-tuning job end to end: train (SFT or DPO), export, and the persona check."""
+"""One fine-tuning job end to end: train (SFT, reward model, PPO, GRPO or DPO), export, and
+the persona check."""
 
+import importlib
 from pathlib import Path
 
 from research import files
 from research import pretrained
-from research.finetune import dpo
 from research.finetune import export
 from research.finetune import persona as persona_lib
-from research.finetune import sft
+
+# stage -> the module whose run(config, show_progress, stop_at) trains it
+STAGES = {"sft": "sft", "rm": "reward", "ppo": "ppo", "grpo": "grpo", "dpo": "dpo"}
+
+
+def stage_runner(stage: str):
+  return importlib.import_module(f"research.finetune.{STAGES[stage]}").run
 
 
 def run(config, check_base: bool = True, show_progress: bool = True) -> dict:
   """Trains per `config`, exports to `config.export_dir` when set, runs the persona check when
   `config.persona` names a persona file; writes and returns output_dir/summary.json."""
-  train = dpo.run if config.stage == "dpo" else sft.run
-  lm, result = train(config, show_progress=show_progress)
+  lm, result = stage_runner(config.stage)(config, show_progress=show_progress)
   summary = {"stage": config.stage, "steps": result.steps,
              "final_loss": result.history[-1]["loss"] if result.history else None,
              "trainable_parameters": result.trainable_parameters,
              "base_parameters": result.frozen_parameters,
-             "tokens_per_s": result.tokens_per_s, "history": result.history[-1:]}
+             "tokens_per_s": result.tokens_per_s, "history": result.history[-1:],
+             "evals": result.evals[-1:]}
   print(f"finetune: {result.steps} steps, final loss {summary['final_loss']}, "
         f"{result.tokens_per_s:.0f} tokens/s")
   if config.export_dir:

@@ -6,7 +6,10 @@ checkpoints, resume and the NaN stop.
   model, step = loop.restore(model, tx, "runs/x/checkpoints")
 
 `batches.step_batch(step)` is the dict of A x B x ... arrays of one optimizer step (any step can
-be asked for, so a resumed run sees the same data); `eval_batches` is an iterable of dicts of
+be asked for, so a resumed run sees the same data). On-policy sources (PPO, GRPO) also have
+`batches.collect(step, current_model)`, called before each step with a function returning the
+model as trained so far (eval mode; use it within the call, its arrays are donated by the
+step), and `batches.metrics(step)`, floats added to that step's row; `eval_batches` is an iterable of dicts of
 B x ... arrays. A run whose workdir holds checkpoints resumes from the newest one; a NaN or Inf
 loss stops the run before anything is saved, so the last good checkpoint stays intact. One set
 of metric names: loss, eval_loss, learning_rate, grad_norm, tokens_per_s (real tokens: the
@@ -127,7 +130,11 @@ def train(model, tx, batches, settings: Settings, *, objective=step_lib.lm_objec
   times, rates = [], []
   try:
     for step in range(start, end):
+      if hasattr(batches, "collect"):  # rollouts by the policy as it is now
+        batches.collect(step, lambda: state_lib.merge(parts.eval_graphdef, state.params,
+                                                      state.rng, frozen_master))
       batch = batches.step_batch(step)
+      extra = batches.metrics(step) if hasattr(batches, "metrics") else {}
       tokens = real_tokens(batch)
       placed = place(batch, mesh, micro_batches=True)
       tick = time.perf_counter()
@@ -142,7 +149,8 @@ def train(model, tx, batches, settings: Settings, *, objective=step_lib.lm_objec
         if run is not None:
           run.log(done, loss=metrics["loss"], stopped=1.0)
         break
-      row = {"step": done, **metrics, "tokens_per_s": tokens / seconds, "seconds": seconds}
+      row = {"step": done, **metrics, **extra, "tokens_per_s": tokens / seconds,
+             "seconds": seconds}
       if hasattr(batches, "steps_per_epoch"):
         row["epoch"] = done / batches.steps_per_epoch
       if flops_per_token is not None:

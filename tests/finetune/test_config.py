@@ -33,7 +33,9 @@ def test_broken_yaml_names_the_file_and_line(tmp_path):
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("stage", "ppo", r"stage='ppo': expected one of \('sft', 'dpo'\)"),
+    ("stage", "kto", r"stage='kto': expected one of \('sft', 'rm', 'ppo', 'grpo', 'dpo'\)"),
+    ("pref_loss", "kto_pair", r"pref_loss='kto_pair': expected one of \('sigmoid'"),
+    ("num_generations", 1, r"num_generations=1: GRPO compares"),
     ("compute_type", "fp8", "compute_type='fp8': expected one of"),
     ("lora_rank", 0, "lora_rank=0: expected a positive integer"),
     ("dataset", "", "dataset is empty"),

@@ -144,3 +144,31 @@ def test_one_device_and_four_fake_devices_give_the_same_losses():
   np.testing.assert_allclose([e["eval_loss"] for e in sharded.evals],
                              [e["eval_loss"] for e in single.evals], rtol=0, atol=1e-5)
   assert math.isfinite(losses_1[-1])
+
+
+class _OnPolicy:
+  """Targets drawn from the model as it is now: collect sees every update so far."""
+
+  def __init__(self):
+    self.source, self.seen = lm.WindowBatches(windows()), []
+
+  def collect(self, step, current_model):
+    self.seen.append(np.asarray(current_model().embed.embedding[...]).copy())
+
+  def step_batch(self, step):
+    return self.source.step_batch(step)
+
+  def metrics(self, step):
+    return {"collected": float(len(self.seen))}
+
+
+def test_an_on_policy_source_sees_the_model_after_each_update(tmp_path):
+  source = _OnPolicy()
+  model = transformer.Transformer(tiny_model(), rngs=nnx.Rngs(0))
+  first = np.asarray(model.embed.embedding[...]).copy()
+  loop.train(model, state_lib.make_optimizer(train_config(steps=3)), source,
+             loop.Settings(steps=3), workdir=tmp_path, show_progress=False)
+  assert len(source.seen) == 3
+  np.testing.assert_array_equal(source.seen[0], first)
+  assert not np.array_equal(source.seen[0], source.seen[1])  # step 1's update is visible
+  assert [row["collected"] for row in runs.read_metrics(tmp_path)] == [1.0, 2.0, 3.0]
