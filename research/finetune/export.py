@@ -87,6 +87,19 @@ def write_tokenizer(tokenizer, directory: Path) -> None:
   files.write_json(directory / "tokenizer_config.json", config)
 
 
+def write_adapter(model, directory, base_model: str, dropout: float = 0.0,
+                  rslora: bool = False) -> Path:
+  """adapter_model.safetensors and adapter_config.json (PEFT's layout) in `directory`."""
+  from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
+  directory = Path(directory)
+  directory.mkdir(parents=True, exist_ok=True)
+  with files.atomic_path(directory / "adapter_model.safetensors") as path:
+    save_file(adapter_tensors(model), str(path), metadata={"format": "pt"})
+  files.write_json(directory / "adapter_config.json",
+                   adapter_config(model, base_model, dropout, rslora))
+  return directory
+
+
 def export(lm, export_dir, *, lora_dropout: float = 0.0, rslora: bool = False) -> Path:
   """Writes the merged HF directory, and the PEFT adapter under adapter/ when there is one.
 
@@ -102,13 +115,7 @@ def export(lm, export_dir, *, lora_dropout: float = 0.0, rslora: bool = False) -
     files.write_json(tmp / "bookforai.json", {"source": lm.source,
                                               "config": dataclasses.asdict(lm.config)})
     if lora.lora_layers(lm.model):
-      adapter = tmp / "adapter"
-      adapter.mkdir()
-      from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
-      with files.atomic_path(adapter / "adapter_model.safetensors") as path:
-        save_file(adapter_tensors(lm.model), str(path), metadata={"format": "pt"})
-      files.write_json(adapter / "adapter_config.json",
-                       adapter_config(lm.model, lm.source, lora_dropout, rslora))
+      write_adapter(lm.model, tmp / "adapter", lm.source, lora_dropout, rslora)
     if export_dir.exists():
       old = export_dir.with_name(f".{export_dir.name}.old")
       shutil.rmtree(old, ignore_errors=True)

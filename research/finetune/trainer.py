@@ -59,17 +59,18 @@ def settings(config, total: int, evaluates: bool) -> loop.Settings:
       resume=config.resume, mesh_data=1, mesh_fsdp=1, desc=config.stage)
 
 
-def train(model, config, batches, val_batches, objective, *, reference=None,
+def train(model, config, batches, val_batches, objective, *, reference=None, trainable=None,
           show_progress=True, stop_at=None) -> loop.TrainResult:
   """Fine-tunes `model` (LoRA already applied when config.finetuning_type == "lora").
 
   `batches.step_batch(step)` gives the A x B x ... arrays of one optimizer step and
   `batches.steps_per_epoch` the epoch length; `val_batches` yields B x ... eval batches.
+  `trainable`: the filter of what trains (default: trainable_filter(config)).
   """
   total = total_steps(config, batches.steps_per_epoch)
   return loop.train(model, make_optimizer(config, total), batches,
                     settings(config, total, bool(val_batches)), objective=objective,
-                    trainable=trainable_filter(config), reference=reference,
+                    trainable=trainable or trainable_filter(config), reference=reference,
                     schedule=make_schedule(config, total),
                     eval_batches=val_batches or None, workdir=config.output_dir,
                     snapshot=config, stop_at=stop_at, show_progress=show_progress)
