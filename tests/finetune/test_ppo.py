@@ -1,0 +1,97 @@
+"""PPO: a tiny run through the pipeline logs every metric, the KL coefficient follows its
+target, and only the value head and LoRA train."""
+
+import json
+
+import numpy as np
+import pytest
+from flax import nnx
+
+from research import pretrained
+from research.finetune import config as config_lib
+from research.finetune import pipeline
+from research.finetune import ppo
+from research.finetune import reward
+from research.nn import lora
+from research.nn import value_head
+
+ROLLOUT_METRICS = ("reward/mean", "reward/std", "kl", "kl_coef", "response_length",
+                   "rollout_tokens_per_s")
+STEP_METRICS = ("loss", "policy_loss", "value_loss", "clip_fraction", "value_clip_fraction",
+                "entropy", "tokens_per_s")
+
+
+def words(*ids) -> str:
+  return " ".join(f"t{i}" for i in ids)
+
+
+@pytest.fixture(scope="module")
+def make_config(tiny_model_dir, tmp_path_factory):
+  """make(**changes): a short config on the tiny llama and a preference set whose prompts PPO
+  rolls out; a reward model trained on it for two steps is in reward_model."""
+  root = tmp_path_factory.mktemp("ppo")
+  prefs = [{"instruction": words(12 + i % 3), "chosen": words(50, 51),
+            "rejected": words(52, 53, 54)} for i in range(8)]
+  (root / "prefs.json").write_text(json.dumps(prefs))
+  (root / "dataset_info.json").write_text(json.dumps(
+      {"prefs": {"file_name": "prefs.json", "ranking": True}}))
+
+  def make(**changes):
+    c = config_lib.defaults()
+    c.model, c.dataset_dir, c.dataset = str(tiny_model_dir), str(root), "prefs"
+    c.per_device_train_batch_size, c.gradient_accumulation_steps = 2, 1
+    c.learning_rate, c.logging_steps, c.save_steps = 3e-2, 1, 100
+    c.cutoff_len, c.lora_rank = 64, 4
+    c.update(changes)
+    return c
+
+  rm = make(stage="rm", output_dir=str(root / "rm"), max_steps=2)
+  reward.run(rm, show_progress=False)
+  return lambda **changes: make(reward_model=rm.output_dir, **changes)
+
+
+def test_a_tiny_ppo_run_logs_every_metric_and_trains_only_the_head_and_lora(
+    make_config, tmp_path, monkeypatch):
+  # two rounds of ppo_epochs=2 steps each: the KL coefficient moves once, between the rounds
+  config = make_config(stage="ppo", output_dir=str(tmp_path / "ppo"), max_steps=4,
+                       ppo_epochs=2, max_new_tokens=4, ppo_score_norm=True)
+  runs = []
+
+  def run(*args, **kwargs):  # keeps what ppo.run returns, for the parameter checks below
+    runs.append(ppo.run(*args, **kwargs))
+    return runs[-1]
+
+  monkeypatch.setattr(pipeline, "stage_runner", lambda stage: run)
+  summary = pipeline.run(config, show_progress=False)
+  rows = [json.loads(line) for line in (tmp_path / "ppo" / "metrics.jsonl").open()]
+  assert [r["step"] for r in rows] == [1, 2, 3, 4]
+  for name in ROLLOUT_METRICS + STEP_METRICS:
+    assert all(np.isfinite(r[name]) for r in rows), name
+    assert name in summary["history"][0], name
+  assert summary["stage"] == "ppo" and summary["steps"] == 4
+  # the policy starts as its reference (LoRA B = 0): KL 0, and the first step's ratio is 1
+  assert rows[0]["kl"] == pytest.approx(0.0, abs=1e-5)
+  assert rows[0]["clip_fraction"] == 0.0 and rows[0]["approx_kl"] < 1e-10
+  # KL 0 < ppo_target: the coefficient falls, c (1 - 0.2 N / horizon) with N = 2 rollouts
+  assert rows[0]["kl_coef"] == rows[1]["kl_coef"] == ppo.INIT_KL_COEF
+  assert rows[2]["kl_coef"] == pytest.approx(ppo.INIT_KL_COEF * (1 - 0.2 * 2 / 1e4), rel=1e-6)
+  # the value head and the adapters moved; the base weights are the checkpoint's
+  trained = runs[0][1].model
+  start = value_head.WithValueHead(pretrained.load_model(config.model).model,
+                                   rngs=nnx.Rngs(config.seed))
+  assert not np.allclose(trained.v_head.kernel[...], start.v_head.kernel[...])
+  assert all(np.any(layer.lora_b[...] != 0) for _, layer in lora.lora_layers(trained.lm))
+  base = nnx.to_flat_state(nnx.state(start.lm, nnx.Param))
+  tuned = dict(nnx.to_flat_state(nnx.state(trained.lm, nnx.Not(lora.LoRAParam))))
+  for path, variable in base:
+    tuned_path = next(p for p in tuned if tuple(x for x in p if x != "base") == path)
+    np.testing.assert_array_equal(tuned[tuned_path][...], variable[...], err_msg=str(path))
+
+
+def test_the_kl_coefficient_rises_above_its_target_and_falls_below():
+  # c (1 + clip(KL / target - 1, -0.2, 0.2) n / horizon), in float32 as the formula runs
+  for kl, error in ((12.0, 0.2), (3.0, -0.2), (6.0, 0.0), (6.6, 0.1)):
+    controller = ppo.AdaptiveKL(target=6.0)
+    controller.update(kl, n_rollouts=64)
+    expected = ppo.INIT_KL_COEF * (1 + error * 64 / ppo.KL_HORIZON)
+    assert controller.coef == pytest.approx(expected, rel=1e-6), kl
