@@ -95,3 +95,30 @@ def test_the_kl_coefficient_rises_above_its_target_and_falls_below():
     controller.update(kl, n_rollouts=64)
     expected = ppo.INIT_KL_COEF * (1 + error * 64 / ppo.KL_HORIZON)
     assert controller.coef == pytest.approx(expected, rel=1e-6), kl
+
+
+def test_running_moments_equal_the_moments_of_everything_seen():
+  """ppo_score_norm's running mean and std, batch by batch, against NumPy on all the scores
+  at once (float64; would fail with a biased std or a mean that forgets earlier batches)."""
+  rng = np.random.default_rng(0)
+  batches = [rng.normal(3.0, 2.0, n) for n in (1, 4, 7, 2)]
+  moments = ppo.RunningMoments()
+  for i, batch in enumerate(batches):
+    moments.update(batch)
+    seen = np.concatenate(batches[:i + 1])
+    assert moments.mean == pytest.approx(seen.mean(), rel=1e-12)
+    if seen.size > 1:
+      assert moments.std == pytest.approx(seen.std(ddof=1), rel=1e-12)
+  np.testing.assert_allclose(moments.normalise(batches[-1]),
+                             (batches[-1] - seen.mean()) / (seen.std(ddof=1) + ppo.SCORE_EPS),
+                             rtol=1e-12)
+
+
+def test_ppo_needs_a_reward_model(tmp_path):
+  config = config_lib.defaults()
+  config.stage, config.dataset = "ppo", "prefs"
+  with pytest.raises(ValueError, match="config field reward_model is empty: PPO needs"):
+    ppo.run(config, show_progress=False)
+  config.reward_model = str(tmp_path)
+  with pytest.raises(FileNotFoundError, match="no reward_model.json; expected the output_dir"):
+    ppo.run(config, show_progress=False)
