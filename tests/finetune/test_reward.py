@@ -3,10 +3,13 @@ dataset without pairs."""
 
 import numpy as np
 import pytest
+from flax import nnx
 from safetensors.numpy import load_file
 
+from research import pretrained
 from research.data import sft as sft_data
 from research.finetune import reward
+from research.nn import value_head
 
 
 def test_reward_model_learns_saves_and_loads_back(finetune_config):
@@ -43,3 +46,18 @@ def test_reward_needs_a_ranking_dataset(finetune_config):
   with pytest.raises(sft_data.DataError,
                      match=r"dataset_info\.json: dataset 'toy' is not a preference set"):
     reward.run(finetune_config(stage="rm", dataset="toy"), show_progress=False)
+
+
+def test_a_fully_tuned_reward_model_saves_its_weights_and_loads_back(finetune_config,
+                                                                    tiny_model_dir, tmp_path):
+  config = finetune_config(stage="rm", finetuning_type="full")
+  lm = pretrained.load_model(str(tiny_model_dir))
+  model = value_head.WithValueHead(lm.model, rngs=nnx.Rngs(3))
+  norm = lm.model.final_norm.scale  # a tuned base weight: loading the base would miss it
+  norm.set_value(norm[...] + 0.5)
+  folder = reward.save_reward_model(model, lm, config, tmp_path / "rm")
+  assert not (folder / "adapter_config.json").exists()
+  loaded, _ = reward.load_reward_model(folder)
+  tokens, lengths = np.array([[1, 5, 6, 7], [1, 2, 0, 0]], np.int32), np.array([4, 2], np.int32)
+  np.testing.assert_allclose(reward.score(loaded, tokens, lengths),
+                             reward.score(model, tokens, lengths), atol=1e-6, rtol=0)
