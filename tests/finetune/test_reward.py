@@ -13,8 +13,8 @@ from research.nn import value_head
 
 
 def test_reward_model_learns_saves_and_loads_back(finetune_config):
-  config = finetune_config(stage="rm", dataset="prefs", val_size=2, max_steps=6,
-                           logging_steps=3, eval_steps=6, learning_rate=3e-2)
+  config = finetune_config(stage="rm", dataset="prefs", val_size=2, max_steps=4,
+                           gradient_accumulation_steps=1, logging_steps=2, eval_steps=4)
   lm, result = reward.run(config, show_progress=False)
   first, last = result.history[0], result.history[-1]
   # every pair prefers the same answer, so a learned score separates all of them
