@@ -40,19 +40,20 @@ def sequence_logps_parity(fn=losses.sequence_logps):
   return fn(logits, targets, weights), (_token_logps(logits, targets) * weights).sum(-1)
 
 
-def dpo_parity(fn=losses.dpo_loss, beta=0.1):
+def dpo_parity(fn=losses.preference_loss, beta=0.1):
   rng = np.random.default_rng(2)
   chosen, rejected, ref_chosen, ref_rejected = (
       (-20.0 + 5.0 * rng.standard_normal(6)).astype(np.float32) for _ in range(4))
-  loss, metrics = fn(jnp.asarray(chosen), jnp.asarray(rejected), jnp.asarray(ref_chosen),
-                     jnp.asarray(ref_rejected), beta)
+  loss_B, metrics = fn("sigmoid", jnp.asarray(chosen), jnp.asarray(rejected),
+                       jnp.asarray(ref_chosen), jnp.asarray(ref_rejected), beta)
+  loss = jnp.mean(loss_B)
   c, r = (np.float64(beta) * (np.asarray(a, np.float64) - np.asarray(b, np.float64))
           for a, b in ((chosen, ref_chosen), (rejected, ref_rejected)))
   margin = c - r  # beta [(log pi - log pi_ref)(y_w) - (log pi - log pi_ref)(y_l)]
   want = -np.mean(-np.logaddexp(0.0, -margin))  # -log sigmoid(m) = log(1 + exp(-m))
   return {"loss": (loss, want),
           "rewards": ((metrics["rewards/chosen"], metrics["rewards/rejected"],
-                       metrics["rewards/margin"]), (c.mean(), r.mean(), margin.mean()))}
+                       metrics["rewards/margins"]), (c.mean(), r.mean(), margin.mean()))}
 
 
 @ledger.row("cross-entropy", "research.nn.losses.cross_entropy",
@@ -72,7 +73,7 @@ def sequence_logps(ctx):
 
 # The rewards are beta times differences of log-probabilities near -20, which float32 rounds
 # in absolute terms (beta ulp(20) = 2e-7), whatever the size of the difference.
-@ledger.row("dpo-loss", "research.nn.losses.dpo_loss (beta 0.1)",
+@ledger.row("dpo-loss", "research.nn.losses.preference_loss sigmoid (beta 0.1)",
             "-mean log sigmoid(beta (margin of log-ratios)), NumPy float64",
             ledger.Tolerance(rtol=1e-6, atol=1e-6))
 def dpo(ctx):
