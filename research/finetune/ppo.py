@@ -17,7 +17,6 @@ ppo_buffer_size of them).
 
 import functools
 import math
-import time
 from pathlib import Path
 
 import jax
@@ -25,13 +24,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from research import pretrained
-from research.data import sft as sft_data
 from research.finetune import reward
+from research.finetune import rollout
 from research.finetune import sft
 from research.finetune import trainer
-from research.generate import decode
-from research.nn import lora
 from research.nn import losses
 from research.nn import policy_gradient as pg
 from research.nn import value_head
@@ -99,16 +95,9 @@ def ppo_objective(model, batch, reference=None, dropout_key=None):
 
 
 @nnx.jit
-def policy_pass(model, inputs_BxT, targets_BxT):
-  """(log pi of each target, V) of the policy: the rollout's old log-probs and values."""
-  logits_BxTxV, values_BxT = model.logits_and_values(inputs_BxT)
-  return losses.token_logps(logits_BxTxV, targets_BxT), values_BxT
-
-
-@nnx.jit
-def lm_logps(lm, inputs_BxT, targets_BxT):
-  logits_BxTxV, _ = lm(inputs_BxT)
-  return losses.token_logps(logits_BxTxV, targets_BxT)
+def values_of(model, inputs_BxT):
+  """V at every position: the rollout's old values."""
+  return model.values(inputs_BxT)
 
 
 @functools.partial(jax.jit, static_argnames="whiten_rewards")
@@ -121,75 +110,31 @@ def advantages_and_returns(logps, ref_logps, old_values, scores_N, mask, kl_coef
   return pg.gae(rewards, old_values, mask, GAMMA, LAM)
 
 
-def adapters_off(lm):
-  """The same model with every LoRA B (hence every update) at zero: the reference."""
-  graphdef, adapters, rest = nnx.split(lm, lora.LoRAParam, ...)
-  return nnx.merge(graphdef, jax.tree.map(jnp.zeros_like, adapters), rest)
+class PPORollouts(rollout.RolloutSource):
+  """The loop's on-policy source for PPO: each round's rollouts with their scores, old values,
+  advantages and returns; the KL coefficient and the score moments carry over the rounds."""
 
-
-def prompt_ids(tokenizer, examples, config, source) -> list[list[int]]:
-  """Each conversation up to its last assistant turn, chat-templated with the generation
-  prompt; longer than cutoff_len - max_new_tokens tokens keeps its end."""
-  keep = config.cutoff_len - config.max_new_tokens
-  if keep < 1:
-    raise ValueError(f"config fields cutoff_len={config.cutoff_len} and max_new_tokens="
-                     f"{config.max_new_tokens}: the prompt needs room within cutoff_len.")
-  out = []
-  for example in examples:
-    text = tokenizer.apply_chat_template(example.messages[:-1], add_generation_prompt=True)
-    out.append(tokenizer.encode(text)[-keep:])
-  if not out:
-    raise sft_data.DataError(f"{source}: no prompts to roll out.")
-  return out
-
-
-class Rollouts:
-  """The loop's on-policy source: every round, rollouts by the current policy and their
-  advantages; each step, one A x B mini-batch of them."""
-
-  def __init__(self, prompts, config, reward_model, reference_lm, pad_id: int, eos_id):
-    self.prompts, self.config = prompts, config
-    self.reward_model, self.reference_lm = reward_model, reference_lm
-    self.pad_id, self.eos_id = pad_id, eos_id
-    self.batch, self.accum = config.per_device_train_batch_size, config.gradient_accumulation_steps
-    self.per_round = self.batch * self.accum * config.ppo_buffer_size
-    self.steps_per_round = config.ppo_epochs * config.ppo_buffer_size
-    self.order = sft.StepBatches(prompts, self.per_round, 1, pad_id, config.seed)
-    self.steps_per_epoch = self.order.steps_per_epoch * self.steps_per_round
-    # one padded length for the run, so the step compiles once
-    self.length = sft.bucket(max(map(len, prompts)) + config.max_new_tokens - 1)
+  def __init__(self, prompts, config, tokenizer, reward_model, reference=None):
+    super().__init__(prompts, config, tokenizer, reference)
+    self.reward_model = reward_model
     self.kl = AdaptiveKL(config.ppo_target)
     self.moments = RunningMoments()
-    self.round, self.arrays, self.rollout_metrics = None, None, {}
 
-  def collect(self, step: int, current_model) -> None:
-    round_ = step // self.steps_per_round
-    if round_ == self.round:
-      return
-    model = current_model()
-    tick = time.perf_counter()
-    prompts = [self.prompts[i] for i in self.order.indices(round_)]
-    answers = self.sample(model.lm, prompts, jax.random.fold_in(
-        jax.random.key(self.config.seed), round_))
-    seconds = time.perf_counter() - tick
-    rows = [(p + a, [sft_data.IGNORE] * len(p) + a) for p, a in zip(prompts, answers)]
-    inputs, targets, mask = sft_data.pad_batch(rows, self.pad_id, self.length)
-    full = np.full((len(rows), self.length + 1), self.pad_id, np.int32)
-    for i, (ids, _) in enumerate(rows):
-      full[i, :len(ids)] = ids
-    lengths = np.array([len(ids) for ids, _ in rows], np.int32)
-    reference_lm = self.reference_lm or adapters_off(model.lm)
-    parts = {"old_logps": [], "old_values": [], "ref_logps": [], "scores": []}
-    for i in range(0, len(rows), self.batch):  # B rows at a time: one compiled shape
-      chunk = slice(i, i + self.batch)
-      logps, values = policy_pass(model, inputs[chunk], targets[chunk])
-      parts["old_logps"].append(logps)
-      parts["old_values"].append(values)
-      parts["ref_logps"].append(lm_logps(reference_lm, inputs[chunk], targets[chunk]))
-      parts["scores"].append(reward.score(self.reward_model, full[chunk], lengths[chunk]))
-    old_logps, old_values, ref_logps, scores = (np.concatenate(jax.device_get(parts[k]))
-                                                for k in parts)
-    del model, reference_lm  # the step donates the current model's arrays
+  def policy_lm(self, model):
+    return model.lm  # the value head does not sample
+
+  def chunked(self, fn, *arrays):
+    """fn over B rows at a time (one compiled shape), concatenated."""
+    out = [fn(*(a[i:i + self.batch] for a in arrays)) for i in range(0, len(arrays[0]),
+                                                                      self.batch)]
+    return np.concatenate(jax.device_get(out))
+
+  def finish(self, out, prompts, model):
+    del prompts
+    mask, old_logps, ref_logps = out["mask"], out["old_logps"], out["ref_logps"]
+    old_values = self.chunked(lambda x: values_of(model, x), out["inputs"])
+    scores = self.chunked(lambda t, n: reward.score(self.reward_model, t, n), out["tokens"],
+                          out["lengths"])
     raw_scores = scores
     if self.config.ppo_score_norm:
       self.moments.update(scores)
@@ -197,43 +142,14 @@ class Rollouts:
     advantages, returns = advantages_and_returns(
         old_logps, ref_logps, old_values, scores, mask, np.float32(self.kl.coef),
         whiten_rewards=self.config.ppo_whiten_rewards)
-    kl_per_answer = np.sum((old_logps - ref_logps) * mask, axis=1)
-    self.rollout_metrics = {
-        "reward/mean": float(np.mean(raw_scores)), "reward/std": float(np.std(raw_scores)),
-        "kl": float(np.mean(kl_per_answer)), "kl_coef": self.kl.coef,
-        "response_length": float(np.mean([len(a) for a in answers])),
-        "rollout_tokens_per_s": sum(map(len, answers)) / seconds}
-    self.kl.update(float(np.mean(kl_per_answer)), len(rows))
-    self.arrays = {"inputs": inputs, "targets": targets, "mask": mask, "old_logps": old_logps,
-                   "old_values": old_values, "advantages": np.asarray(advantages),
-                   "returns": np.asarray(returns), "lengths": lengths}
-    self.round = round_
-
-  def sample(self, lm, prompts, key) -> list[list[int]]:
-    """Each prompt's answer ids, EOS included (the rollout)."""
-    config = self.config
-    answers = []
-    for i, prompt in enumerate(prompts):
-      tokens, n = decode.generate(
-          lm, np.asarray([prompt], np.int32), config.max_new_tokens, jax.random.fold_in(key, i),
-          temperature=config.temperature if config.do_sample else 0.0,
-          top_k=config.top_k or None, top_p=config.top_p, eos_id=self.eos_id,
-          pad_id=self.pad_id)
-      answers.append(np.asarray(tokens[0, len(prompt):len(prompt) + int(n[0])]).tolist())
-    return answers
-
-  def step_batch(self, step: int) -> dict:
-    """Mini-batch k of epoch e of this round: a fresh permutation of the N rollouts per epoch."""
-    epoch, k = divmod(step % self.steps_per_round, self.config.ppo_buffer_size)
-    order = np.random.default_rng([self.config.seed, self.round, epoch]).permutation(
-        self.per_round)
-    picked = order[k * self.batch * self.accum:(k + 1) * self.batch * self.accum]
-    shape = (self.accum, self.batch)
-    return {name: v[picked].reshape(shape + v.shape[1:]) for name, v in self.arrays.items()}
-
-  def metrics(self, step: int) -> dict:
-    del step
-    return dict(self.rollout_metrics)
+    kl_per_answer = np.sum((old_logps - ref_logps) * mask, axis=1)  # nats per answer
+    metrics = {"reward/mean": float(np.mean(raw_scores)),
+               "reward/std": float(np.std(raw_scores)),
+               "kl": float(np.mean(kl_per_answer)), "kl_coef": self.kl.coef}
+    self.kl.update(float(np.mean(kl_per_answer)), len(mask))
+    arrays = {k: out[k] for k in ("inputs", "targets", "mask", "old_logps", "lengths")}
+    arrays.update(old_values=old_values, advantages=advantages, returns=returns)
+    return arrays, metrics
 
 
 def run(config, show_progress=True, stop_at=None):
@@ -244,15 +160,9 @@ def run(config, show_progress=True, stop_at=None):
   reward_model, _ = reward.load_reward_model(config.reward_model)
   lm, _, train_examples, _ = sft.prepare(config)
   source = str(Path(config.dataset_dir) / "dataset_info.json")
-  if config.ref_model:
-    reference_lm = pretrained.load_model(config.ref_model).model
-  elif config.finetuning_type == "lora":
-    reference_lm = None  # the policy with its adapters off, at every round
-  else:
-    reference_lm = nnx.clone(lm.model)  # full fine-tuning: the model as it starts
-  pad_id = lm.tokenizer.pad_id if lm.tokenizer.pad_id is not None else 0
-  prompts = prompt_ids(lm.tokenizer, train_examples, config, source)
-  rollouts = Rollouts(prompts, config, reward_model, reference_lm, pad_id, lm.tokenizer.eos_id)
+  prompts = rollout.encode_prompts(lm.tokenizer, train_examples, config, source)
+  rollouts = PPORollouts(prompts, config, lm.tokenizer, reward_model,
+                         rollout.reference_model(config, lm.model))
   policy = value_head.WithValueHead(lm.model, rngs=nnx.Rngs(config.seed))
   result = trainer.train(policy, config, rollouts, None, ppo_objective,
                          trainable=value_head.trainable(config.finetuning_type),

@@ -27,19 +27,13 @@ from research.finetune import export
 from research.finetune import sft
 from research.finetune import trainer
 from research.nn import lora
+from research.nn import losses
 from research.nn import value_head
 from third_party import hf_names
 
 INFO_FILE = "reward_model.json"
 HEAD_FILE = "value_head.safetensors"
 FULL_MODEL_DIR = "model"  # full fine-tuning: the tuned LM, an HF directory
-
-
-def _pairwise_reward_loss(r_chosen_B, r_rejected_B):  # stub until wt-losses lands
-  import jax  # pylint: disable=g-import-not-at-top
-  margin = r_chosen_B - r_rejected_B
-  return -jnp.mean(jax.nn.log_sigmoid(margin)), {
-      "accuracy": jnp.mean((margin > 0).astype(jnp.float32))}
 
 
 def pair_scores(model, batch, dropout_key=None):
@@ -53,7 +47,7 @@ def pair_scores(model, batch, dropout_key=None):
 
 def reward_objective(model, batch, reference=None, dropout_key=None):
   del reference
-  return _pairwise_reward_loss(*pair_scores(model, batch, dropout_key))
+  return losses.pairwise_reward_loss(*pair_scores(model, batch, dropout_key))
 
 
 def reward_arrays(rows, pad_id: int) -> dict:
