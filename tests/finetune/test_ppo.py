@@ -122,3 +122,51 @@ def test_ppo_needs_a_reward_model(tmp_path):
   config.reward_model = str(tmp_path)
   with pytest.raises(FileNotFoundError, match="no reward_model.json; expected the output_dir"):
     ppo.run(config, show_progress=False)
+
+
+def _round_targets_float64(logps, ref_logps, values, scores, mask, coef, whiten_rewards,
+                           gamma=1.0, lam=0.95):
+  """A round's (advantages, returns) as TRL's PPO computes them, in NumPy float64: per-token
+  rewards -c KL with the score added at the last answer token, optionally scaled by their
+  masked std (mean kept), GAE from the back, returns = A + V, advantages whitened."""
+  def whiten(x, keep_mean=False):
+    n = mask.sum()
+    mean = (x * mask).sum() / n
+    var = (((x - mean) * mask) ** 2).sum() / (n - 1)
+    out = (x - mean) / np.sqrt(var + 1e-8)
+    return out + mean if keep_mean else out
+
+  rewards = -coef * (logps - ref_logps) * mask
+  for i, row in enumerate(mask):
+    rewards[i, np.nonzero(row)[0][-1]] += scores[i]
+  if whiten_rewards:
+    rewards = whiten(rewards, keep_mean=True) * mask
+  advantages = np.zeros_like(rewards)
+  for i in range(len(mask)):
+    following = 0.0
+    for t in reversed(np.nonzero(mask[i])[0]):
+      next_value = values[i, t + 1] if t + 1 < mask.shape[1] and mask[i, t + 1] else 0.0
+      delta = rewards[i, t] + gamma * next_value - values[i, t]
+      following = delta + gamma * lam * following
+      advantages[i, t] = following
+  returns = advantages + values * mask
+  return whiten(advantages) * mask, returns
+
+
+@pytest.mark.parametrize("whiten_rewards", [False, True])
+def test_a_rounds_advantages_and_returns_against_numpy(whiten_rewards):
+  rng = np.random.default_rng(1)
+  mask = np.zeros((3, 9))
+  for i, (start, stop) in enumerate(((2, 7), (4, 9), (1, 3))):  # answers at their own offsets
+    mask[i, start:stop] = 1.0
+  logps, ref_logps = rng.normal(-2, 1, mask.shape), rng.normal(-2, 1, mask.shape)
+  values, scores = rng.normal(0, 1, mask.shape), rng.normal(0, 2, 3)
+  expected = _round_targets_float64(logps * mask, ref_logps * mask, values, scores, mask, 0.2,
+                                    whiten_rewards)
+  f32 = lambda x: np.asarray(x, np.float32)
+  got = ppo.advantages_and_returns(f32(logps * mask), f32(ref_logps * mask), f32(values),
+                                   f32(scores), f32(mask), np.float32(0.2),
+                                   whiten_rewards=whiten_rewards)
+  for name, g, e in zip(("advantages", "returns"), got, expected):
+    np.testing.assert_allclose(np.asarray(g) * mask, e * mask, atol=2e-5, rtol=2e-5,
+                               err_msg=name)
