@@ -20,7 +20,6 @@ import math
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -112,7 +111,8 @@ def advantages_and_returns(logps, ref_logps, old_values, scores_N, mask, kl_coef
 
 class PPORollouts(rollout.RolloutSource):
   """The loop's on-policy source for PPO: each round's rollouts with their scores, old values,
-  advantages and returns; the KL coefficient and the score moments carry over the rounds."""
+  advantages and returns; the KL coefficient and the score moments carry over the rounds (a
+  resumed run starts them afresh, at INIT_KL_COEF and no scores seen)."""
 
   def __init__(self, prompts, config, tokenizer, reward_model, reference=None):
     super().__init__(prompts, config, tokenizer, reference)
@@ -157,8 +157,13 @@ def run(config, show_progress=True, stop_at=None):
   if not config.reward_model:
     raise ValueError("config field reward_model is empty: PPO needs the output_dir of an rm "
                      "stage (its adapter and value head).")
-  reward_model, _ = reward.load_reward_model(config.reward_model)
+  reward_model, reward_tokenizer = reward.load_reward_model(config.reward_model)
   lm, _, train_examples, _ = sft.prepare(config)
+  if reward_tokenizer.vocab_size != lm.tokenizer.vocab_size:
+    raise ValueError(f"config field reward_model={config.reward_model!r}: its tokenizer has "
+                     f"{reward_tokenizer.vocab_size} tokens, the policy's "
+                     f"{lm.tokenizer.vocab_size}; the reward model scores the policy's tokens, "
+                     "so both need one vocabulary.")
   source = str(Path(config.dataset_dir) / "dataset_info.json")
   prompts = rollout.encode_prompts(lm.tokenizer, train_examples, config, source)
   rollouts = PPORollouts(prompts, config, lm.tokenizer, reward_model,
