@@ -1,5 +1,6 @@
-"""PPO: a tiny run through the pipeline logs every metric, the KL coefficient follows its
-target, and only the value head and LoRA train."""
+"""PPO: a tiny run through the pipeline logs every metric and trains only the value head and
+LoRA; the KL coefficient follows its target; score moments and a round's advantages against
+NumPy; GRPO scored by the same reward model."""
 
 import json
 
