@@ -76,8 +76,8 @@ def check_ranking(config) -> None:
 
 
 def run(config, show_progress=True, stop_at=None):
-  """Trains the reward model; returns (lm with the tuned LM, result); the reward model folder
-  is written into config.output_dir."""
+  """Trains the reward model; returns (lm with the tuned LM, result). A run that reaches its
+  last step writes the reward model folder into config.output_dir."""
   check_ranking(config)
   lm, _, train_examples, val_examples = sft.prepare(config)
   source = str(Path(config.dataset_dir) / "dataset_info.json")
@@ -97,7 +97,11 @@ def run(config, show_progress=True, stop_at=None):
                          show_progress=show_progress, stop_at=stop_at)
   tuned = result.model
   lm.model = tuned.lm
-  save_reward_model(tuned, lm, config)
+  finished = result.steps >= trainer.total_steps(config, batches.steps_per_epoch)
+  if finished and result.stopped is None:  # a run cut short leaves only its checkpoints
+    folder = save_reward_model(tuned, lm, config)
+    if show_progress:
+      print(f"rm: the reward model (adapter or model, value head) in {folder}")
   return lm, result
 
 
