@@ -4,8 +4,11 @@ the persona prompts, a KL penalty to the SFT model (LoRA off), GAE and the clipp
 COMMAND: python -m experiments.finetune --config=experiments/configs/persona_lora.py
          python -m experiments.finetune --config=experiments/configs/persona_rm.py
          python -m experiments.finetune --config=experiments/configs/persona_ppo.py
-RESULT:  reward/mean of the rollouts rises while kl (nats per answer, to the SFT model) stays
-         small; kl_coef falls from 0.2 while kl is under ppo_target. Writes runs/persona_ppo/.
+RESULT:  10 rounds of 4 rollouts: reward/mean 0.244 in round 1, 0.423 in round 10, noisy in
+         between (-0.21 to 0.36: 4 rollouts a round); kl to the SFT model within +-0.2 nats
+         per answer, so kl_coef only falls (0.2 -> 0.1999); rollouts about 30-37 generated
+         tokens/s, updates about 110 tokens/s; about 3.7 min on a 2-core CPU (the SFT and rm
+         runs first: about 3.7 and 3.3 min). Writes runs/persona_ppo/.
 Presets: `persona_ppo.py:quick` runs 2 steps from the base model with the quick reward model
          (run `persona_rm.py:quick` first) into runs/persona_ppo_quick.
 """
