@@ -56,6 +56,33 @@ def dpo_parity(fn=losses.preference_loss, beta=0.1):
                        metrics["rewards/margins"]), (c.mean(), r.mean(), margin.mean()))}
 
 
+def _log_sigmoid(x):
+  return -np.logaddexp(0.0, -x)  # log 1 / (1 + e^-x)
+
+
+def preference_parity(fn=losses.preference_loss, beta=0.2, label_smoothing=0.1, gamma=0.6):
+  """Each pref_loss per row against its paper's formula: sigmoid (with cDPO smoothing), hinge
+  and ipo on summed log-ratios near -20, orpo and simpo on mean per-token log-probs."""
+  rng = np.random.default_rng(3)
+  c, r, rc, rr = ((-20.0 + 5.0 * rng.standard_normal(6)).astype(np.float32) for _ in range(4))
+  mc, mr = (rng.uniform(-3.0, -0.05, 6).astype(np.float32) for _ in range(2))
+  z = (c.astype(np.float64) - rc) - (r.astype(np.float64) - rr)  # margin of log-ratios
+  ls = label_smoothing
+  m64c, m64r = mc.astype(np.float64), mr.astype(np.float64)
+  odds = lambda lp: np.exp(lp) / (1.0 - np.exp(lp))
+  want = {"sigmoid": -(1 - ls) * _log_sigmoid(beta * z) - ls * _log_sigmoid(-beta * z),
+          "hinge": np.maximum(0.0, 1.0 - beta * z),
+          "ipo": (z - 1.0 / (2.0 * beta)) ** 2,
+          "orpo": -m64c - beta * _log_sigmoid(np.log(odds(m64c) / odds(m64r))),
+          "simpo": -_log_sigmoid(beta * (m64c - m64r) - gamma)}
+  out = {}
+  for kind, expected in want.items():
+    args = (mc, mr, None, None) if kind in losses.REFERENCE_FREE else (c, r, rc, rr)
+    loss_B, _ = fn(kind, *args, beta, label_smoothing=ls, simpo_gamma=gamma)
+    out[kind] = (loss_B, expected)
+  return out
+
+
 @ledger.row("cross-entropy", "research.nn.losses.cross_entropy",
             "mean -log softmax(z)[target], NumPy float64", TOL,
             test="tests/nn/test_losses.py::test_cross_entropy_of_uniform_logits_is_log_v")
@@ -79,3 +106,13 @@ def sequence_logps(ctx):
 def dpo(ctx):
   del ctx
   return dpo_parity()
+
+
+# test_losses.py's tolerance: ipo squares margins of log-ratios that float32 rounds absolutely.
+@ledger.row("preference-losses", "research.nn.losses.preference_loss, each pref_loss (beta 0.2)",
+            "sigmoid/cDPO, hinge, ipo, orpo, simpo as published, NumPy float64",
+            ledger.Tolerance(rtol=1e-5, atol=1e-6),
+            test="tests/nn/test_losses.py::test_reference_losses_match_numpy")
+def preference(ctx):
+  del ctx
+  return preference_parity()

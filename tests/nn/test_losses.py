@@ -192,8 +192,9 @@ def _trl_dpo(trl, kind, beta, counts, c, r, rc, rr):
             "attention_mask": torch.ones(2 * n, length + 1, dtype=torch.long),
             "completion_mask": torch.tensor(mask),
             "ref_chosen_logps": torch.tensor(rc), "ref_rejected_logps": torch.tensor(rr)}
-  loss = trl.dpo._compute_loss(trainer, lambda **_: outputs, inputs, False)  # pylint: disable=protected-access
-  return float(loss), {k: v[0] for k, v in trainer._metrics["train"].items()}  # pylint: disable=protected-access
+  # pylint: disable=protected-access
+  loss = trl.dpo._compute_loss(trainer, lambda **_: outputs, inputs, False)
+  return float(loss), {k: v[0] for k, v in trainer._metrics["train"].items()}
 
 
 @pytest.mark.parametrize("kind", ["sigmoid", "hinge", "ipo"])
