@@ -12,8 +12,9 @@ padded to L + 1 tokens:
   inputs      B x L      tokens[:, :-1]
   targets     B x L      tokens[:, 1:]
   mask        B x L      1.0 where the target is a generated token (up to and including EOS)
-  old_logps   B x L      log pi_old(target_t | tokens <= t) of the sampling policy (0 off mask)
-  ref_logps   B x L      the same under the reference (0 off mask)
+  old_logps   B x L      log pi_old(target_t | tokens <= t), 0 off the mask: the sampling
+                         policy's own softmax (temperature 1, unfiltered), as the loss sees it
+  ref_logps   B x L      the same under the reference
   lengths     B          real tokens (prompt + answer): the loop's tokens/s counts them
   prompt_lengths, answer_lengths   B
 

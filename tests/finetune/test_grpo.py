@@ -82,3 +82,27 @@ def test_grpo_runs_stops_resumes_and_logs_its_metrics(finetune_config, tmp_path)
   assert rows[0]["reward/mean"] == rows[1]["reward/mean"]
   assert rows[0]["rollout_tokens_per_s"] == rows[1]["rollout_tokens_per_s"]
   assert rows[2]["rollout_tokens_per_s"] != rows[1]["rollout_tokens_per_s"]
+
+
+def test_a_reward_model_scores_each_row_at_its_last_token(monkeypatch):
+  """The wiring to the rm stage's module (research/finetune/reward.py): load once, score the
+  right-padded rows B at a time with their lengths. A stand-in module keeps this cheap."""
+  calls = []
+  fake = types.ModuleType("research.finetune.reward")
+  fake.load_reward_model = lambda path: (calls.append(("load", path)) or "rm", "tokenizer")
+  fake.score = lambda rm, tokens, lengths: (calls.append(("score", rm, tokens.shape))
+                                            or tokens[np.arange(len(tokens)), lengths - 1])
+  monkeypatch.setitem(__import__("sys").modules, "research.finetune.reward", fake)
+  import research.finetune  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(research.finetune, "reward", fake, raising=False)
+  config = types.SimpleNamespace(reward_function="", reward_model="runs/rm",
+                                 per_device_train_batch_size=2)
+  reward = grpo.make_reward(config)
+  tokens = np.array([[3, 4, 9, 0], [3, 7, 0, 0], [3, 4, 5, 6]])
+  scores = reward({"tokens": tokens, "lengths": np.array([3, 2, 4])}, None)
+  np.testing.assert_array_equal(scores, [9, 7, 6])
+  assert calls == [("load", "runs/rm"), ("score", "rm", (2, 4)), ("score", "rm", (1, 4))]
+  for fields, words in (({"reward_function": "valid_json"}, "both set"),
+                        ({"reward_model": ""}, "are empty")):
+    with pytest.raises(ValueError, match=words):
+      grpo.make_reward(types.SimpleNamespace(**{**vars(config), **fields}))
