@@ -131,7 +131,7 @@ def run_experiment(config, out_dir) -> list[tour.Claim]:
     first = dpo_result.history[0]
     claims.append(tour.Claim.close_to("DPO's loss starts at ln 2 (policy = reference)",
                                       "step-1 loss", first["loss"], math.log(2), 1e-5))
-    margins = [r["rewards/margin"] for r in dpo_result.history]
+    margins = [r["rewards/margins"] for r in dpo_result.history]
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.plot(range(1, len(margins) + 1), [r["loss"] for r in dpo_result.history], label="loss")
     ax.plot(range(1, len(margins) + 1), margins, label="reward margin")

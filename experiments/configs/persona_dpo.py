@@ -1,7 +1,7 @@
 """DPO with LoRA on the demo preference set, the reference being the model with LoRA off.
 
 COMMAND: python -m experiments.dpo --config=experiments/configs/persona_dpo.py
-RESULT:  loss starts at ln 2 = 0.6931 and falls; rewards/accuracy rises towards 1 on the
+RESULT:  loss starts at ln 2 = 0.6931 and falls; rewards/accuracies rises towards 1 on the
          16 pairs; a few minutes on a 2-core CPU. Writes runs/persona_dpo/.
 Presets: `persona_dpo.py:quick` runs 3 steps.
 """

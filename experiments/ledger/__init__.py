@@ -35,7 +35,7 @@ import numpy as np
 from research import files
 from research import tour
 
-AREAS = ("optimizers", "autodiff", "fused", "losses", "references")
+AREAS = ("optimizers", "autodiff", "fused", "losses", "policy_gradient", "references")
 DEV_EXTRA = ("torch", "transformers", "peft", "sentence_transformers")
 INSTALL_HINTS = {
     **{m: "the dev extra: pip install -e '.[dev]'" for m in DEV_EXTRA},

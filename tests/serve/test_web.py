@@ -304,29 +304,48 @@ def test_a_job_trains_reports_its_loss_and_exports(client):
   assert len(later["points"]) == 3
 
 
-def test_a_dpo_job_trains_on_preference_pairs_and_exports(client):
-  started = client.post("/ui/jobs", json=web_fixtures.TINY_DPO_JOB)
-  assert started.status_code == 200, started.text
-  job = started.json()["id"]
-  status = wait_for(lambda: client.get(f"/ui/jobs/{job}").json(),
-                    lambda s: s["state"] != "running")
-  assert status["state"] == "finished", status
-  assert status["fields"]["stage"] == "dpo" and status["fields"]["pref_beta"] == 0.2
-  config = json.loads((Path(status["dir"]) / "config.json").read_text())
-  assert (config["stage"], config["dataset"], config["pref_beta"]) == ("dpo", "tiny_prefs", 0.2)
-  summary = json.loads((Path(status["dir"]) / "train" / "summary.json").read_text())
-  assert summary["stage"] == "dpo" and summary["steps"] == 3
-  # DPO's loss starts at log 2: the policy equals its reference before the first step
-  assert [p["step"] for p in status["points"]] == [1, 2, 3]
-  assert abs(status["points"][0]["loss"] - np.log(2)) < 1e-3
-  assert client.get("/ui/jobs").json()["jobs"][0]["stage"] == "dpo"
-  assert client.post(f"/ui/jobs/{job}/export").status_code == 200
-  status = wait_for(lambda: client.get(f"/ui/jobs/{job}").json(),
-                    lambda s: s["export"]["state"] != "running")
-  assert status["export"]["state"] == "finished", status
-  path = Path(status["export"]["path"])
-  assert (path / "model.safetensors").is_file()
-  assert (path / "adapter" / "adapter_config.json").is_file()
+@pytest.fixture(scope="module")
+def learning_model_dir(tmp_path_factory):
+  """The citing model with its final norm kept: its logits, hence DPO's loss, can move."""
+  return web_fixtures.write_citing_model(tmp_path_factory.mktemp("learning") / "model",
+                                         zero_logits=False)
+
+
+def test_a_dpo_job_trains_on_preference_pairs_and_exports(learning_model_dir, data_dir,
+                                                          tmp_path):
+  settings = web_fixtures.settings_for(learning_model_dir, data_dir, tmp_path / "work")
+  with TestClient(web_fixtures.make_app(settings)) as client:
+    started = client.post("/ui/jobs", json=web_fixtures.TINY_DPO_JOB)
+    assert started.status_code == 200, started.text
+    job = started.json()["id"]
+    status = wait_for(lambda: client.get(f"/ui/jobs/{job}").json(),
+                      lambda s: s["state"] != "running")
+    assert status["state"] == "finished", status
+    assert status["fields"]["stage"] == "dpo" and status["fields"]["pref_beta"] == 0.2
+    config = json.loads((Path(status["dir"]) / "config.json").read_text())
+    assert (config["stage"], config["dataset"], config["pref_beta"]) == ("dpo", "tiny_prefs",
+                                                                         0.2)
+    summary = json.loads((Path(status["dir"]) / "train" / "summary.json").read_text())
+    assert summary["stage"] == "dpo" and summary["steps"] == 3
+    # DPO's loss starts at ln 2 (the policy equals its reference before the first step), then
+    # falls as the chosen answers' reward overtakes the rejected ones'
+    assert [p["step"] for p in status["points"]] == [1, 2, 3]
+    losses = [p["loss"] for p in status["points"]]
+    assert abs(losses[0] - np.log(2)) < 1e-3
+    assert losses[-1] < np.log(2) - 0.01, losses
+    rows = [json.loads(line) for line in
+            (Path(status["dir"]) / "train" / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if "rewards/accuracies" in r]
+    assert rows[0]["rewards/accuracies"] == 0.0 and rows[-1]["rewards/accuracies"] > 0.5, rows
+    assert rows[-1]["rewards/margins"] > 0
+    assert client.get("/ui/jobs").json()["jobs"][0]["stage"] == "dpo"
+    assert client.post(f"/ui/jobs/{job}/export").status_code == 200
+    status = wait_for(lambda: client.get(f"/ui/jobs/{job}").json(),
+                      lambda s: s["export"]["state"] != "running")
+    assert status["export"]["state"] == "finished", status
+    path = Path(status["export"]["path"])
+    assert (path / "model.safetensors").is_file()
+    assert (path / "adapter" / "adapter_config.json").is_file()
 
 
 def test_a_failing_job_shows_the_last_line_of_its_errors(model_dir, tmp_path):

@@ -3,8 +3,9 @@ its vocabulary, and the app built around them with a stand-in embedder.
 
 The model's final norm has a zero scale, so every logit is 0 and greedy decoding picks token
 0, which is the word "[1]": a knowledge-base answer always cites passage 1, which is what the
-page's highlighting needs to be seen working. (Its loss cannot move, so the fine-tune tests
-check that the curve gains points, not that it falls.)
+page's highlighting needs to be seen working. (Its loss cannot move, so the SFT job tests check
+that the curve gains points, not that it falls.) The DPO job trains the same model with its
+scale kept (`write_citing_model(path, zero_logits=False)`), whose preferences can move.
 """
 
 import json
@@ -34,15 +35,19 @@ QUESTION = "What are the default betas of Adam?"
 TINY_JOB = {"dataset": "tiny", "max_steps": 3, "per_device_train_batch_size": 2,
             "gradient_accumulation_steps": 1, "cutoff_len": 64, "learning_rate": 1e-3,
             "logging_steps": 1, "lora_rank": 4, "lora_alpha": 8}
-TINY_DPO_JOB = {**TINY_JOB, "stage": "dpo", "dataset": "tiny_prefs", "pref_beta": 0.2}
+# A learning rate at which two DPO updates move the preference visibly (the loss below ln 2).
+TINY_DPO_JOB = {**TINY_JOB, "stage": "dpo", "dataset": "tiny_prefs", "pref_beta": 0.2,
+                "learning_rate": 5e-2}
 
 
-def write_citing_model(path) -> Path:
-  """An HF model directory whose greedy answer is "[1] [1] ..."."""
+def write_citing_model(path, zero_logits=True) -> Path:
+  """An HF model directory whose greedy answer is "[1] [1] ..."; with zero_logits=False the
+  same random model with its final norm kept, whose logits depend on the input."""
   config = config_lib.llama(vocab_size=VOCAB, num_layers=2, width=32, num_heads=4,
                             num_kv_heads=2, ffn_width=48, max_length=512, init_std=0.2)
   model = transformer.Transformer(config, rngs=nnx.Rngs(0))
-  model.final_norm.scale[...] = 0.0  # every logit 0: argmax is token 0, "[1]"
+  if zero_logits:
+    model.final_norm.scale[...] = 0.0  # every logit 0: argmax is token 0, "[1]"
   vocab = {"[1]": 0, **{f"w{i}": i for i in range(1, VOCAB)}}
   tok = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="w63"))
   tok.pre_tokenizer = tokenizers.pre_tokenizers.WhitespaceSplit()
