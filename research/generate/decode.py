@@ -6,6 +6,9 @@
 
 The cache holds keys and values of every position so far, so each new token costs one row of
 attention instead of recomputing the prefix; the logits are the same as a full recompute.
+Prompts of different lengths go in one batch left-padded to P (`prompt_lengths`): every row's
+next token then lands in the same cache slot, and each row's positions start at 0 at its first
+real token, so a row decodes as it would alone.
 """
 
 import functools
@@ -21,16 +24,27 @@ from research.nn import transformer
 
 def generate(model, prompt_BxP, max_new_tokens: int, key, *, temperature=1.0, top_k=None,
              top_p=None, min_p=None, eos_id: int | None = None, pad_id: int = 0,
-             cache_dtype=jnp.float32):
+             cache_dtype=jnp.float32, prompt_lengths=None):
   """Prompt plus up to `max_new_tokens` sampled tokens, B x (P + max_new_tokens), and the
-  number of tokens generated per row (EOS included; `pad_id` fills the rest)."""
+  number of tokens generated per row (EOS included; `pad_id` fills the rest).
+
+  `prompt_lengths` (B,): row b's prompt is its last prompt_lengths[b] tokens, left-padded to
+  P; None: every row is P long. Generated tokens always start at column P."""
   graphdef, params = nnx.split(model)
   prompt_BxP = jnp.asarray(prompt_BxP, jnp.int32)
-  if prompt_BxP.shape[1] + max_new_tokens > _position_limit(model.config):
-    raise ValueError(f"generate: prompt {prompt_BxP.shape[1]} + max_new_tokens "
+  b, p = prompt_BxP.shape
+  if p + max_new_tokens > _position_limit(model.config):
+    raise ValueError(f"generate: prompt {p} + max_new_tokens "
                      f"{max_new_tokens} exceeds max_length={model.config.max_length}.")
+  offset_B = jnp.zeros((b,), jnp.int32)
+  if prompt_lengths is not None:
+    lengths = np.asarray(prompt_lengths)
+    if lengths.shape != (b,) or np.any(lengths < 1) or np.any(lengths > p):
+      raise ValueError(f"generate: prompt_lengths should be {b} lengths in 1..{p}, got "
+                       f"{lengths.tolist()}.")
+    offset_B = jnp.asarray(p - lengths, jnp.int32)  # left padding of each row
   settings = sampler_settings(model.config.vocab_size, temperature, top_k, top_p, min_p)
-  return _generate(graphdef, params, prompt_BxP, key, settings, max_new_tokens,
+  return _generate(graphdef, params, prompt_BxP, offset_B, key, settings, max_new_tokens,
                    -1 if eos_id is None else eos_id, pad_id, jnp.dtype(cache_dtype))
 
 
@@ -61,16 +75,16 @@ def _position_limit(config):
   return config.max_length if config.position in ("learned", "sinusoidal") else 1 << 30
 
 
-@functools.partial(jax.jit, static_argnums=(0, 5, 6, 7, 8))
-def _generate(graphdef, params, prompt_BxP, key, settings, max_new_tokens, eos_id, pad_id,
-              cache_dtype):
+@functools.partial(jax.jit, static_argnums=(0, 6, 7, 8, 9))
+def _generate(graphdef, params, prompt_BxP, offset_B, key, settings, max_new_tokens, eos_id,
+              pad_id, cache_dtype):
   model = nnx.merge(graphdef, params)
   temperature, top_k, top_p, min_p = settings
   sampler = functools.partial(samplers.sample, temperature=temperature, top_k=top_k,
                               top_p=top_p, min_p=min_p)
   b, p = prompt_BxP.shape
   total = p + max_new_tokens
-  cache = transformer.init_cache(model.config, b, total, cache_dtype)
+  cache = transformer.init_cache(model.config, b, total, cache_dtype, offset_B)
   logits_BxPxV, cache = model(prompt_BxP, cache=cache)
   tokens_BxT = jnp.concatenate([prompt_BxP, jnp.full((b, max_new_tokens), pad_id, jnp.int32)],
                                axis=1)
@@ -96,18 +110,22 @@ def _generate(graphdef, params, prompt_BxP, key, settings, max_new_tokens, eos_i
   return tokens_BxT, lengths_B
 
 
-def cached_logits(model, tokens_BxT, prefill: int = 1):
+def cached_logits(model, tokens_BxT, prefill: int = 1, offset_B=None):
   """Logits for every position computed through the cache: the prompt's first `prefill`
-  tokens at once, then one token at a time (what `generate` does)."""
+  tokens at once, then one token at a time (what `generate` does). `offset_B`: each row's
+  left padding (zeros by default)."""
   graphdef, params = nnx.split(model)
-  return _cached_logits(graphdef, params, jnp.asarray(tokens_BxT, jnp.int32), prefill)
+  tokens_BxT = jnp.asarray(tokens_BxT, jnp.int32)
+  offset_B = jnp.zeros(tokens_BxT.shape[:1], jnp.int32) if offset_B is None else offset_B
+  return _cached_logits(graphdef, params, tokens_BxT, jnp.asarray(offset_B, jnp.int32),
+                        prefill)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3))
-def _cached_logits(graphdef, params, tokens_BxT, prefill):
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _cached_logits(graphdef, params, tokens_BxT, offset_B, prefill):
   model = nnx.merge(graphdef, params)
   b, t = tokens_BxT.shape
-  cache = transformer.init_cache(model.config, b, t)
+  cache = transformer.init_cache(model.config, b, t, offset_B=offset_B)
   first_BxPxV, cache = model(tokens_BxT[:, :prefill], cache=cache)
 
   def one(cache, token_B):

@@ -7,8 +7,10 @@
 The mask is causal (a decoder: -inf above the diagonal) unless one is given, e.g. a padding
 mask for an encoder; G <= H key/value heads are shared by H / G query heads each (grouped
 query attention); RoPE rotates Q and K, ALiBi adds a bias; dropout acts on the weights; a KV
-cache keeps past keys and values for decoding. With kernels="fused" (or attention="xla") the
-same steps run on B x L x H x K with the fast forms of `research.nn.fused`.
+cache keeps past keys and values for decoding (a batch's rows left-padded to one length put
+their padding at negative positions: every row writes the same slot, no real query sees a
+pad). With kernels="fused" (or attention="xla") the same steps run on B x L x H x K with the
+fast forms of `research.nn.fused`.
 """
 
 import math
@@ -23,8 +25,13 @@ from research.nn import positions as positions_lib
 
 
 def causal_mask(q_positions_BxL, k_positions_BxS):
-  """True where query t may look at key s: s <= t (and never at a future slot)."""
-  return k_positions_BxS[:, None, :] <= q_positions_BxL[:, :, None]
+  """True where query t may look at key s: s <= t (and never at a future slot).
+
+  Left padding sits at negative positions: a real query (t >= 0) never sees it, and a padding
+  query sees only the padding before it, so its row of weights stays finite."""
+  causal_BxLxS = k_positions_BxS[:, None, :] <= q_positions_BxL[:, :, None]  # s <= t
+  real_key_BxS, pad_query_BxL = k_positions_BxS >= 0, q_positions_BxL < 0
+  return causal_BxLxS & (real_key_BxS[:, None, :] | pad_query_BxL[:, :, None])
 
 
 def padding_mask(valid_BxS, num_queries: int):
@@ -70,7 +77,8 @@ def scaled_dot_product_attention(q_BxHxLxK, k_BxHxSxK, v_BxHxSxK, mask_BxLxS, bi
 
 
 def write_cache(cache, k_BxLxGxK, v_BxLxGxK, start):
-  """Writes this step's keys and values at slots start.. of the B x S x G x K cache."""
+  """Writes this step's keys and values at slots start.. of the B x S x G x K cache; returns
+  {"key", "value"}."""
   k = jax.lax.dynamic_update_slice_in_dim(cache["key"], k_BxLxGxK.astype(cache["key"].dtype),
                                           start, axis=1)
   v = jax.lax.dynamic_update_slice_in_dim(cache["value"],
@@ -93,9 +101,11 @@ class Attention(nnx.Module):
     self.out = nnx.Linear(h * kw, d, use_bias=config.out_bias, kernel_init=out_init, rngs=rngs)
 
   def __call__(self, x_BxLxD, positions_BxL, cache=None, dropout_key=None, mask_BxLxS=None):
-    """Returns (y_BxLxD, new_cache). A cache is {"key": BxSxGxK, "value": BxSxGxK} with
-    slots written at `positions`; keys at later slots are masked out by causality. An
-    explicit `mask_BxLxS` (True: may attend) replaces the causal one."""
+    """Returns (y_BxLxD, new_cache). A cache is {"key": BxSxGxK, "value": BxSxGxK, "index":
+    the first slot to write, "offset": B} (see `transformer.init_cache`): row b's slot s holds
+    position s - offset_b, so left padding has negative positions; keys at later slots are
+    masked out by causality. An explicit `mask_BxLxS` (True: may attend) replaces the causal
+    one."""
     if self.kernels == "fused" or self.impl == "xla":
       return self._fused(x_BxLxD, positions_BxL, cache, dropout_key, mask_BxLxS)
     h, g = self.num_heads, self.num_kv_heads
@@ -109,11 +119,11 @@ class Attention(nnx.Module):
       k_BxGxLxK = positions_lib.apply_rope(k_BxGxLxK, cos, sin)
     k_positions_BxS = positions_BxL
     if cache is not None:  # the cache is laid out B x S x G x K, as the fused form keeps it
+      k_positions_BxS = slot_positions(cache)
       cache = write_cache(cache, k_BxGxLxK.transpose(0, 2, 1, 3),
-                          v_BxGxLxK.transpose(0, 2, 1, 3), positions_BxL[0, 0])
+                          v_BxGxLxK.transpose(0, 2, 1, 3), cache["index"])
       k_BxGxLxK = cache["key"].transpose(0, 2, 1, 3).astype(q_BxHxLxK.dtype)
       v_BxGxLxK = cache["value"].transpose(0, 2, 1, 3).astype(q_BxHxLxK.dtype)
-      k_positions_BxS = _slots(x_BxLxD.shape[0], k_BxGxLxK.shape[2])
     mask_BxLxS = self._mask(positions_BxL, k_positions_BxS, mask_BxLxS)
     y_BxHxLxK = scaled_dot_product_attention(
         q_BxHxLxK, repeat_kv(k_BxGxLxK, h), repeat_kv(v_BxGxLxK, h), mask_BxLxS,
@@ -147,9 +157,9 @@ class Attention(nnx.Module):
       q, k = positions_lib.apply_rope(q, cos, sin), positions_lib.apply_rope(k, cos, sin)
     k_positions_BxS = positions_BxL
     if cache is not None:
-      cache = write_cache(cache, k, v, positions_BxL[0, 0])
+      k_positions_BxS = slot_positions(cache)
+      cache = write_cache(cache, k, v, cache["index"])
       k, v = cache["key"], cache["value"]
-      k_positions_BxS = _slots(b, k.shape[1])
     mask_BxLxS = self._mask(positions_BxL, k_positions_BxS, mask_BxLxS)
     bias = self._bias(positions_BxL, k_positions_BxS)
     if self.impl == "xla" and (dropout_key is None or self.rate == 0.0):
@@ -160,6 +170,8 @@ class Attention(nnx.Module):
     return fused.tokens_first(self.out, y.reshape(b, l, -1)), cache
 
 
-def _slots(batch, length):
-  # a batch decodes in step: every row writes the same slots, so key s sits at position s
-  return jnp.broadcast_to(jnp.arange(length), (batch, length))
+def slot_positions(cache):
+  """B x S: the position each cache slot holds, s - offset_b. A batch decodes in step (every
+  row writes the same slot), so a row left-padded by offset_b tokens starts there at 0."""
+  s = cache["key"].shape[1]
+  return jnp.arange(s, dtype=jnp.int32)[None, :] - cache["offset"][:, None]

@@ -53,7 +53,8 @@ class Transformer(nnx.Module):
   """logits_BxLxV, cache = model(tokens_BxL, positions_BxL=None, cache=None, dropout_key=None).
 
   Dropout is on only when a `dropout_key` is given (training); `cache` comes from
-  `init_cache` and is returned updated.
+  `init_cache` and is returned updated. With a cache the default positions are
+  slot - offset_b: a row left-padded by offset_b tokens starts at 0 at its first real token.
   """
 
   def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
@@ -73,8 +74,9 @@ class Transformer(nnx.Module):
   def __call__(self, tokens_BxL, positions_BxL=None, cache=None, dropout_key=None):
     b, l = tokens_BxL.shape
     if positions_BxL is None:
-      start = 0 if cache is None else cache["index"]
-      positions_BxL = jnp.broadcast_to(start + jnp.arange(l, dtype=jnp.int32), (b, l))
+      positions_BxL = jnp.broadcast_to(jnp.arange(l, dtype=jnp.int32), (b, l))
+      if cache is not None:
+        positions_BxL = cache["index"] + positions_BxL - cache["offset"][:, None]
     x_BxLxD = self.embed_tokens(tokens_BxL, positions_BxL, dropout_key)
     return self.trunk(x_BxLxD, positions_BxL, cache, dropout_key)
 
@@ -97,8 +99,8 @@ class Transformer(nnx.Module):
   def embed_tokens(self, tokens_BxL, positions_BxL, dropout_key=None):
     config = self.config
     x_BxLxD = self.embed(tokens_BxL)
-    if config.position == "learned":
-      x_BxLxD = x_BxLxD + self.positions(positions_BxL)
+    if config.position == "learned":  # left padding (negative positions) reads row 0
+      x_BxLxD = x_BxLxD + self.positions(jnp.maximum(positions_BxL, 0))
     elif config.position == "sinusoidal":
       x_BxLxD = x_BxLxD + positions_lib.sinusoidal(positions_BxL, config.width)
     return dropout_lib.dropout(x_BxLxD, config.dropout,
@@ -111,7 +113,9 @@ class Transformer(nnx.Module):
     cache) each block is recomputed in the backward pass (`fused.recomputed_block`)."""
     new_layers = []
     for i, block in enumerate(self.blocks):
-      layer_cache = None if cache is None else cache["layers"][i]
+      layer_cache = None
+      if cache is not None:  # the slot to write and the rows' offsets, shared by the layers
+        layer_cache = {**cache["layers"][i], "index": cache["index"], "offset": cache["offset"]}
       key = dropout_lib.site_key(dropout_key, i)
       if remat and cache is None:
         x_BxLxD = fused.recomputed_block(block, x_BxLxD, positions_BxL, key)
@@ -122,17 +126,21 @@ class Transformer(nnx.Module):
       x_BxLxD = self.final_norm(x_BxLxD)
     new_cache = None
     if cache is not None:
-      new_cache = {"index": cache["index"] + x_BxLxD.shape[1], "layers": new_layers}
+      new_cache = {"index": cache["index"] + x_BxLxD.shape[1], "offset": cache["offset"],
+                   "layers": new_layers}
     if not head:
       return x_BxLxD, new_cache
     return self.head_logits(x_BxLxD), new_cache
 
 
-def init_cache(config: ModelConfig, batch: int, length: int, dtype=jnp.float32):
-  """An empty KV cache of `length` slots for every layer."""
+def init_cache(config: ModelConfig, batch: int, length: int, dtype=jnp.float32,
+               offset_B=None):
+  """An empty KV cache of `length` slots for every layer. "index" is the next slot to write
+  (all rows at once); "offset" (B,) is each row's left padding, zeros by default."""
   shape = (batch, length, config.kv_heads, config.head)
   layer = lambda: {"key": jnp.zeros(shape, dtype), "value": jnp.zeros(shape, dtype)}
-  return {"index": jnp.zeros((), jnp.int32),
+  offset_B = jnp.zeros((batch,), jnp.int32) if offset_B is None else offset_B
+  return {"index": jnp.zeros((), jnp.int32), "offset": jnp.asarray(offset_B, jnp.int32),
           "layers": [layer() for _ in range(config.num_layers)]}
 
 

@@ -80,3 +80,44 @@ def test_sample_each_continues_the_prompt_once_per_sampler_within_max_length():
   assert texts["greedy"] == tokenizer.decode(np.asarray(greedy[0]).tolist())  # 4 + 20 = 24
   for text in texts.values():
     assert text.startswith("abcd") and len(text) == 24
+
+
+# the notebook kernels with learned positions, the fused ones on a llama (RoPE, grouped KV)
+@pytest.mark.parametrize("changes", [
+    {"kernels": "notebook", "position": "learned"},
+    {"kernels": "fused", "position": "rope", "norm": "rmsnorm", "ffn": "swiglu",
+     "num_kv_heads": 2},
+])
+def test_a_left_padded_batch_generates_what_each_row_generates_alone(changes):
+  """Would fail if the padding were attended, if a padded row's positions started at the
+  padding instead of its first real token, or if rows wrote different cache slots."""
+  model = _model(init_std=0.3, **changes)  # logits far enough apart that greedy is stable
+  prompts = [[3, 7, 1, 9, 4], [5, 2]]
+  p = max(map(len, prompts))
+  padded = jnp.asarray([[0] * (p - len(r)) + r for r in prompts])
+  out, lengths = decode.generate(model, padded, 6, jax.random.key(0), temperature=0.0,
+                                 prompt_lengths=[len(r) for r in prompts])
+  for i, row in enumerate(prompts):
+    alone, alone_lengths = decode.generate(model, jnp.asarray([row]), 6, jax.random.key(0),
+                                           temperature=0.0)
+    np.testing.assert_array_equal(out[i, p:], alone[0, len(row):])
+    assert int(lengths[i]) == int(alone_lengths[0])
+  np.testing.assert_array_equal(out[:, :p], padded)
+
+
+def test_left_padded_cached_logits_equal_the_unpadded_full_forward():
+  model = _model(kernels="fused", position="learned")
+  tokens = jax.random.randint(jax.random.key(1), (2, 10), 1, 23)
+  pad = np.array([0, 3])
+  padded = jnp.stack([tokens[0], jnp.concatenate([jnp.zeros(3, jnp.int32), tokens[1, :7]])])
+  cached = decode.cached_logits(model, padded, prefill=5, offset_B=pad)
+  full, _ = model(tokens)
+  np.testing.assert_allclose(cached[0], full[0], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(cached[1, 3:], full[1, :7], rtol=1e-5, atol=1e-5)
+  assert np.all(np.isfinite(np.asarray(cached)))  # the padding's own rows too
+
+
+def test_prompt_lengths_outside_the_prompt_are_refused():
+  with pytest.raises(ValueError, match="prompt_lengths"):
+    decode.generate(_model(), jnp.zeros((2, 4), jnp.int32), 2, jax.random.key(0),
+                    prompt_lengths=[4, 5])
