@@ -23,9 +23,29 @@ hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "local"))
 
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+# One compile per program for the whole run: tests build the same tiny models and steps again
+# and again (each pretrain call jits afresh), and XLA's persistent cache hands back the
+# compiled executable instead. The folder is made by the controlling process (xdist workers
+# inherit its environment, so they share it), is new for every run, and is removed at the end.
+import shutil  # pylint: disable=g-import-not-at-top,wrong-import-position
+import tempfile  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+if "PYTEST_XDIST_WORKER" not in os.environ:
+  os.environ["BOOKFORAI_TEST_XLA_CACHE"] = tempfile.mkdtemp(prefix="bookforai-test-xla-")
+jax.config.update("jax_compilation_cache_dir", os.environ["BOOKFORAI_TEST_XLA_CACHE"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
 
 @pytest.fixture(scope="session")
 def smollm2_lm():
   """SmolLM2-135M-Instruct from its packaged GGUF, loaded once for every test that reads it."""
   from research import pretrained  # pylint: disable=g-import-not-at-top
   return pretrained.load_model("smollm2-135m-instruct")
+
+
+def pytest_sessionfinish(session):
+  if not hasattr(session.config, "workerinput"):  # the controller, after every worker is done
+    shutil.rmtree(os.environ["BOOKFORAI_TEST_XLA_CACHE"], ignore_errors=True)

@@ -115,6 +115,13 @@ def from_yaml(path) -> ml_collections.ConfigDict:
     except (TypeError, ValueError) as e:
       raise ValueError(f"{path}: setting {key!r}={value!r} should be a "
                        f"{type(config[target]).__name__}.") from e
+  if config.do_predict and "do_train" not in raw:
+    config.do_train = False  # LLaMA-Factory's predict YAMLs say do_predict and nothing else
+  if not config.do_train and raw.get("adapter_name_or_path"):
+    # predicting with the base model alone would score the wrong model without a word
+    raise ValueError(f"{path}: setting 'adapter_name_or_path' is not loaded here; to predict "
+                     "with a tuned model set model_name_or_path to its export_dir (the merged "
+                     "model).")
   return config
 
 

@@ -1,5 +1,5 @@
-"""One fine-tuning job end to end: train (SFT, reward model, PPO, GRPO or DPO), export, and
-the persona check."""
+"""One fine-tuning job end to end: train (SFT, reward model, PPO, GRPO or DPO), export, the
+persona check, and LLaMA-Factory's predict (do_predict; do_train false predicts only)."""
 
 import importlib
 from pathlib import Path
@@ -8,6 +8,7 @@ from research import files
 from research import pretrained
 from research.finetune import export
 from research.finetune import persona as persona_lib
+from research.finetune import predict as predict_lib
 
 # stage -> the module whose run(config, show_progress, stop_at) trains it
 STAGES = {"sft": "sft", "rm": "reward", "ppo": "ppo", "grpo": "grpo", "dpo": "dpo"}
@@ -20,16 +21,21 @@ def stage_runner(stage: str):
 def run(config, check_base: bool = True, show_progress: bool = True) -> dict:
   """Trains per `config`, exports to `config.export_dir` when set, runs the persona check when
   `config.persona` names a persona file; writes and returns output_dir/summary.json."""
-  lm, result = stage_runner(config.stage)(config, show_progress=show_progress)
-  summary = {"stage": config.stage, "steps": result.steps,
-             "final_loss": result.history[-1]["loss"] if result.history else None,
-             "trainable_parameters": result.trainable_parameters,
-             "base_parameters": result.frozen_parameters,
-             "tokens_per_s": result.tokens_per_s, "history": result.history[-1:],
-             "evals": result.evals[-1:]}
-  print(f"finetune: {result.steps} steps, final loss {summary['final_loss']}, "
-        f"{result.tokens_per_s:.0f} tokens/s")
-  if config.export_dir:
+  if config.get("do_predict", False):
+    predict_lib.check(config)  # before training, not after it
+  if config.get("do_train", True):
+    lm, result = stage_runner(config.stage)(config, show_progress=show_progress)
+    summary = {"stage": config.stage, "steps": result.steps,
+               "final_loss": result.history[-1]["loss"] if result.history else None,
+               "trainable_parameters": result.trainable_parameters,
+               "base_parameters": result.frozen_parameters,
+               "tokens_per_s": result.tokens_per_s, "history": result.history[-1:],
+               "evals": result.evals[-1:]}
+    print(f"finetune: {result.steps} steps, final loss {summary['final_loss']}, "
+          f"{result.tokens_per_s:.0f} tokens/s")
+  else:  # predict only: config.model as it is (a base model or an export directory)
+    lm, summary = pretrained.load_model(config.model), {"stage": config.stage, "steps": 0}
+  if config.export_dir and config.get("do_train", True):
     export.export(lm, config.export_dir, lora_dropout=config.lora_dropout,
                   rslora=config.use_rslora)
     print(f"finetune: merged model in {config.export_dir}, PEFT adapter in "
@@ -48,5 +54,10 @@ def run(config, check_base: bool = True, show_progress: bool = True) -> dict:
       summary.update(base_name_rate=base_rate, base_answers=base_rows)
       line += f", the base model in {100 * base_rate:.0f}%"
     print(line + " of held-out questions")
+  if config.get("do_predict", False):
+    metrics = predict_lib.predict(lm, config, show_progress)
+    summary.update(metrics)
+    print(predict_lib.score_line(metrics) + f" on {config.eval_dataset} "
+          f"({Path(config.output_dir) / predict_lib.PREDICTIONS})")
   files.write_json(Path(config.output_dir) / "summary.json", summary)
   return summary

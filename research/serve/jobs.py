@@ -5,13 +5,16 @@
   job = jobs.start({"stage": "dpo", "dataset": "persona_prefs", "pref_beta": 0.1, ...})
   jobs.status(job.id)    # state, loss points from metrics.jsonl, the last line of stderr
   jobs.stop(job.id); jobs.export(job.id)
+  jobs.predict(job.id, {"eval_dataset": "persona", "max_samples": 20, "max_new_tokens": 64})
 
 A job's folder work_dir/jobs/<id>/ holds config.json (what it trains), train/ (the trainer's
 metrics.jsonl, checkpoints/), stderr.log, and export/ once exported. The process is
 `python -m research.serve.jobs train <folder>`: a separate process, so a long or crashing
 training run never blocks or takes down the server, and Stop can end it with its children.
 Export is a second process that restores the newest checkpoint and writes the merged HF model
-and the PEFT adapter (research.finetune.export).
+and the PEFT adapter (research.finetune.export). Predict is a third: LLaMA-Factory's evaluate &
+predict (research.finetune.predict) with the job's export, or its newest checkpoint when it
+has none, greedy answers to an eval dataset scored by BLEU-4 and ROUGE, written to predict/.
 """
 
 import dataclasses
@@ -40,6 +43,10 @@ _BAR = re.compile(r"\| *\d+/(\d+) \[")  # tqdm's "sft:  40%|####      | 4/10 [00
 POSITIVE = ("learning_rate", "num_train_epochs", "pref_beta")  # their lower bound is excluded
 CHOICES = {"stage": ("sft", "dpo"), "lr_scheduler_type": ("cosine", "linear", "constant"),
            "compute_type": ("fp32", "bf16", "fp16"), "finetuning_type": ("lora", "full")}
+# The Evaluate & Predict panel's knobs, bounds and defaults (max_samples 0: all).
+PREDICT_INTS = {"max_samples": (0, 10**9), "max_new_tokens": (1, 4096)}
+PREDICT_DEFAULTS = {"max_samples": 50, "max_new_tokens": 64}
+PREDICT_SAMPLE = 10  # predictions shown beside their labels
 # What the page shows before the user changes anything (LLaMA-Factory's web UI defaults,
 # except a logging step of 1 so the live curve gets a point per optimizer step).
 FORM_DEFAULTS = {"stage": "sft", "lora_rank": 8, "lora_alpha": 16, "learning_rate": 5e-5,
@@ -116,6 +123,33 @@ def parse_form(form: dict, data_dir) -> dict:
   return out
 
 
+def eval_datasets(data_dir) -> list[str]:
+  """Every dataset of data_dir a tuned model can answer: plain sets, and preference sets
+  (their chosen answer is the label)."""
+  return sorted(datasets_for(data_dir, "sft") + datasets_for(data_dir, "dpo"))
+
+
+def parse_predict_form(form: dict, data_dir) -> dict:
+  """The Evaluate & Predict panel's values, typed and checked; ValueError names the field."""
+  if not isinstance(form, dict):
+    raise ValueError("expected a JSON object of predict fields.")
+  datasets = eval_datasets(data_dir)
+  out = dict(PREDICT_DEFAULTS)
+  for field, value in form.items():
+    if field == "eval_dataset":
+      if value not in datasets:
+        raise ValueError(f"field eval_dataset: expected one of the datasets {datasets} from "
+                         f"{Path(data_dir) / 'dataset_info.json'}, got {value!r}.")
+      out[field] = value
+    elif field in PREDICT_INTS:
+      out[field] = _number(field, value, int, *PREDICT_INTS[field])
+    else:
+      raise ValueError(f"field {field}: not a predict knob of this page.")
+  if "eval_dataset" not in out:
+    raise ValueError(f"field eval_dataset: missing; expected one of {datasets}.")
+  return out
+
+
 def make_config(fields: dict, model: str, data_dir, job_dir):
   """The research.finetune config of one job, checked by its own validate()."""
   from research.finetune import config as config_lib  # pylint: disable=g-import-not-at-top
@@ -172,6 +206,7 @@ class Job:
   created: float
   process: subprocess.Popen | None = None       # None: started by an earlier server
   export_process: subprocess.Popen | None = None
+  predict_process: subprocess.Popen | None = None
   stopped: bool = False
 
 
@@ -238,7 +273,8 @@ class Jobs:
     out = {"id": job.id, "state": state, "fields": job.fields, "created": job.created,
            "pid": job.process.pid if job.process is not None else None,
            "dir": str(job.dir), "points": loss_points(job.dir / "train"),
-           "total_steps": self._total_steps(job), "export": self._export_status(job)}
+           "total_steps": self._total_steps(job), "export": self._export_status(job),
+           "predict": self._predict_status(job)}
     if state != "finished":
       out["message"] = last_line(job.dir / "stderr.log")
     return out
@@ -259,6 +295,27 @@ class Jobs:
       return {"state": "finished", "path": str(target),
               "adapter": str(target / "adapter") if (target / "adapter").is_dir() else None}
     return {"state": "failed", "message": last_line(job.dir / "export.log")}
+
+  def _predict_status(self, job: Job) -> dict | None:
+    """The last predict's request and state; once finished, its scores and a sample."""
+    folder = job.dir / "predict"
+    if not (folder / "request.json").is_file():
+      return None
+    out = json.loads((folder / "request.json").read_text(encoding="utf-8"))
+    results = folder / "predict_results.json"
+    process = job.predict_process
+    code = process.poll() if process is not None else None
+    if process is not None and code is None:
+      out["state"] = "running"
+    elif code in (None, 0) and results.is_file():
+      out.update(state="finished", path=str(folder),
+                 metrics=json.loads(results.read_text(encoding="utf-8")),
+                 sample=_first_rows(folder / "generated_predictions.jsonl", PREDICT_SAMPLE))
+      return out
+    else:  # it failed, or an earlier server was stopped while it ran
+      out["state"] = "failed" if process is not None else "interrupted"
+    out["message"] = last_line(job.dir / "predict.log")
+    return out
 
   def list(self) -> list[dict]:
     return [{"id": j.id, "state": self._state(j), "created": j.created,
@@ -284,13 +341,55 @@ class Jobs:
       job.export_process = self._spawn(job, "export", "export.log")
     return self.status(job_id)
 
+  def predict(self, job_id: str, form: dict) -> dict:
+    """Starts predict on the job's export, or its newest checkpoint; ValueError names a bad
+    field, RuntimeError says why the job cannot predict now."""
+    job = self.get(job_id)
+    config = json.loads((job.dir / "config.json").read_text(encoding="utf-8"))
+    fields = parse_predict_form(form, config["dataset_dir"])
+    with self._lock:
+      if self._state(job) == "running":
+        raise RuntimeError(f"job {job_id} is still training; predict once it has stopped.")
+      if job.predict_process is not None and job.predict_process.poll() is None:
+        raise RuntimeError(f"job {job_id} is already predicting.")
+      source = tuned_source(job.dir)
+      if source is None:
+        raise RuntimeError(f"job {job_id} has neither an export nor a checkpoint, so there is "
+                           "no tuned model to predict with.")
+      folder = job.dir / "predict"
+      for name in ("predict_results.json", "generated_predictions.jsonl"):
+        (folder / name).unlink(missing_ok=True)  # a result shown is always this run's
+      files.write_json(folder / "request.json", {**fields, "source": source})
+      job.predict_process = self._spawn(job, "predict", "predict.log")
+    return self.status(job_id)
+
   def close(self):
     """Ends every process still running (the server is shutting down)."""
     for job in self._jobs.values():
-      for process in (job.process, job.export_process):
+      for process in (job.process, job.export_process, job.predict_process):
         if process is not None and process.poll() is None:
           job.stopped = True
           _end(process)
+
+
+def tuned_source(job_dir) -> str | None:
+  """What predict loads: "export" (the merged model), else "checkpoint" (the newest one)."""
+  job_dir = Path(job_dir)
+  if (job_dir / "export" / "config.json").is_file():
+    return "export"
+  if any((job_dir / "train" / "checkpoints").glob("*")):
+    return "checkpoint"
+  return None
+
+
+def _first_rows(path: Path, count: int) -> list[dict]:
+  rows = []
+  with open(path, encoding="utf-8") as f:
+    for line in f:
+      if len(rows) == count:
+        break
+      rows.append(json.loads(line))
+  return rows
 
 
 def _end(process: subprocess.Popen, grace_s: float = 5.0):
@@ -315,17 +414,39 @@ def _train(job_dir: Path):
   pipeline.run(_load_config(job_dir), check_base=False)
 
 
-def _export(job_dir: Path):
-  from research.finetune import export  # pylint: disable=g-import-not-at-top
+def _restore(config):
+  """(the job's tuned model from its newest checkpoint, that checkpoint's step)."""
   from research.finetune import sft  # pylint: disable=g-import-not-at-top
   from research.finetune import trainer  # pylint: disable=g-import-not-at-top
-  config = _load_config(job_dir)
   lm = sft.prepare(config)[0]  # the base model with the job's adapters (SFT and DPO alike)
   lm.model, step = trainer.restore(lm.model, config)
+  return lm, step
+
+
+def _export(job_dir: Path):
+  from research.finetune import export  # pylint: disable=g-import-not-at-top
+  config = _load_config(job_dir)
+  lm, step = _restore(config)
   path = export.export(lm, job_dir / "export", lora_dropout=config.lora_dropout,
                        rslora=config.use_rslora)
   print(f"export: step {step} of {job_dir.name} -> {path}", file=sys.stderr)
 
 
+def _predict(job_dir: Path):
+  from research import pretrained  # pylint: disable=g-import-not-at-top
+  from research.finetune import predict  # pylint: disable=g-import-not-at-top
+  config = _load_config(job_dir)
+  request = json.loads((job_dir / "predict" / "request.json").read_text(encoding="utf-8"))
+  if request["source"] == "export":
+    lm = pretrained.load_model(str(job_dir / "export"))
+  else:
+    lm = _restore(config)[0]
+  config.update(do_predict=True, predict_with_generate=True, do_sample=False,
+                eval_dataset=request["eval_dataset"], max_samples=request["max_samples"],
+                max_new_tokens=request["max_new_tokens"], output_dir=str(job_dir / "predict"))
+  metrics = predict.predict(lm, config)
+  print(predict.score_line(metrics), file=sys.stderr)
+
+
 if __name__ == "__main__":
-  {"train": _train, "export": _export}[sys.argv[1]](Path(sys.argv[2]))
+  {"train": _train, "export": _export, "predict": _predict}[sys.argv[1]](Path(sys.argv[2]))

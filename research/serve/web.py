@@ -11,6 +11,9 @@
   POST /ui/jobs                   the fine-tune form: starts a job (400 names a bad field)
   GET  /ui/jobs, /ui/jobs/{id}    state, loss points, last line of stderr, export
   POST /ui/jobs/{id}/stop, /ui/jobs/{id}/export
+  POST /ui/jobs/{id}/predict      {"eval_dataset", "max_samples", "max_new_tokens"}: evaluate &
+                                  predict with the job's tuned model; its scores and a sample of
+                                  predictions come back in the job's status ("predict")
 
 Chat and knowledge-base answers go through the public API (POST /api/chat, with "kb" for an
 answer from a knowledge base), so the page uses exactly what other clients use. When the
@@ -132,6 +135,8 @@ def router(services) -> fastapi.APIRouter:
             "max_upload_bytes": settings.max_upload_bytes,
             "datasets": jobs_lib.datasets_for(settings.data_dir, "sft"),
             "preference_datasets": jobs_lib.datasets_for(settings.data_dir, "dpo"),
+            "eval_datasets": jobs_lib.eval_datasets(settings.data_dir),
+            "predict_form": jobs_lib.PREDICT_DEFAULTS,
             "data_dir": str(settings.data_dir), "form": jobs_lib.FORM_DEFAULTS,
             "choices": {k: list(v) for k, v in jobs_lib.CHOICES.items()}}
 
@@ -220,6 +225,13 @@ def router(services) -> fastapi.APIRouter:
   @ui.post("/jobs/{job_id}/export")
   def export_job(job_id: str):
     return job_call(jobs.export, job_id)
+
+  @ui.post("/jobs/{job_id}/predict")
+  def predict_job(job_id: str, body: dict = fastapi.Body(...)):
+    try:
+      return job_call(lambda i: jobs.predict(i, body), job_id)
+    except ValueError as e:
+      _error(400, str(e))
 
   pages.include_router(ui)
   pages.jobs, pages.kbs = jobs, kbs  # for the server's shutdown and for tests

@@ -287,12 +287,17 @@ def smooth(values, weight: float = 0.9):
 
 
 def save_loss_curve(history, evals, path) -> Path:
+  """The loss (raw, smoothed, eval) over steps; on-policy runs (PPO, GRPO) add their mean
+  reward in a second panel."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   steps = [r["step"] for r in history]
   losses = [r["loss"] for r in history]
-  fig, ax = plt.subplots(figsize=(5.5, 3.4))
+  rewarded = [r for r in history if "reward/mean" in r]
+  fig, axes = plt.subplots(1, 2 if rewarded else 1, figsize=(9 if rewarded else 5.5, 3.4),
+                           squeeze=False)
+  ax = axes[0, 0]
   ax.plot(steps, losses, lw=0.8, alpha=0.4, label="train (raw)")
   ax.plot(steps, smooth(losses), lw=1.6, label="train (smoothed)")
   if evals:
@@ -300,4 +305,12 @@ def save_loss_curve(history, evals, path) -> Path:
   ax.set_xlabel("step")
   ax.set_ylabel("loss")
   ax.legend()
+  if rewarded:
+    ax = axes[0, 1]
+    ax.plot([r["step"] for r in rewarded], [r["reward/mean"] for r in rewarded], "o-",
+            label="mean reward of the rollouts")
+    ax.set_xlabel("step")
+    ax.set_ylabel("reward")
+    ax.legend()
+  fig.tight_layout()
   return files.save_figure(fig, path)

@@ -59,3 +59,23 @@ def test_loss_points_skip_a_half_written_line_and_keep_eval_loss(tmp_path):
   assert jobs.loss_points(tmp_path) == [{"step": 1, "loss": 2.5},
                                         {"step": 2, "loss": 2.0, "eval_loss": 2.2}]
   assert jobs.loss_points(tmp_path / "not-yet") == []
+
+
+def test_predict_uses_the_export_else_the_newest_checkpoint(tmp_path):
+  assert jobs.tuned_source(tmp_path) is None
+  (tmp_path / "train" / "checkpoints" / "3").mkdir(parents=True)
+  assert jobs.tuned_source(tmp_path) == "checkpoint"
+  (tmp_path / "export").mkdir()
+  assert jobs.tuned_source(tmp_path) == "checkpoint"  # a folder without a model is no export
+  (tmp_path / "export" / "config.json").write_text("{}")
+  assert jobs.tuned_source(tmp_path) == "export"
+
+
+def test_predict_fields_default_and_are_named(data_dir):
+  assert jobs.eval_datasets(data_dir) == ["notes", "persona", "persona_prefs"]
+  assert jobs.parse_predict_form({"eval_dataset": "persona_prefs"}, data_dir) == {
+      "eval_dataset": "persona_prefs", **jobs.PREDICT_DEFAULTS}
+  with pytest.raises(ValueError, match=r"field eval_dataset: missing; expected one of"):
+    jobs.parse_predict_form({"max_samples": 3}, data_dir)
+  with pytest.raises(ValueError, match=r"field max_samples: expected a whole number"):
+    jobs.parse_predict_form({"eval_dataset": "notes", "max_samples": 2.5}, data_dir)

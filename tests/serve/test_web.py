@@ -3,6 +3,7 @@ path traversal), ingest with progress, and a fine-tune job's whole life on a tin
 
 import json
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -377,3 +378,72 @@ def test_shutting_the_server_down_ends_its_training(settings):
     assert status["state"] == "running"
   with pytest.raises(ProcessLookupError):
     os.kill(status["pid"], 0)
+
+
+# -- evaluate & predict ---------------------------------------------------------------------
+
+def finished_job(work_dir, model_dir, data_dir, job_id="20260101-000000-aaaaaa") -> Path:
+  """A job folder as a finished, exported SFT job leaves it, its export the citing model
+  itself: the next server lists it, and predict needs no training first."""
+  job_dir = Path(work_dir) / "jobs" / job_id
+  fields = jobs_lib.parse_form(web_fixtures.TINY_JOB, data_dir)
+  config = jobs_lib.make_config(fields, model_dir, data_dir, job_dir)
+  (job_dir / "train").mkdir(parents=True)
+  (job_dir / "config.json").write_text(json.dumps(config.to_dict()))
+  (job_dir / "job.json").write_text(json.dumps({"id": job_id, "fields": fields,
+                                                "created": 1.0}))
+  (job_dir / "train" / "summary.json").write_text("{}")
+  shutil.copytree(model_dir, job_dir / "export")
+  return job_dir
+
+
+PREDICT = {"eval_dataset": "tiny", "max_samples": 3, "max_new_tokens": 4}
+
+
+def test_predict_fields_are_checked_and_one_runs_at_a_time(model_dir, data_dir, settings):
+  job = finished_job(settings.work_dir, model_dir, data_dir).name
+  with TestClient(web_fixtures.make_app(settings)) as c:
+    assert c.get(f"/ui/jobs/{job}").json()["predict"] is None
+    assert c.get("/ui/info").json()["eval_datasets"] == ["tiny", "tiny_prefs"]
+    for field, value, says in [("eval_dataset", "gone", "expected one of the datasets"),
+                               ("max_new_tokens", 0, "expected at least 1"),
+                               ("max_new_tokens", 10**5, "expected at least 1 and at most 4096"),
+                               ("max_samples", -1, "expected at least 0"),
+                               ("top_k", 5, "not a predict knob")]:
+      r = c.post(f"/ui/jobs/{job}/predict", json={**PREDICT, field: value})
+      assert r.status_code == 400 and f"field {field}: {says}" in r.json()["detail"], r.text
+    assert c.post("/ui/jobs/nope/predict", json=PREDICT).status_code == 404
+    started = c.post(f"/ui/jobs/{job}/predict", json=PREDICT)
+    assert started.status_code == 200, started.text
+    assert started.json()["predict"]["state"] == "running"
+    assert started.json()["predict"]["source"] == "export"
+    assert c.post(f"/ui/jobs/{job}/predict", json=PREDICT).status_code == 409
+  # the server's shutdown ended it; the next server calls it interrupted
+  with TestClient(web_fixtures.make_app(settings)) as c:
+    assert c.get(f"/ui/jobs/{job}").json()["predict"]["state"] == "interrupted"
+
+
+def test_a_finished_predict_shows_its_scores_and_the_first_rows(model_dir, data_dir, settings):
+  job_dir = finished_job(settings.work_dir, model_dir, data_dir)
+  folder = job_dir / "predict"
+  folder.mkdir()
+  (folder / "request.json").write_text(json.dumps({**PREDICT, "source": "export"}))
+  rows = [{"prompt": f"w3 w{i} w1 w4 ", "predict": "w40", "label": "w41"} for i in range(12)]
+  (folder / "generated_predictions.jsonl").write_text(
+      "".join(json.dumps(r) + "\n" for r in rows))
+  metrics = {"predict_bleu-4": 1.5, "predict_rouge-1": 2.5, "predict_rouge-2": 0.0,
+             "predict_rouge-l": 2.5, "predict_runtime": 1.0}
+  (folder / "predict_results.json").write_text(json.dumps(metrics))
+  with TestClient(web_fixtures.make_app(settings)) as c:
+    p = c.get(f"/ui/jobs/{job_dir.name}").json()["predict"]
+  assert p["state"] == "finished" and p["metrics"] == metrics
+  assert p["sample"] == rows[:jobs_lib.PREDICT_SAMPLE]
+  assert (p["eval_dataset"], p["source"], p["path"]) == ("tiny", "export", str(folder))
+
+
+def test_predict_needs_a_tuned_model(model_dir, data_dir, settings):
+  job_dir = finished_job(settings.work_dir, model_dir, data_dir)
+  shutil.rmtree(job_dir / "export")  # and it saved no checkpoint
+  with TestClient(web_fixtures.make_app(settings)) as c:
+    r = c.post(f"/ui/jobs/{job_dir.name}/predict", json=PREDICT)
+  assert r.status_code == 409 and "neither an export nor a checkpoint" in r.json()["detail"]

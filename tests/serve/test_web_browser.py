@@ -199,3 +199,35 @@ def test_stop_ends_a_running_fine_tune(page):
   page.click("#ft-stop")
   page.wait_for_function("document.getElementById('ft-state').textContent == 'stopped'")
   assert page.is_enabled("#ft-start")
+
+
+def test_evaluate_and_predict_shows_the_scores_and_answers_beside_labels(browser, tmp_path):
+  from tests.serve.test_web import finished_job  # pylint: disable=g-import-not-at-top
+  model_dir = web_fixtures.write_citing_model(tmp_path / "model")
+  data_dir = web_fixtures.write_tiny_data(tmp_path / "data")
+  settings = web_fixtures.settings_for(model_dir, data_dir, tmp_path / "work")
+  finished_job(settings.work_dir, model_dir, data_dir)
+  with launch.ServerThread(web_fixtures.make_app(settings)) as server:
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(server.url + "/#finetune")
+    page.wait_for_function("document.getElementById('ft-state').textContent == 'finished'")
+    assert page.eval_on_selector_all("#pr-dataset option", "os => os.map(o => o.value)") == [
+        "tiny", "tiny_prefs"]
+    page.fill("[name=max_new_tokens]", "0")
+    page.click("#pr-start")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "max_new_tokens" in page.inner_text("#error")
+    page.fill("[name=max_new_tokens]", "3")
+    page.fill("#pr-form [name=max_samples]", "2")
+    page.click("#pr-start")
+    page.wait_for_function("document.getElementById('pr-state').dataset.state == 'finished'",
+                           timeout=90_000)
+    scores = page.locator("#pr-scores tbody td").all_inner_texts()
+    assert len(scores) == 4 and all(re.fullmatch(r"\d+\.\d\d", s) for s in scores), scores
+    cells = [page.locator(f"#pr-sample tbody tr:nth-child({i}) td").all_inner_texts()
+             for i in (1, 2)]
+    # the citing model answers "[1]" each time, beside the labels of the tiny set
+    assert [c[1:] for c in cells] == [["[1] [1] [1]", "w40 w41"], ["[1] [1] [1]", "w41 w41"]]
+    assert page.is_hidden("#error")
+    context.close()

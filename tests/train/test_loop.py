@@ -172,3 +172,12 @@ def test_an_on_policy_source_sees_the_model_after_each_update(tmp_path):
   np.testing.assert_array_equal(source.seen[0], first)
   assert not np.array_equal(source.seen[0], source.seen[1])  # step 1's update is visible
   assert [row["collected"] for row in runs.read_metrics(tmp_path)] == [1.0, 2.0, 3.0]
+
+
+def test_the_curve_of_an_on_policy_run_draws_its_reward_beside_the_loss(tmp_path):
+  rows = [{"step": i, "loss": 1.0 / i, "reward/mean": 0.1 * i} for i in range(1, 6)]
+  plain = loop.save_loss_curve([{"step": r["step"], "loss": r["loss"]} for r in rows], [],
+                               tmp_path / "plain.png")
+  rewarded = loop.save_loss_curve(rows, [], tmp_path / "rewarded.png")
+  import matplotlib.image  # pylint: disable=g-import-not-at-top
+  assert matplotlib.image.imread(rewarded).shape[1] > matplotlib.image.imread(plain).shape[1]

@@ -378,6 +378,7 @@ function fillForm() {
     if (form.elements[name]) form.elements[name].value = value;
   }
   showStage();
+  fillPredictForm();
 }
 
 // SFT trains on plain datasets, DPO on preference sets (chosen and rejected) with its beta.
@@ -389,9 +390,9 @@ function showStage() {
   $("ft-beta").querySelector("input").disabled = !dpo;  // a disabled field is not sent
 }
 
-function formValues() {
+function formValues(form = $("ft-form")) {
   const out = {};
-  for (const el of $("ft-form").elements) {
+  for (const el of form.elements) {
     if (!el.name || el.disabled) continue;
     const raw = el.value.trim();
     // numbers stay text when they do not parse, so the server names the bad field
@@ -419,7 +420,8 @@ function pollJob() {
       const status = await api(`/ui/jobs/${ft.job}`);
       renderJob(status);
       const exporting = status.export && status.export.state === "running";
-      if (status.state === "running" || exporting) ft.polling = setTimeout(tick, 1000);
+      const predicting = status.predict && status.predict.state === "running";
+      if (status.state === "running" || exporting || predicting) ft.polling = setTimeout(tick, 1000);
       else refreshJobs().catch(showError);
     } catch (e) { showError(e); }
   };
@@ -442,6 +444,53 @@ function renderJob(status) {
     exp.path + (exp.adapter ? `  (adapter: ${exp.adapter})` : "") :
     exp.state === "running" ? "exporting..." : `failed: ${exp.message}`;
   drawCurve(status.points, status.total_steps);
+  renderPredict(status);
+}
+
+// ---- evaluate & predict -----------------------------------------------------------------
+const SCORES = ["predict_bleu-4", "predict_rouge-1", "predict_rouge-2", "predict_rouge-l"];
+
+function fillPredictForm() {
+  const form = $("pr-form");
+  $("pr-dataset").replaceChildren(...info.eval_datasets.map((d) => new Option(d, d)));
+  for (const [name, value] of Object.entries(info.predict_form)) form.elements[name].value = value;
+}
+
+function tableRow(cells) {
+  const tr = document.createElement("tr");
+  for (const value of cells) {
+    const td = document.createElement("td");
+    td.textContent = value;
+    tr.append(td);
+  }
+  return tr;
+}
+
+function renderPredict(status) {
+  const p = status.predict;
+  const busy = status.state === "running" || (p && p.state === "running");
+  $("pr-start").disabled = busy;
+  $("pr-state").textContent = !p ? "not yet" :
+    p.state === "finished" ? `${p.eval_dataset}, ${p.source}: ${p.path}` :
+    p.state === "running" ? `predicting... ${p.message || ""}` : `${p.state}: ${p.message}`;
+  $("pr-state").dataset.state = p ? p.state : "";
+  const done = p && p.state === "finished";
+  $("pr-scores").hidden = $("pr-sample").hidden = !done;
+  if (!done) return;
+  $("pr-scores").querySelector("tbody").replaceChildren(
+    tableRow(SCORES.map((k) => p.metrics[k].toFixed(2))));
+  $("pr-sample").querySelector("tbody").replaceChildren(
+    ...p.sample.map((r) => tableRow([r.prompt, r.predict, r.label])));
+}
+
+async function startPredict(event) {
+  event.preventDefault();
+  showError(null);
+  if (!ft.job) { showError("Start or pick a fine-tune job first."); return; }
+  try {
+    renderJob(await api(`/ui/jobs/${ft.job}/predict`, { json: formValues($("pr-form")) }));
+    pollJob();
+  } catch (e) { showError(e); }
 }
 
 // The loss curve as inline SVG: raw points and a line through them, axes with their ranges.
@@ -533,6 +582,7 @@ function start() {
   $("ft-stage").addEventListener("change", showStage);
   $("ft-stop").addEventListener("click", stopJob);
   $("ft-export").addEventListener("click", exportJob);
+  $("pr-form").addEventListener("submit", startPredict);
   window.addEventListener("hashchange", showPage);
   restoreHistory();
   boot();
