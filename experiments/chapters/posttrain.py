@@ -141,7 +141,8 @@ def run_experiment(config, out_dir, show_progress: bool = True) -> list[tour.Cla
 
 def table(report: dict) -> tour.Table:
   rows = tuple((name, str(r["steps"]), f"{r['minutes']:.1f}", f"{r['rm_score']:.3f}",
-                f"{r['name_rate']:.2f}", f"{r['kl']:.3f}") for name, r in report.items())
+                f"{r['name_rate']:.2f}", f"{r['kl']:.3f}")
+               for name, r in ((m, report[m]) for m in ("sft", "dpo", "ppo", "grpo")))
   return tour.Table(("method", "steps", "minutes", "RM score", "name rate", "KL to SFT"), rows,
                     caption="Held-out answers after each method, from one SFT checkpoint")
 
