@@ -24,6 +24,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
+from research.finetune import reward
 from research.finetune import rewards as rewards_lib
 from research.finetune import rollout
 from research.finetune import sft
@@ -79,12 +80,6 @@ def make_reward(config):
     return lambda out, prompts: rewards_lib.score_answers(
         function, [p.text for p in prompts], out["answers"])
   if config.reward_model:
-    try:
-      from research.finetune import reward  # pylint: disable=g-import-not-at-top
-    except ImportError as e:
-      raise ValueError(f"config field reward_model={config.reward_model!r}: this checkout has "
-                       "no reward model stage (research/finetune/reward.py); use "
-                       "reward_function.") from e
     reward_model, _ = reward.load_reward_model(config.reward_model)
     chunk = config.per_device_train_batch_size
 
@@ -102,11 +97,11 @@ def make_reward(config):
 
 def run(config, show_progress=True, stop_at=None):
   """GRPO from a config (stage "grpo"); returns (lm with the tuned model, loop.TrainResult)."""
-  reward = make_reward(config)  # a bad reward spec stops before the model loads
+  reward_fn = make_reward(config)  # a bad reward spec stops before the model loads
   lm, _, train_examples, _ = sft.prepare(config)
   source = str(Path(config.dataset_dir) / "dataset_info.json")
   prompts = rollout.encode_prompts(lm.tokenizer, train_examples, config, source)
-  batches = GroupRollouts(prompts, config, lm.tokenizer, reward,
+  batches = GroupRollouts(prompts, config, lm.tokenizer, reward_fn,
                           rollout.reference_model(config, lm.model))
   result = trainer.train(lm.model, config, batches, None, make_objective(config.grpo_beta),
                          show_progress=show_progress, stop_at=stop_at)

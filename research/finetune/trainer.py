@@ -76,8 +76,9 @@ def train(model, config, batches, val_batches, objective, *, reference=None, tra
                     snapshot=config, stop_at=stop_at, show_progress=show_progress)
 
 
-def restore(model, config, step: int | None = None):
-  """(model with the trained weights of config.output_dir's newest checkpoint, its step)."""
+def restore(model, config, step: int | None = None, trainable=None):
+  """(model with the trained weights of config.output_dir's newest checkpoint, its step);
+  `trainable` as the run had it (rm and ppo: value_head.trainable, with the value head)."""
   return loop.restore(model, make_optimizer(config, 1),
                       Path(config.output_dir) / "checkpoints",
-                      trainable=trainable_filter(config), step=step)
+                      trainable=trainable or trainable_filter(config), step=step)

@@ -110,7 +110,11 @@ def adaptive_kl_coef(coef, kl, target, n_steps, horizon=10000.0):
 def group_advantages(rewards_B, group_size, eps=1e-4):
   """(r - mean_group r) / (std_group r + eps); the G answers of one prompt are adjacent rows."""
   r_NxG = rewards_B.reshape(-1, group_size)
-  mean_Nx1 = jnp.mean(r_NxG, axis=1, keepdims=True)
+  # the mean taken about the group's first reward: exact for a group of equal rewards, whose
+  # advantages are then exactly 0 (a plain float32 mean can miss by an ulp, and dividing that
+  # by eps makes it 1e-3)
+  first_Nx1 = r_NxG[:, :1]
+  mean_Nx1 = first_Nx1 + jnp.mean(r_NxG - first_Nx1, axis=1, keepdims=True)
   std_Nx1 = jnp.std(r_NxG, axis=1, keepdims=True, ddof=1)  # ddof 1, as TRL
   return ((r_NxG - mean_Nx1) / (std_Nx1 + eps)).reshape(-1)
 

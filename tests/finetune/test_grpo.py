@@ -85,16 +85,14 @@ def test_grpo_runs_stops_resumes_and_logs_its_metrics(finetune_config, tmp_path)
 
 
 def test_a_reward_model_scores_each_row_at_its_last_token(monkeypatch):
-  """The wiring to the rm stage's module (research/finetune/reward.py): load once, score the
-  right-padded rows B at a time with their lengths. A stand-in module keeps this cheap."""
+  """The wiring to the rm stage (research/finetune/reward.py): load once, score the
+  right-padded rows B at a time with their lengths. Stand-ins keep this cheap."""
   calls = []
-  fake = types.ModuleType("research.finetune.reward")
-  fake.load_reward_model = lambda path: (calls.append(("load", path)) or "rm", "tokenizer")
-  fake.score = lambda rm, tokens, lengths: (calls.append(("score", rm, tokens.shape))
-                                            or tokens[np.arange(len(tokens)), lengths - 1])
-  monkeypatch.setitem(__import__("sys").modules, "research.finetune.reward", fake)
-  import research.finetune  # pylint: disable=g-import-not-at-top
-  monkeypatch.setattr(research.finetune, "reward", fake, raising=False)
+  monkeypatch.setattr(grpo.reward, "load_reward_model",
+                      lambda path: (calls.append(("load", path)) or "rm", "tokenizer"))
+  monkeypatch.setattr(grpo.reward, "score",
+                      lambda rm, tokens, lengths: (calls.append(("score", rm, tokens.shape))
+                                                   or tokens[np.arange(len(tokens)), lengths - 1]))
   config = types.SimpleNamespace(reward_function="", reward_model="runs/rm",
                                  per_device_train_batch_size=2)
   reward = grpo.make_reward(config)

@@ -201,6 +201,7 @@ _group_advantages = jax.jit(pg.group_advantages, static_argnums=1)
 def test_group_advantages_have_mean_0_per_group(r, group_size):
   adv = np.asarray(_group_advantages(r, group_size)).reshape(-1, group_size)
   np.testing.assert_allclose(adv.mean(1), 0.0, atol=1e-4)
+  np.testing.assert_array_equal(_group_advantages(np.full(12, r[0]), group_size), 0.0)
 
 
 def _np_grpo(logps, old, ref, adv, m, clip, beta):
