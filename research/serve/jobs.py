@@ -101,10 +101,7 @@ def parse_form(form: dict, data_dir) -> dict:
   out = dict(FORM_DEFAULTS)
   for field, value in form.items():
     if field == "dataset":
-      if value not in datasets:
-        raise ValueError(f"field dataset: expected one of the {kind}datasets {datasets} from "
-                         f"{Path(data_dir) / 'dataset_info.json'}, got {value!r}.")
-      out[field] = value
+      out[field] = _one_of_datasets(field, value, datasets, data_dir, kind)
     elif field in INTS:
       out[field] = _number(field, value, int, *INTS[field])
     elif field in FLOATS:
@@ -123,6 +120,13 @@ def parse_form(form: dict, data_dir) -> dict:
   return out
 
 
+def _one_of_datasets(field, value, datasets, data_dir, kind: str = ""):
+  if value not in datasets:
+    raise ValueError(f"field {field}: expected one of the {kind}datasets {datasets} from "
+                     f"{Path(data_dir) / 'dataset_info.json'}, got {value!r}.")
+  return value
+
+
 def eval_datasets(data_dir) -> list[str]:
   """Every dataset of data_dir a tuned model can answer: plain sets, and preference sets
   (their chosen answer is the label)."""
@@ -137,10 +141,7 @@ def parse_predict_form(form: dict, data_dir) -> dict:
   out = dict(PREDICT_DEFAULTS)
   for field, value in form.items():
     if field == "eval_dataset":
-      if value not in datasets:
-        raise ValueError(f"field eval_dataset: expected one of the datasets {datasets} from "
-                         f"{Path(data_dir) / 'dataset_info.json'}, got {value!r}.")
-      out[field] = value
+      out[field] = _one_of_datasets(field, value, datasets, data_dir)
     elif field in PREDICT_INTS:
       out[field] = _number(field, value, int, *PREDICT_INTS[field])
     else:
