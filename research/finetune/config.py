@@ -46,6 +46,7 @@ def defaults() -> ml_collections.ConfigDict:
   c.simpo_gamma = 0.5                # SimPO's target reward margin
   c.dpo_label_smoothing = 0.0        # cDPO: the chance a preference label is flipped
   c.reward_model = ""                # PPO: an rm stage's output_dir (adapter + value head)
+  c.reward_model_type = "lora"       # lora | full: either is read from the rm stage's folder
   c.reward_function = ""             # GRPO without a reward model: contains:WORD | valid_json
   c.ref_model = ""                   # "": the policy with its adapters off (LoRA)
   c.ppo_buffer_size = 1              # PPO: rollout mini-batches kept per optimisation round
@@ -129,6 +130,7 @@ def validate(config) -> None:
   """One sentence for the first bad field."""
   choices = {"stage": ("sft", "rm", "ppo", "grpo", "dpo"), "finetuning_type": ("lora", "full"),
              "pref_loss": ("sigmoid", "hinge", "ipo", "orpo", "simpo"),
+             "reward_model_type": ("lora", "full"),
              "lr_scheduler_type": ("linear", "cosine", "constant"),
              "compute_type": ("fp32", "bf16", "fp16")}
   for field, allowed in choices.items():
