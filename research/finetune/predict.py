@@ -20,7 +20,7 @@ from research import files
 from research import runs
 from research.data import sft as sft_data
 from research.finetune import config as config_lib
-from research.generate import stream
+from research.finetune import rollout
 
 PREDICTIONS = "generated_predictions.jsonl"
 RESULTS = "predict_results.json"
@@ -93,12 +93,25 @@ def load_examples(config) -> list:
   return examples
 
 
-def sampler(config) -> dict:
-  """stream.stream's sampler arguments: greedy unless do_sample."""
-  if not config.do_sample:
-    return {"temperature": 0.0}
-  return {"temperature": config.temperature, "top_k": config.top_k or None,
-          "top_p": config.top_p}
+def answer_ids(lm, rows, config, key, show_progress: bool = True) -> list[list[int]]:
+  """Each row's generated ids (EOS dropped), per_device_eval_batch_size prompts per jitted
+  batch (left-padded: research/finetune/rollout.sample); greedy unless do_sample."""
+  tok = lm.tokenizer
+  sampling = rollout.Sampling.from_config(config, tok)
+  size = config.per_device_eval_batch_size
+  out = []
+  bar = runs.progress(total=len(rows), desc="predict", unit="prompt", disable=not show_progress)
+  start, tokens = time.perf_counter(), 0
+  for i in range(0, len(rows), size):
+    batch = rollout.sample(lm.model, [r["ids"] for r in rows[i:i + size]], sampling,
+                           jax.random.fold_in(key, i))
+    for ids in batch:
+      tokens += len(ids)
+      out.append(ids[:-1] if ids and ids[-1] == tok.eos_id else ids)  # EOS ends, not a part
+    bar.update(len(batch))
+    bar.set_postfix(tok_s=f"{tokens / (time.perf_counter() - start):.0f}")
+  bar.close()
+  return out
 
 
 def predict(lm, config, show_progress: bool = True) -> dict:
@@ -107,24 +120,15 @@ def predict(lm, config, show_progress: bool = True) -> dict:
   check(config)
   tok = lm.tokenizer
   rows = prompts(tok, load_examples(config), config.cutoff_len)
-  key, settings = jax.random.key(config.seed), sampler(config)
-  # One prompt at a time: stream's prefill is bucketed, so prompts of different lengths share
-  # few compiled programs. per_device_eval_batch_size waits for left-padded batched decoding.
-  bar = runs.progress(total=len(rows), desc="predict", unit="prompt", disable=not show_progress)
-  start, tokens = time.perf_counter(), 0
-  for i, row in enumerate(rows):
-    ids = list(stream.stream(lm.model, row["ids"], config.max_new_tokens,
-                             jax.random.fold_in(key, i), eos_id=tok.eos_id, **settings))
+  start = time.perf_counter()
+  answers = answer_ids(lm, rows, config, jax.random.key(config.seed), show_progress)
+  tokens = 0
+  for row, ids in zip(rows, answers):
     tokens += len(ids)
-    if ids and ids[-1] == tok.eos_id:
-      ids = ids[:-1]  # the end of the answer, not a part of it (whether special or not)
     row["predict"] = tok.decode(ids, skip_special_tokens=True).strip()
-    bar.update(1)
-    bar.set_postfix(tok_s=f"{tokens / (time.perf_counter() - start):.0f}")
-  bar.close()
   seconds = time.perf_counter() - start
   scores = mean_similarity([r["predict"] for r in rows], [r["label"] for r in rows])
-  steps = len(rows)  # one generate call per prompt
+  steps = -(-len(rows) // config.per_device_eval_batch_size)  # one generate call per batch
   metrics = {f"predict_{name}": value for name, value in scores.items()}
   metrics.update(predict_runtime=round(seconds, 4),
                  predict_samples_per_second=round(len(rows) / seconds, 3),

@@ -15,6 +15,7 @@ from research import pretrained
 from research.finetune import config as config_lib
 from research.finetune import pipeline
 from research.finetune import predict
+from research.finetune import rollout
 from research.generate import stream
 
 METRIC_KEYS = ["predict_bleu-4", "predict_rouge-1", "predict_rouge-2", "predict_rouge-l"]
@@ -136,6 +137,12 @@ def test_the_two_files_on_the_tiny_llama(tiny_model_dir, finetune_config, tmp_pa
                                                 for k in METRIC_KEYS]
   assert written["predict_runtime"] > 0 and written["predict_samples_per_second"] > 0
   assert written["predict_steps_per_second"] > 0
+  # per_device_eval_batch_size: the prompts left-padded into one batch answer the same
+  batched = predict_config(finetune_config, per_device_eval_batch_size=3,
+                           output_dir=str(tmp_path / "batched"))
+  predict.predict(lm, batched, show_progress=False)
+  assert (tmp_path / "batched" / "generated_predictions.jsonl").read_text() == "\n".join(
+      lines) + "\n"
 
 
 def test_answers_equal_to_the_labels_score_100(tiny_model_dir, finetune_config, monkeypatch):
@@ -143,7 +150,8 @@ def test_answers_equal_to_the_labels_score_100(tiny_model_dir, finetune_config, 
   rows = predict.prompts(lm.tokenizer, predict.load_examples(config), config.cutoff_len)
   labels = {tuple(r["ids"]): lm.tokenizer.encode(r["label"]) + [lm.tokenizer.eos_id]
             for r in rows}
-  monkeypatch.setattr(stream, "stream", lambda model, ids, *a, **k: iter(labels[tuple(ids)]))
+  monkeypatch.setattr(rollout, "sample",
+                      lambda model, prompts, *a, **k: [labels[tuple(ids)] for ids in prompts])
   metrics = predict.predict(lm, config, show_progress=False)
   assert [metrics[k] for k in METRIC_KEYS] == [100.0] * 4
 
