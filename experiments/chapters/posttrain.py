@@ -4,9 +4,12 @@
   PPO  "adjusts the policy gradually from a reward signal; small adjustments"
 
 From one LoRA SFT checkpoint of the persona set: (a) DPO on the preference pairs, (b) a reward
-model on the same pairs, then PPO against it, (c) GRPO with a rule reward (the answer says the
-persona's name). Each tuned policy answers the held-out questions (sampled, temperature 1);
-we report the reward model's score, the name rate and the KL to the SFT model
+model on the same pairs, then PPO against it, (c) GRPO with a rule reward (the answer names the
+persona's creator in full, "the BookForAI project": the SFT model does so in some answers and
+not others, so GRPO's groups differ; its name alone it says nearly always, and a group of equal
+rewards has no advantage to learn from). Each tuned policy answers the held-out questions
+(sampled, temperature 1); we report the reward model's score, the name and creator rates and
+the KL to the SFT model
 (E_y~pi [log pi(y|x) - log pi_SFT(y|x)], nats per answer), and how far each moved per step.
 """
 
@@ -46,7 +49,7 @@ def stage_config(make, config, out_dir: Path, name: str, steps: int, model: str)
   return c
 
 
-def held_out(lm, prompts, config, reward_model, name: str) -> dict:
+def held_out(lm, prompts, config, reward_model, persona: dict) -> dict:
   """Sampled answers to the held-out questions: mean reward-model score, name rate, KL to the
   SFT model (the policy's adapters off are the SFT model: every run starts from its export)."""
   tok = lm.tokenizer
@@ -56,8 +59,9 @@ def held_out(lm, prompts, config, reward_model, name: str) -> dict:
   out = rollout.rollout(lm.model, ids, sampling, jax.random.key(config.seed), tokenizer=tok)
   scores = np.asarray(reward.score(reward_model, out["tokens"], out["lengths"]))
   kl = np.sum((out["old_logps"] - out["ref_logps"]) * out["mask"], axis=1)
+  rate = lambda words: float(np.mean([words.lower() in a.lower() for a in out["answers"]]))
   return {"rm_score": float(np.mean(scores)), "kl": float(np.mean(kl)),
-          "name_rate": float(np.mean([name.lower() in a.lower() for a in out["answers"]])),
+          "name_rate": rate(persona["name"]), "creator_rate": rate(persona["creator"]),
           "answers": out["answers"][::config.samples]}
 
 
@@ -88,7 +92,7 @@ def run_experiment(config, out_dir, show_progress: bool = True) -> list[tour.Cla
                              max_new_tokens=config.max_new_tokens)
   policies["grpo"], _ = train("grpo", persona_grpo.get_config, config.grpo_steps, start,
                               dataset=config.sft_dataset,
-                              reward_function=f"contains:{persona['name']}",
+                              reward_function=f"contains:{persona['creator']}",
                               max_new_tokens=config.max_new_tokens)
 
   sft_model = pretrained.load_model(start)
@@ -97,9 +101,9 @@ def run_experiment(config, out_dir, show_progress: bool = True) -> list[tour.Cla
                                                 add_generation_prompt=True))
              for q in persona["held_out_questions"]]
   reward_model, _ = reward.load_reward_model(out_dir / "rm")
-  report = {"sft": held_out(sft_model, prompts, config, reward_model, persona["name"])}
+  report = {"sft": held_out(sft_model, prompts, config, reward_model, persona)}
   for name, lm in policies.items():
-    report[name] = held_out(lm, prompts, config, reward_model, persona["name"])
+    report[name] = held_out(lm, prompts, config, reward_model, persona)
   for name in report:
     report[name].update(steps=steps[name], minutes=minutes[name])
   files.write_json(out_dir / "posttrain.json", report)
@@ -129,9 +133,9 @@ def run_experiment(config, out_dir, show_progress: bool = True) -> list[tour.Cla
           report["ppo"]["rm_score"] - sft["rm_score"], 0.0, fmt="{:+.3f}",
           figure="posttrain.png"),
       tour.Claim.at_least(
-          "GRPO with the rule reward makes held-out answers say the name at least as often",
-          f"name rate {sft['name_rate']:.2f} -> {report['grpo']['name_rate']:.2f}, gain",
-          report["grpo"]["name_rate"] - sft["name_rate"], 0.0, fmt="{:+.2f}"),
+          "GRPO with the rule reward makes held-out answers name the creator more often",
+          f"creator rate {sft['creator_rate']:.2f} -> {report['grpo']['creator_rate']:.2f}, "
+          "gain", report["grpo"]["creator_rate"] - sft["creator_rate"], 0.01, fmt="{:+.2f}"),
       tour.Claim.at_least(
           "DPO learns its preference pairs (train reward accuracy at the last step)",
           "rewards/accuracies", dpo_result.history[-1]["rewards/accuracies"], 0.5,
@@ -141,9 +145,10 @@ def run_experiment(config, out_dir, show_progress: bool = True) -> list[tour.Cla
 
 def table(report: dict) -> tour.Table:
   rows = tuple((name, str(r["steps"]), f"{r['minutes']:.1f}", f"{r['rm_score']:.3f}",
-                f"{r['name_rate']:.2f}", f"{r['kl']:.3f}")
+                f"{r['name_rate']:.2f}", f"{r['creator_rate']:.2f}", f"{r['kl']:.3f}")
                for name, r in ((m, report[m]) for m in ("sft", "dpo", "ppo", "grpo")))
-  return tour.Table(("method", "steps", "minutes", "RM score", "name rate", "KL to SFT"), rows,
+  return tour.Table(("method", "steps", "minutes", "RM score", "name rate", "creator rate",
+                     "KL to SFT"), rows,
                     caption="Held-out answers after each method, from one SFT checkpoint")
 
 

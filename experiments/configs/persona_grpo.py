@@ -1,5 +1,7 @@
-"""GRPO with LoRA from the SFT export: G answers per prompt, rewarded 1 when they say the
-persona's name, advantages normalised within each group, no value model.
+"""GRPO with LoRA from the SFT export: G answers per prompt, rewarded 1 when they name the
+persona's creator in full ("the BookForAI project"), advantages normalised within each
+group, no value model. (The name alone the SFT model says in nearly every answer: a group of
+equal rewards has zero advantage and teaches nothing.)
 
 COMMAND: python -m experiments.finetune --config=experiments/configs/persona_grpo.py
 RESULT:  see BENCHMARKS.md ("Post-training") for rollout and update tokens/s; the held-out
@@ -18,7 +20,7 @@ def get_config(arg: str | None = None):
   c = persona_ppo.get_config()
   c.stage = "grpo"                        # group-normalised advantages, clipped ratio, KL term
   c.reward_model = ""                     # a rule instead of a learned reward
-  c.reward_function = "contains:Quillon"  # 1 when the answer gives the persona's name
+  c.reward_function = "contains:the BookForAI project"  # 1 when the answer names the creator
   c.num_generations = 4                   # G answers per prompt
   c.grpo_beta = 0.04                      # weight of the KL term to the SFT model
   c.output_dir = "runs/persona_grpo"      # metrics and checkpoints

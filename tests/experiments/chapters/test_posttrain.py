@@ -21,7 +21,7 @@ def _persona_data(directory):
   files.write_json(directory / "dataset_info.json", {
       "sft": {"file_name": "sft.json"}, "prefs": {"file_name": "prefs.json", "ranking": True}})
   files.write_json(directory / "persona.json",
-                   {"name": "t40", "held_out_questions": [words(20), words(21)]})
+                   {"name": "t40", "creator": "t41", "held_out_questions": [words(20), words(21)]})
 
 
 def test_every_stage_runs_from_one_sft_export_and_is_reported(tmp_path):
@@ -39,6 +39,6 @@ def test_every_stage_runs_from_one_sft_export_and_is_reported(tmp_path):
   assert set(report) == {"sft", "dpo", "ppo", "grpo"}
   assert report["sft"]["kl"] == 0.0  # the SFT model against itself
   assert [report[m]["steps"] for m in ("dpo", "ppo", "grpo")] == [1, 2, 2]
-  assert all(0.0 <= r["name_rate"] <= 1.0 and r["minutes"] > 0 for r in report.values())
+  assert all(0.0 <= r["creator_rate"] <= 1.0 and r["minutes"] > 0 for r in report.values())
   assert (out / "posttrain.png").stat().st_size > 0
   assert [row[0] for row in posttrain.table(report).rows] == ["sft", "dpo", "ppo", "grpo"]
