@@ -107,6 +107,7 @@ def run_experiment(config, out_dir, show_progress: bool = True) -> list[tour.Cla
   for name in report:
     report[name].update(steps=steps[name], minutes=minutes[name])
   files.write_json(out_dir / "posttrain.json", report)
+  files.write_json(out_dir / "minutes.json", minutes)  # the reward model's run too
 
   methods = list(policies)
   per_step = {m: report[m]["kl"] / max(steps[m], 1) for m in methods}
