@@ -32,7 +32,7 @@ def test_an_optimizer_row_holds_and_a_wrong_optimizer_does_not(ctx):
 
 
 @pytest.mark.parametrize("name", ["cross-entropy", "sequence-logps", "dpo-loss", "graph-engine",
-                                  "custom-ops"])
+                                  "custom-ops", "preference-losses", "gae", "grpo-loss"])
 def test_cheap_rows_hold(ctx, name):
   assert ledger.measure(ledger.rows([name])[0], ctx).holds
 
