@@ -82,15 +82,8 @@ def make_reward(config):
   if config.reward_model:
     reward_model, _ = reward.load_reward_model(config.reward_model)
     chunk = config.per_device_train_batch_size
-
-    def score(out, prompts):
-      del prompts
-      tokens, lengths = out["tokens"], out["lengths"]
-      return np.concatenate([np.asarray(reward.score(reward_model, tokens[i:i + chunk],
-                                                     lengths[i:i + chunk]))
-                             for i in range(0, len(tokens), chunk)])
-
-    return score
+    return lambda out, prompts: reward.score_rows(reward_model, out["tokens"], out["lengths"],
+                                                  chunk)
   raise ValueError("config fields reward_function and reward_model are empty: GRPO needs a "
                    "reward (e.g. reward_function: contains:WORD, or an rm stage's output_dir).")
 

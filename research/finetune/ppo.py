@@ -123,18 +123,11 @@ class PPORollouts(rollout.RolloutSource):
   def policy_lm(self, model):
     return model.lm  # the value head does not sample
 
-  def chunked(self, fn, *arrays):
-    """fn over B rows at a time (one compiled shape), concatenated."""
-    out = [fn(*(a[i:i + self.batch] for a in arrays)) for i in range(0, len(arrays[0]),
-                                                                      self.batch)]
-    return np.concatenate(jax.device_get(out))
-
   def finish(self, out, prompts, model):
     del prompts
     mask, old_logps, ref_logps = out["mask"], out["old_logps"], out["ref_logps"]
-    old_values = self.chunked(lambda x: values_of(model, x), out["inputs"])
-    scores = self.chunked(lambda t, n: reward.score(self.reward_model, t, n), out["tokens"],
-                          out["lengths"])
+    old_values = rollout.in_chunks(lambda x: values_of(model, x), self.batch, out["inputs"])
+    scores = reward.score_rows(self.reward_model, out["tokens"], out["lengths"], self.batch)
     raw_scores = scores
     if self.config.ppo_score_norm:
       self.moments.update(scores)

@@ -24,6 +24,7 @@ from research import pretrained
 from research.data import sft as sft_data
 from research.finetune import dpo
 from research.finetune import export
+from research.finetune import rollout
 from research.finetune import sft
 from research.finetune import trainer
 from research.nn import lora
@@ -179,6 +180,12 @@ def load_reward_model(path):
   model.v_head.bias.set_value(jnp.asarray(bias, jnp.float32))
   model.eval()
   return model, lm.tokenizer
+
+
+def score_rows(reward_model, tokens_NxT, lengths_N, chunk: int) -> np.ndarray:
+  """`score` over N rows, `chunk` at a time (one compiled shape)."""
+  return rollout.in_chunks(lambda t, n: score(reward_model, t, n), chunk, tokens_NxT,
+                           lengths_N)
 
 
 @nnx.jit

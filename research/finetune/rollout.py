@@ -140,11 +140,16 @@ def token_logps(model, inputs_BxL, targets_BxL):
   return losses.token_logps(logits_BxLxV, targets_BxL)
 
 
+def in_chunks(fn, chunk: int, *arrays) -> np.ndarray:
+  """fn over `chunk` rows of the arrays at a time (one compiled shape), concatenated."""
+  out = [fn(*(a[i:i + chunk] for a in arrays)) for i in range(0, len(arrays[0]), chunk)]
+  return np.concatenate(jax.device_get(out))
+
+
 def masked_logps(model, arrays: dict, chunk: int) -> np.ndarray:
-  """token_logps over the rows `chunk` at a time (one compiled shape), 0 off the mask."""
-  out = [token_logps(model, arrays["inputs"][i:i + chunk], arrays["targets"][i:i + chunk])
-         for i in range(0, len(arrays["inputs"]), chunk)]
-  return np.concatenate(jax.device_get(out)) * arrays["mask"]
+  """token_logps over the rows `chunk` at a time, 0 off the mask."""
+  return in_chunks(lambda x, y: token_logps(model, x, y), chunk, arrays["inputs"],
+                   arrays["targets"]) * arrays["mask"]
 
 
 def rollout(model, prompts: list[list[int]], sampling: Sampling, key, *, reference=None,
