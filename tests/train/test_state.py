@@ -13,11 +13,12 @@ from research.train import state as state_lib
 MODEL = config_lib.ModelConfig(vocab_size=20, num_layers=1, width=16, num_heads=2, max_length=8)
 
 
-def _model():
+def tiny_model():
+  """A one-block model for the state and step tests."""
   return transformer.Transformer(MODEL, rngs=nnx.Rngs(0))
 
 
-def _optimizer(**changes):
+def optimizer(**changes):
   config = ml_collections.ConfigDict(dict(lr=1e-2, min_lr=1e-3, warmup_steps=2, steps=10,
                                           b1=0.9, b2=0.99, weight_decay=0.1,
                                           max_grad_norm=1.0))
@@ -26,8 +27,8 @@ def _optimizer(**changes):
 
 
 def test_weight_decay_touches_two_dimensional_weights_only():
-  tx = _optimizer(lr=1.0, warmup_steps=1, weight_decay=0.5, max_grad_norm=0.0)
-  _, state = state_lib.create(_model(), tx)
+  tx = optimizer(lr=1.0, warmup_steps=1, weight_decay=0.5, max_grad_norm=0.0)
+  _, state = state_lib.create(tiny_model(), tx)
   mask = state_lib.decay_mask(state.params)
   flat = {jax.tree_util.keystr(path, simple=True, separator="/").removesuffix("/value"): leaf
           for path, leaf in jax.tree_util.tree_leaves_with_path(mask)}
@@ -55,9 +56,9 @@ def test_schedule_is_nanogpts_warmup_then_cosine():
 
 
 def test_abstract_state_has_the_shapes_of_the_real_one():
-  tx = _optimizer()
-  _, real = state_lib.create(_model(), tx)
-  _, abstract = state_lib.abstract_state(tx, _model)
+  tx = optimizer()
+  _, real = state_lib.create(tiny_model(), tx)
+  _, abstract = state_lib.abstract_state(tx, tiny_model)
   shapes = lambda tree: jax.tree.map(lambda x: (x.shape, x.dtype), tree)
   assert shapes(abstract) == shapes(real)
   assert all(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(abstract))

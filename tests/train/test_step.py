@@ -7,25 +7,17 @@ import numpy as np
 import optax
 from flax import nnx
 
-from research.nn import config as config_lib
 from research.nn import losses
-from research.nn import transformer
 from research.train import state as state_lib
 from research.train import step as step_lib
+from tests.train import test_state
 
 
-def _model():
-  model_config = config_lib.ModelConfig(vocab_size=20, num_layers=1, width=16, num_heads=2,
-                                        max_length=8)
-  return transformer.Transformer(model_config, rngs=nnx.Rngs(0))
+_model = test_state.tiny_model
 
 
 def _setup(**changes):
-  config = ml_collections.ConfigDict(dict(lr=1e-2, min_lr=1e-3, warmup_steps=2, steps=10,
-                                          b1=0.9, b2=0.99, weight_decay=0.1,
-                                          max_grad_norm=1.0))
-  config.update(changes)
-  tx = state_lib.make_optimizer(config)
+  tx = test_state.optimizer(**changes)
   parts, state = state_lib.create(_model(), tx)
   return parts, tx, state
 
