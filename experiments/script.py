@@ -6,8 +6,16 @@ and the whole main of a chapter's own script.
 
 `--config.stepz=10` and `--config=experiments/configs/x.py:stepz=10` both stop before anything
 runs, with one sentence naming the key and the nearest field (research/runs.py checks both).
+
+  script.run(main)      # app.run(main), but a bad input prints its one sentence and exits 2
+
+A bad input (a file, a field, a dataset the user gave) raises one of USER_ERRORS with one
+sentence that names it; the script prints that sentence alone, with no traceback, unless
+`--verbosity=1` or the environment variable BOOKFORAI_TRACEBACK=1 asks for it.
 """
 
+import os
+import sys
 from pathlib import Path
 
 from absl import app
@@ -18,6 +26,39 @@ from research import runs
 from research import tour
 
 CONFIGS = Path(__file__).parent / "configs"
+USER_ERRORS = (ValueError, OSError, LookupError)
+BAD_INPUT_EXIT = 2
+
+
+def sentence(error: BaseException) -> str:
+  """What the user reads for a bad input: the error's own sentence (an OSError as its file
+  and its reason)."""
+  if isinstance(error, OSError) and error.filename is not None and error.strerror:
+    return f"{error.filename}: {error.strerror[:1].lower()}{error.strerror[1:]}."
+  if isinstance(error, KeyError) and len(error.args) == 1:
+    return str(error.args[0])  # str(KeyError) would quote it
+  return str(error)
+
+
+def wants_traceback() -> bool:
+  if os.environ.get("BOOKFORAI_TRACEBACK"):
+    return True
+  return flags.FLAGS.is_parsed() and flags.FLAGS["verbosity"].value >= 1
+
+
+def run(main) -> None:
+  """app.run(main); a bad input ends the script with its sentence alone and exit status 2."""
+
+  def guarded(argv):
+    try:
+      return main(argv)
+    except USER_ERRORS as e:
+      if wants_traceback():
+        raise
+      print(f"error: {sentence(e)}", file=sys.stderr)
+      sys.exit(BAD_INPUT_EXIT)
+
+  app.run(guarded)
 
 
 class _CheckedConfigFlag(config_flags._ConfigFlag):  # pylint: disable=protected-access
@@ -94,4 +135,4 @@ def run_chapter(run_experiment, config_name: str) -> None:
     del argv
     tour.run_and_print(run_experiment, config.value, workdir.value)
 
-  app.run(main)
+  run(main)

@@ -1,0 +1,3 @@
+"""Bad-input cases (see corpus.py)."""
+
+CASES = []
