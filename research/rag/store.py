@@ -104,6 +104,14 @@ class KnowledgeBase:
   def __len__(self):
     return len(self.rows)
 
+  def label(self, source: str) -> str:
+    """A source as clients see it: relative to the knowledge base's folder when inside it,
+    else its file name (with #doc id), so no answer shows where the server keeps files."""
+    try:
+      return Path(source).relative_to(self.dir.resolve()).as_posix()
+    except ValueError:
+      return Path(source).name
+
   @property
   def texts(self) -> list[str]:
     return [r["text"] for r in self.rows]
