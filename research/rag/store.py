@@ -15,7 +15,9 @@ generation whole and readable. Old generations are deleted after the commit.
 
 Incremental ingest: a source whose content hash (and chunking settings) are unchanged keeps
 its rows; a changed one is re-chunked and re-embedded; one that is gone is removed; one that
-cannot be read is skipped with a warning and keeps whatever rows it had.
+cannot be read is skipped with a warning and keeps whatever rows it had. Sources outside the
+ingested folder are kept; new chunking settings re-chunk every source, so they are refused
+while the store holds sources from elsewhere.
 """
 
 import dataclasses
@@ -33,6 +35,7 @@ from research.rag import retrieve
 
 FORMAT = 1
 MANIFEST = "manifest.json"
+CHUNKING = ("max_tokens", "overlap")  # the ingest settings the manifest records, beside dim
 
 
 @dataclasses.dataclass
@@ -156,6 +159,13 @@ class KnowledgeBase:
         texts[source] = (text, None)
         hashes[source] = digest
       under = lambda s: s == str(docs) or s.startswith(f"{docs}/")
+    if not same_settings:
+      elsewhere = [s for s in self.manifest["files"] if not under(s)]
+      if elsewhere:  # they would be dropped: this ingest cannot re-chunk what it does not read
+        was = ", ".join(f"{k}={self.manifest.get(k)}" for k in settings)
+        raise ValueError(f"{self.dir}: its chunks of {len(elsewhere)} sources outside {docs} "
+                         f"were made with {was}; ingest with those settings, or into a new "
+                         "folder.")
     for source, why in report.skipped:
       kept = " (its previous chunks stay in the store)" if source in old else ""
       log(f"skipped {source}: {why}{kept}")
