@@ -139,7 +139,7 @@ def relative(text: str, folder) -> str:
   """`text` with the knowledge base's folder taken off every path in it: what the server
   shows names files as the knowledge base knows them, never where the server keeps them."""
   for prefix in {str(Path(folder).resolve()), str(Path(folder).absolute())}:
-    text = text.replace(prefix + "/", "")
+    text = text.replace(prefix + "/", "").replace(prefix, Path(folder).name)
   return text
 
 

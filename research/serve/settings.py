@@ -22,7 +22,7 @@ class Settings:
   queue_size: int = 16                # requests waiting for the generation worker
   # Bounds on the work one request may ask for (each refusal is one sentence).
   kb_writable: bool = False           # may the web UI upload, delete and ingest in the --kb folder
-  max_kbs: int = 64                   # knowledge bases the web UI may create under work_dir/kb
+  max_kbs: int = 64                   # knowledge bases on the server; the web UI makes no more
   max_stop: int = 16                  # stop strings in one request
   max_stop_chars: int = 256           # characters in one stop string
   max_embed_inputs: int = 512         # texts in one embedding request

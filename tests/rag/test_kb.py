@@ -133,6 +133,17 @@ def test_a_ui_ingest_keeps_a_store_built_from_the_command_line(tmp_path):
   assert after.rows[:2] == rows and after.manifest["max_tokens"] == 256
   assert progress.message.startswith("1 added, 0 updated, 0 unchanged, 0 removed")
 
+  class Wider(WordEmbedder):  # another embedder: every chunk would need embedding again
+    dim = 8
+
+  ingests = kb.Ingests()
+  ingests.start("notes", folder, Wider)
+  failed = wait_done(ingests, "notes")
+  assert failed["state"] == "failed" and failed["message"] == (
+      "ValueError: notes: its chunks of 2 sources outside documents were made with "
+      "max_tokens=256, overlap=64, dim=16; ingest with those settings, or into a new folder.")
+  assert store.KnowledgeBase.open(folder).rows == after.rows  # nothing dropped
+
 
 def test_a_failed_ingest_after_a_delete_puts_the_document_back(tmp_path):
   folder = kb.create(tmp_path / "docs")
