@@ -19,8 +19,8 @@ NO_ANSWER = "The knowledge base has no answer to this question."
 SYSTEM = ("You answer questions using only the numbered context passages. Cite the passage "
           "you use as [n]. If the passages do not contain the answer, say that the knowledge "
           "base has no answer.")
-# No tokenizer of ours packs more characters than this into one token on prose, so a longer
-# question is over the limit without tokenising it (a megabyte string costs seconds to encode).
+# No tokenizer of ours packs more characters than this into one token of prose, so a longer
+# question is over the limit without tokenising it (tokenising a megabyte is itself a stall).
 MAX_CHARS_PER_TOKEN = 32
 
 

@@ -3,10 +3,12 @@
   <folder>/documents/     the uploaded files, each under a plain base name
   <folder>/manifest.json  the store of their chunks (store.py), brought in line by an ingest
 
-  kb.add_document(folder, "notes.txt", data, extract.suffixes())   # ValueError: a bad name
+  kb.add_document(folder, "notes.txt", data, extract.suffixes())   # ValueError: a bad name;
+                                                       # FileExistsError unless replace=True
   ingests = kb.Ingests()
-  ingests.start("docs", folder, load_embedder)         # a background ingest; Busy if one runs
-  ingests.delete_document("docs", folder, "notes.txt", load_embedder)  # then one without it
+  ingests.start("docs", folder, load_embedder)         # a background ingest; Busy if any runs
+  ingests.delete_document("docs", folder, "notes.txt", load_embedder)  # one without it, then
+                                                       # the file goes (back, if it failed)
   ingests.progress("docs")                             # {"state", "done", "total", "message"}
 
 What the web router adds is only HTTP: names of knowledge bases, upload limits, status codes.

@@ -5,9 +5,12 @@ Streams are NDJSON (one JSON object a line) unless "stream": false. The last obj
 done=true, done_reason ("stop" or "length"), and the counts and times in nanoseconds:
 prompt_eval_count, prompt_eval_duration, eval_count, eval_duration, total_duration.
 
-Options used: temperature (0 is greedy), top_k (0 or less: off), top_p, min_p, num_predict
-(negative: up to the server's cap; above the cap it is lowered to it), seed, stop. The other
-options the client may send (num_ctx, repeat_penalty, ...) are accepted and ignored.
+Options used: temperature (0 is greedy), top_k (0 or less, or the vocabulary's size or more:
+off), top_p, min_p, num_predict (negative: up to the server's cap; above the cap it is
+lowered to it), seed, stop (at most settings.max_stop strings of max_stop_chars each). The
+other options the client may send (num_ctx, repeat_penalty, ...) are accepted and ignored.
+Embeddings wait their turn on the generation worker, at most settings.max_embed_inputs texts
+and max_embed_chars characters a request.
 
 A knowledge-base answer (model "kb/<name>" or the field "kb") answers the last user message
 (research.rag.answer, from the retrieved passages; greedy unless options.temperature is

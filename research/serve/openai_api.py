@@ -4,7 +4,8 @@ Chat streams as server-sent events when "stream": true, one chat.completion.chun
 piece, the last chunk with finish_reason, then "data: [DONE]"; with
 stream_options.include_usage a chunk with usage and no choices comes before [DONE].
 
-Sampling: temperature (default 1; 0 is greedy), top_p, seed, stop, max_tokens or
+Sampling: temperature (default 1; 0 is greedy), top_p, seed, stop (at most
+settings.max_stop strings of max_stop_chars each), max_tokens or
 max_completion_tokens (above the server's cap they are lowered to it, and finish_reason
 says "length"), and top_k, min_p as extras (extra_body in the openai client). Fields the
 client may send that change nothing here (user, metadata, store, ...) are accepted; fields
