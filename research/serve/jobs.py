@@ -552,7 +552,8 @@ def read_record(job_dir) -> dict | None:
   """The process.json of a job's folder: the last process that held its lock."""
   try:
     record = json.loads((Path(job_dir) / RECORD).read_text(encoding="utf-8"))
-    if record["command"] in VERBS and isinstance(record["pid"], int):
+    if (record["command"] in VERBS and isinstance(record["pid"], int)
+        and isinstance(record["start"], (int, type(None)))):
       return record
   except (OSError, ValueError, KeyError, TypeError):
     pass
@@ -566,7 +567,8 @@ def alive(record: dict) -> bool:
 
 def end_recorded(record: dict, grace_s: float = 5.0):
   """Ends a recorded process that is not our child (its group too when it leads one), as
-  _end does ours: SIGTERM, and SIGKILL after the grace period."""
+  _end does ours: SIGTERM, and SIGKILL after the grace period; RuntimeError when it is not
+  ours to end."""
   pid = record["pid"]
   kill = os.killpg if record.get("group") == pid else os.kill
   for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, grace_s)):
@@ -576,6 +578,9 @@ def end_recorded(record: dict, grace_s: float = 5.0):
       kill(pid, sig)
     except ProcessLookupError:
       return
+    except PermissionError:
+      raise RuntimeError(f"process {pid} belongs to another user, so this server cannot stop "
+                         "it.") from None
     deadline = time.monotonic() + wait_s
     while alive(record) and time.monotonic() < deadline:
       time.sleep(0.05)

@@ -1,5 +1,7 @@
-"""Fine-tune jobs: the form's checks, the datasets each stage offers, the loss curve's points.
-(Jobs that train and export run through the web page in test_web.py.)"""
+"""Fine-tune jobs: the form's checks, the datasets each stage offers, the loss curve's points,
+and their processes (a stand-in trainer): one outliving its server, the folder lock, resume,
+the bounds, what a status shows. (Jobs that train and export run through the web page in
+test_web.py.)"""
 
 import json
 import logging
@@ -292,7 +294,8 @@ def test_statuses_show_paths_under_the_work_dir_and_no_traceback_frame(root, dat
      "KeyError: 'k'\n\nDuring handling of the above exception, another exception occurred:\n\n"
      "Traceback (most recent call last):\n  File \"/x.py\", line 2, in <module>\n"
      "ValueError: field x: bad\n  continued\n", "ValueError: field x: bad"),
-    ("sft:  10%|#  | 1/10 [00:01<00:09]\rsft:  20%|## | 2/10 [00:02]\r", "sft:  20%|## | 2/10 [00:02]"),
+    ("sft:  10%|#  | 1/10 [00:01<00:09]\rsft:  20%|## | 2/10 [00:02]\r",
+     "sft:  20%|## | 2/10 [00:02]"),
 ])
 def test_the_message_is_a_sentence_not_a_frame(tmp_path, log, says):
   (tmp_path / "stderr.log").write_text(log)
