@@ -27,6 +27,7 @@ class Settings:
   max_stop_chars: int = 256           # characters in one stop string
   max_embed_inputs: int = 512         # texts in one embedding request
   max_embed_chars: int = 1 << 19      # characters in one embedding request, all texts together
+  max_jobs: int = 100                 # fine-tune job folders kept; a start beyond it is refused
 
   @property
   def kb_root(self) -> Path:
