@@ -369,6 +369,20 @@ def _(tmp_path):
   _finetune(tmp_path, lora_dropout=1.0)
 
 
+@finetune_case("do_predict with a misspelled eval_dataset (before training, not after)",
+               r"dataset_info\.json: no dataset named 'tyo' \(it has \['toy'\]\)")
+def _(tmp_path):
+  _dataset(tmp_path, {"toy": {"file_name": "sft.json"}})
+  _finetune(tmp_path, do_predict=True, predict_with_generate=True, eval_dataset="toy,tyo")
+
+
+@finetune_case("do_predict without predict_with_generate",
+               r"config field predict_with_generate=False: do_predict here scores generated")
+def _(tmp_path):
+  _dataset(tmp_path, {"toy": {"file_name": "sft.json"}})
+  _finetune(tmp_path, do_predict=True, eval_dataset="toy")
+
+
 @finetune_case("YAML syntax error", r"train\.yaml: line 6: not valid YAML")
 def _(tmp_path):
   _yaml(tmp_path, "learning_rate: [1.0e-4\ncutoff_len: 64\n")
