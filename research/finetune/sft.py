@@ -87,18 +87,18 @@ def _none_fit(tokenizer, examples, config, source: str) -> str:
   prompt is longer than cutoff_len, and the shortest one says by how much."""
   prompt_lengths = []
   for e in examples:
-    _, labels = sft_data.encode_conversation(tokenizer, e.messages, 1 << 30,
-                                             config.train_on_prompt)
+    _, labels = sft_data.encode_conversation(tokenizer, e.messages, 1 << 30)  # answers only
     prompt_lengths.append(next((t for t, label in enumerate(labels)
                                 if label != sft_data.IGNORE), len(labels)))
   i = min(range(len(examples)), key=prompt_lengths.__getitem__, default=None)
   if i is None:
     return f"{source}: dataset {config.dataset!r} has no samples to train on."
-  opening = next(m["content"] for m in examples[i].messages if m["role"] == "user")
+  opening = next((m["content"] for m in examples[i].messages if m["role"] == "user"), "")
+  opening = textwrap.shorten(opening, 40, placeholder=" ...")
   return (f"{source}: all {len(examples)} samples of {config.dataset!r} are longer than "
           f"cutoff_len={config.cutoff_len}, so none keeps an answer token (the shortest "
-          f"prompt, {textwrap.shorten(opening, 40, placeholder=' ...')!r}, has {prompt_lengths[i]} tokens); raise cutoff_len or "
-          "shorten the prompts.")
+          f"prompt, {opening!r}, has {prompt_lengths[i]} tokens); raise cutoff_len or shorten "
+          "the prompts.")
 
 
 def prepare(config):
