@@ -115,7 +115,8 @@ def from_yaml(path) -> ml_collections.ConfigDict:
       near = difflib.get_close_matches(key, [*config.keys(), *_RENAMED], n=1)
       hint = f"; the nearest one is {near[0]!r}" if near else ""
       raise ValueError(f"{path}: setting {key!r} is not a fine-tuning knob here{hint}.")
-    config[target] = _typed(path, key, value, config[target])
+    if value is not None:  # `key: null` keeps the default
+      config[target] = _typed(path, key, value, config[target])
   if config.do_predict and "do_train" not in raw:
     config.do_train = False  # LLaMA-Factory's predict YAMLs say do_predict and nothing else
   if not config.do_train and raw.get("adapter_name_or_path"):
@@ -169,11 +170,12 @@ def validate(config) -> None:
                 "save_steps"):
     if config[field] < 0:
       raise ValueError(f"config field {field}={config[field]}: expected 0 or more.")
-  for field, top in (("warmup_ratio", 1.0), ("lora_dropout", 1.0), ("adam_beta1", 1.0),
-                     ("adam_beta2", 1.0), ("dpo_label_smoothing", 0.5)):
-    if not 0 <= config[field] < top and not (field == "warmup_ratio" and config[field] == top):
+  for field, top, closed in (("warmup_ratio", 1.0, True), ("lora_dropout", 1.0, False),
+                             ("adam_beta1", 1.0, False), ("adam_beta2", 1.0, False),
+                             ("dpo_label_smoothing", 0.5, False)):
+    if not (0 <= config[field] <= top if closed else 0 <= config[field] < top):
       raise ValueError(f"config field {field}={config[field]}: expected a value in "
-                       f"[0, {top}{']' if field == 'warmup_ratio' else ')'}.")
+                       f"[0, {top}{']' if closed else ')'}.")
   if config.num_generations < 2:
     raise ValueError(f"config field num_generations={config.num_generations}: GRPO compares "
                      "answers within a group, so it needs at least 2.")
