@@ -13,9 +13,9 @@ import logging
 import threading
 from pathlib import Path
 
-from absl import app
 from absl import flags
 
+from experiments import script
 from research.serve import settings as settings_lib
 
 _MODEL = flags.DEFINE_string("model", settings_lib.DEFAULT_MODEL,
@@ -88,4 +88,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  script.run(main)

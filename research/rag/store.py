@@ -60,18 +60,27 @@ def _sha256(data: bytes) -> str:
 def beir_documents(path) -> dict[str, tuple[str, str]]:
   """A BEIR corpus.jsonl as {source: (text, doc id)}; source is 'file#id'."""
   out = {}
-  for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+  for n, line in enumerate(_utf8_lines(path), 1):
     if not line.strip():
       continue
     try:
       row = json.loads(line)
       doc_id = str(row["_id"])
+      if not all(isinstance(row.get(k, ""), str) for k in ("title", "text")):
+        raise TypeError
     except (json.JSONDecodeError, KeyError, TypeError):
       raise ValueError(f"{path}: line {n}: expected a JSON object with _id, title, text "
                        "(BEIR corpus format).") from None
     text = "\n\n".join(s for s in (row.get("title", ""), row.get("text", "")) if s)
     out[f"{Path(path).resolve()}#{doc_id}"] = (text, doc_id)
   return out
+
+
+def _utf8_lines(path) -> list[str]:
+  try:
+    return Path(path).read_bytes().decode("utf-8-sig").splitlines()
+  except UnicodeDecodeError as e:
+    raise ValueError(f"{path}: byte {e.start}: not UTF-8 text.") from None
 
 
 class KnowledgeBase:
@@ -145,6 +154,9 @@ class KnowledgeBase:
       for path in paths:
         source = str(path)
         try:
+          if why := extract.too_big(path):
+            report.skipped.append((source, why))
+            continue
           digest = _sha256(path.read_bytes())
         except OSError as e:
           report.skipped.append((source, str(e)))
@@ -166,6 +178,10 @@ class KnowledgeBase:
         raise ValueError(f"{self.dir}: its chunks of {len(elsewhere)} sources outside {docs} "
                          f"were made with {was}; ingest with those settings, or into a new "
                          "folder.")
+    if docs.is_file() and report.skipped:  # the one document asked for: a bad input
+      hint = f" (expected one of {', '.join(extract.suffixes())})" if docs.suffix.lower() \
+          not in extract.suffixes() else ""
+      raise ValueError(f"{docs}: {report.skipped[0][1]}{hint}; nothing was ingested.")
     for source, why in report.skipped:
       kept = " (its previous chunks stay in the store)" if source in old else ""
       log(f"skipped {source}: {why}{kept}")
