@@ -106,8 +106,12 @@ def _leaf_shapes(tree) -> dict[str, tuple]:
       if hasattr(key, attribute):
         return str(getattr(key, attribute))
     return str(key)
+  def shape(leaf):  # a PRNG key is saved as its raw data: shape () becomes (2,)
+    if jax.dtypes.issubdtype(getattr(leaf, "dtype", None), jax.dtypes.prng_key):
+      return tuple(jax.eval_shape(jax.random.key_data, leaf).shape)
+    return tuple(leaf.shape)
   leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-  return {".".join(key_name(k) for k in path): tuple(leaf.shape) for path, leaf in leaves
+  return {".".join(key_name(k) for k in path): shape(leaf) for path, leaf in leaves
           if hasattr(leaf, "shape")}
 
 
