@@ -24,7 +24,9 @@ def read_json_object(path: Path) -> dict:
   except UnicodeDecodeError as e:
     raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}).") from e
   if not isinstance(obj, dict):
-    raise ValueError(f"{path}: expected a JSON object, found a {type(obj).__name__}.")
+    kind = {list: "list", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(obj), "number")
+    raise ValueError(f"{path}: expected a JSON object {{...}}, found a {kind}.")
   return obj
 
 

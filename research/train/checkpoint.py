@@ -118,9 +118,17 @@ def _leaf_shapes(tree) -> dict[str, tuple]:
 def check_fits(step_dir: Path, abstract_state) -> None:
   """Stops with one sentence when the checkpoint in `step_dir` holds other arrays (names or
   shapes) than `abstract_state`: a folder left by another model."""
+  damaged = (f"{step_dir}: the checkpoint's metadata cannot be read, so it is incomplete or "
+             "damaged; delete that folder to resume from the one before")
   with ocp.StandardCheckpointer() as checkpointer:
-    saved = checkpointer.metadata(step_dir / "default")
-  saved = _leaf_shapes(getattr(saved, "item_metadata", saved).tree)
+    try:
+      saved = checkpointer.metadata(step_dir / "default")
+    except Exception as e:  # orbax's errors for a damaged folder vary: name the folder
+      raise ValueError(f"{damaged} ({e}).".replace("\n", " ")) from e
+  saved = getattr(saved, "item_metadata", saved)
+  if saved is None:
+    raise ValueError(f"{damaged}.")
+  saved = _leaf_shapes(saved.tree)
   wanted = _leaf_shapes(abstract_state)
   intro = f"{step_dir} holds a checkpoint of another model: "
   for name, shape in wanted.items():

@@ -10,7 +10,6 @@ import atexit
 import errno
 import functools
 import json
-import re
 import shutil
 import struct
 import tempfile
@@ -62,16 +61,6 @@ def _rewrite_tensors(directory: Path, change) -> None:
 
 # --- GGUF: the tiny llama as llama.cpp's converter would write it --------------------------
 
-def _gguf_name(hf: str) -> str:
-  from third_party import hf_names  # pylint: disable=g-import-not-at-top
-  top = {v: k for k, v in hf_names.GGUF_TOP.items()}
-  if hf in top:
-    return top[hf]
-  layer, module, kind = re.fullmatch(r"model\.layers\.(\d+)\.(.+)\.(weight|bias)", hf).groups()
-  block = {v: k for k, v in hf_names.GGUF_BLOCK.items()}
-  return f"blk.{layer}.{block[module]}.{kind}"
-
-
 def _write_gguf(path: Path, drop=(), reshape=(), quantize=(), skip_keys=(),
                 tokenizer_model="gpt2") -> Path:
   """The tiny llama as a GGUF file, less the tensors in `drop`, with the tensors in
@@ -80,6 +69,7 @@ def _write_gguf(path: Path, drop=(), reshape=(), quantize=(), skip_keys=(),
   import gguf  # pylint: disable=g-import-not-at-top
   from third_party import gguf_file  # pylint: disable=g-import-not-at-top
   from third_party import hf_checkpoint  # pylint: disable=g-import-not-at-top
+  from third_party import hf_names  # pylint: disable=g-import-not-at-top
   tensors = hf_checkpoint.load_tensors(_tiny_dir())
   c = hf_checkpoint.read_config(_tiny_dir())
   writer = gguf.GGUFWriter(str(path), "llama")
@@ -103,7 +93,7 @@ def _write_gguf(path: Path, drop=(), reshape=(), quantize=(), skip_keys=(),
     if key not in skip_keys:
       add(key)
   for hf, array in sorted(tensors.items()):
-    name = _gguf_name(hf)
+    name = hf_names.hf_to_gguf(hf)
     if name in drop:
       continue
     array = np.asarray(array, np.float32)
@@ -166,6 +156,9 @@ GGUF = [
                skip_keys=("tokenizer.ggml.tokens",)),
     _gguf_case("no merges", r"tiny\.gguf: .*tokenizer\.ggml\.merges",
                skip_keys=("tokenizer.ggml.merges",)),
+    Case("gguf of another architecture",
+         lambda t: _load(_gguf_bytes(t, lambda b: b.replace(b"llama", b"mamba"))),
+         r"tiny\.gguf: architecture 'mamba' is not supported"),
     _gguf_case("sentencepiece vocabulary", r"tiny\.gguf: tokenizer\.ggml\.model is 'llama'",
                tokenizer_model="llama"),
 ]
@@ -242,8 +235,9 @@ HF = [
                   r"head\.kernel", lambda tensors: tensors.pop("lm_head.weight")),
     _tensors_case("a layer missing", r"model: no tensor for parameter blocks\.1\.",
                   _drop_layer(1)),
-    _tensors_case("tensor of the wrong shape", r"model: tensor 'model\.layers\.0\.mlp\.up_proj\.weight' "
-                  r"has shape \(32, 48\), the config says \(48, 32\)",
+    _tensors_case("tensor of the wrong shape",
+                  r"model: tensor 'model\.layers\.0\.mlp\.up_proj\.weight' has shape "
+                  r"\(32, 48\), the config says \(48, 32\)",
                   _set("model.layers.0.mlp.up_proj.weight", lambda w: w.T.copy())),
     _tensors_case("integer tensor", r"model: tensor 'model\.embed_tokens\.weight' .*int32",
                   _set("model.embed_tokens.weight", lambda w: w.astype(np.int32))),
@@ -280,7 +274,7 @@ TOKENIZER = [
          _with_file("tokenizer_config.json", '{"eos_token": "t1",\n "pad_token": "t0",}'),
          r"tokenizer_config\.json: line 2: not valid JSON"),
     Case("tokenizer_config.json is a string", _with_file("tokenizer_config.json", '"t1"'),
-         r"tokenizer_config\.json: .*object"),
+         r"tokenizer_config\.json: expected a JSON object \{\.\.\.\}, found a string"),
     Case("tokenizer eos_token not in the vocabulary",
          _with_file("tokenizer_config.json", change=lambda c: c.update(eos_token="</s>")),
          r"tokenizer_config\.json: eos_token '</s>' is not in the vocabulary"),
@@ -303,7 +297,8 @@ def _config(change=None, text=None):
 CONFIG = [
     Case("config.json not JSON", _config(text='{"model_type": "llama",\n}'),
          r"config\.json: line 2: not valid JSON"),
-    Case("config.json is a list", _config(text="[]"), r"config\.json: .*object"),
+    Case("config.json is a list", _config(text="[]"),
+         r"config\.json: expected a JSON object \{\.\.\.\}, found a list"),
     Case("config.json without hidden_size", _config(_pop("hidden_size")),
          r"config\.json: .*hidden_size"),
     Case("config.json without num_attention_heads", _config(_pop("num_attention_heads")),
@@ -426,6 +421,16 @@ def _restore_other(saved, restored):
   return run
 
 
+def _restore_damaged(tmp_path):
+  """Fine-tune checkpoints at steps 2 and 4, the newest with its metadata gone (a disk
+  error, a copy cut short), then a restore."""
+  from research.finetune import trainer  # pylint: disable=g-import-not-at-top
+  config = _finetune_config(tmp_path / "out")
+  _save_finetune(config, steps=(2, 4))
+  (tmp_path / "out" / "checkpoints" / "last" / "4" / "default" / "_METADATA").unlink()
+  return trainer.restore(_tuned_model(config), config)
+
+
 def _other_model_left_alone(tmp_path):
   assert _step_folders(tmp_path) == ["2"], _step_folders(tmp_path)
 
@@ -475,13 +480,16 @@ CHECKPOINTS = [
     Case("resume a fine-tune over another rank's checkpoints",
          _resume_other({"rank": 8}, {"rank": 4}),
          _CHECKPOINT + r"params\.blocks\.0\.attn\.key\.lora_a is \(8, 32\) there and "
-         r"\(4, 32\) in this run; start the run in a new folder, or delete that one\.", _other_model_left_alone),
+         r"\(4, 32\) in this run; start the run in a new folder, or delete that one\.",
+         _other_model_left_alone),
     Case("resume a LoRA fine-tune over a full fine-tune's checkpoints",
          _resume_other({"finetuning_type": "full"}, {"finetuning_type": "lora"}),
          _CHECKPOINT, _other_model_left_alone),
     Case("restore a fine-tune from another rank's checkpoints",
-         _restore_other({"rank": 4}, {"rank": 2}), _CHECKPOINT + r".*lora_a is \(4, 32\) there and \(2, 32\)",
-         _other_model_left_alone),
+         _restore_other({"rank": 4}, {"rank": 2}),
+         _CHECKPOINT + r".*lora_a is \(4, 32\) there and \(2, 32\)", _other_model_left_alone),
+    Case("restore from a damaged checkpoint", _restore_damaged,
+         r"out/checkpoints/last/4: the checkpoint's metadata cannot be read.*delete that folder"),
     Case("restore a full fine-tune from LoRA checkpoints",
          _restore_other({"finetuning_type": "lora"}, {"finetuning_type": "full"}),
          _CHECKPOINT, _other_model_left_alone),
@@ -495,12 +503,14 @@ async def _disk_full(*args, **kwargs):
 
 
 def _checkpoint_on_full_disk(tmp_path):
-  from orbax.checkpoint._src.serialization import serialization  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from orbax.checkpoint._src.serialization import serialization
+  from research.finetune import trainer
+  from research.train import checkpoint as checkpoint_lib
+  from research.train import state as state_lib
+  # pylint: enable=g-import-not-at-top
   config = _finetune_config(tmp_path / "out")
   _save_finetune(config)
-  from research.train import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
-  from research.train import state as state_lib  # pylint: disable=g-import-not-at-top
-  from research.finetune import trainer  # pylint: disable=g-import-not-at-top
   _, state = state_lib.create(_tuned_model(config), trainer.make_optimizer(config, 4),
                               trainer.trainable_filter(config))
   checkpoints = checkpoint_lib.Checkpoints(tmp_path / "out" / "checkpoints", best_metric=None)
