@@ -10,6 +10,7 @@ from pathlib import Path
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 
 _ADVICE = "start the run in a new folder, or delete that one"
 
@@ -120,12 +121,13 @@ def check_fits(step_dir: Path, abstract_state) -> None:
   shapes) than `abstract_state`: a folder left by another model."""
   damaged = (f"{step_dir}: the checkpoint's metadata cannot be read, so it is incomplete or "
              "damaged; delete that folder to resume from the one before")
-  with ocp.StandardCheckpointer() as checkpointer:
-    try:
-      saved = checkpointer.metadata(step_dir / "default")
-    except Exception as e:  # orbax's errors for a damaged folder vary: name the folder
-      raise ValueError(f"{damaged} ({e}).".replace("\n", " ")) from e
-  saved = getattr(saved, "item_metadata", saved)
+  handler = ocp.StandardCheckpointHandler()
+  try:
+    saved = handler.metadata(epath.Path(step_dir / "default"))
+  except Exception as e:  # orbax's errors for a damaged folder vary: name the folder
+    raise ValueError(f"{damaged} ({str(e).rstrip('.')}).".replace("\n", " ")) from e
+  finally:
+    handler.close()
   if saved is None:
     raise ValueError(f"{damaged}.")
   saved = _leaf_shapes(saved.tree)

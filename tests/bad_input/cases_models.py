@@ -7,6 +7,7 @@ breaks one thing in a copy of it.
 """
 
 import atexit
+import contextlib
 import errno
 import functools
 import json
@@ -21,7 +22,11 @@ import numpy as np
 
 from tests.bad_input.corpus import Case
 
-FULL = OSError(errno.ENOSPC, "No space left on device")
+
+
+def _disk_is_full(*args, **kwargs):
+  """What a write on a full disk raises (a new error each time, as the OS gives)."""
+  raise OSError(errno.ENOSPC, "No space left on device")
 
 
 @functools.cache
@@ -499,12 +504,22 @@ CHECKPOINTS = [
 # --- a full disk ----------------------------------------------------------------------------
 
 async def _disk_full(*args, **kwargs):
-  raise FULL
+  _disk_is_full()
+
+
+@contextlib.contextmanager
+def _orbax_disk_full():
+  """Every array orbax writes finds the disk full. Orbax writes through tensorstore, past
+  Python's file calls, so its serialization coroutines are what fail."""
+  # pylint: disable-next=g-import-not-at-top
+  from orbax.checkpoint._src.serialization import serialization
+  with mock.patch.object(serialization, "async_serialize", _disk_full), \
+       mock.patch.object(serialization, "async_serialize_from_host", _disk_full):
+    yield
 
 
 def _checkpoint_on_full_disk(tmp_path):
   # pylint: disable=g-import-not-at-top
-  from orbax.checkpoint._src.serialization import serialization
   from research.finetune import trainer
   from research.train import checkpoint as checkpoint_lib
   from research.train import state as state_lib
@@ -515,12 +530,37 @@ def _checkpoint_on_full_disk(tmp_path):
                               trainer.trainable_filter(config))
   checkpoints = checkpoint_lib.Checkpoints(tmp_path / "out" / "checkpoints", best_metric=None)
   try:
-    with mock.patch.object(serialization, "async_serialize", _disk_full), \
-         mock.patch.object(serialization, "async_serialize_from_host", _disk_full):
+    with _orbax_disk_full():
       checkpoints.save(4, state._replace(step=np.int32(4)))
       checkpoints.wait()
   finally:
     checkpoints.close()
+
+
+def _pretraining_on_full_disk(tmp_path):
+  """A d_model 32 run resumes from its step-1 checkpoint; saving step 2 finds the disk full."""
+  import optax  # pylint: disable=g-import-not-at-top
+  from research.train import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
+  from research.train import loop  # pylint: disable=g-import-not-at-top
+  from research.train import state as state_lib  # pylint: disable=g-import-not-at-top
+  _, state = state_lib.create(_small_lm(32), optax.sgd(0.1))
+  checkpoints = checkpoint_lib.Checkpoints(tmp_path / "run" / "checkpoints", best_metric=None)
+  checkpoints.save(1, state._replace(step=np.int32(1)))
+  checkpoints.wait()
+  checkpoints.close()
+  zeros = {"inputs": np.zeros((1, 2, 8), np.int32), "targets": np.zeros((1, 2, 8), np.int32)}
+  batches = types.SimpleNamespace(step_batch=lambda step: zeros)
+  with _orbax_disk_full():
+    loop.train(_small_lm(32), optax.sgd(0.1), batches,
+               loop.Settings(steps=2, checkpoint_every=1, mesh_data=1),
+               workdir=tmp_path / "run", show_progress=False)
+
+
+def _step_1_restores(tmp_path):
+  import optax  # pylint: disable=g-import-not-at-top
+  from research.train import loop  # pylint: disable=g-import-not-at-top
+  _, step = loop.restore(_small_lm(32), optax.sgd(0.1), tmp_path / "run" / "checkpoints")
+  assert step == 1, step
 
 
 def _step_2_restores(tmp_path):
@@ -543,7 +583,7 @@ def _export_on_full_disk(target):
     (tmp_path / "before.json").write_text(json.dumps(_files(tmp_path / "export")))
     lm = _load(_tiny_dir())
     lora.apply_lora(lm.model, lambda path: True, 2, 4)
-    with mock.patch(target, side_effect=FULL):
+    with mock.patch(target, side_effect=_disk_is_full):
       export.export(lm, tmp_path / "export")
   return run
 
@@ -565,6 +605,9 @@ DISK_FULL = [
          r"out/checkpoints/last: no space left on device while saving step 4; the checkpoint "
          r"of step 2 is intact\.",
          _step_2_restores),
+    Case("disk full while a pretraining run saves a checkpoint", _pretraining_on_full_disk,
+         r"run/checkpoints/last: no space left on device while saving step 2; the checkpoint "
+         r"of step 1 is intact\.", _step_1_restores),
     Case("disk full while writing an export's weights",
          _export_on_full_disk("third_party.hf_checkpoint.save_file"), _EXPORT,
          _export_unchanged),
