@@ -27,6 +27,11 @@ class PretrainedTokenizer:
       gguf = gguf_file.read(gguf)
     meta = gguf.metadata
     tokens = gguf.required("tokenizer.ggml.tokens")
+    for key in ("tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+                "tokenizer.ggml.padding_token_id"):
+      if key in meta and not 0 <= meta[key] < len(tokens):
+        raise ValueError(f"{gguf.path}: {key} is {meta[key]}, past the {len(tokens)} tokens "
+                         "of tokenizer.ggml.tokens.")
     token = lambda key: tokens[meta[key]] if key in meta else None
     return cls(gguf_vocab.tokenizer_from_gguf(gguf),
                bos_token=token("tokenizer.ggml.bos_token_id"),

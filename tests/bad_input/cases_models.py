@@ -67,7 +67,7 @@ def _rewrite_tensors(directory: Path, change) -> None:
 # --- GGUF: the tiny llama as llama.cpp's converter would write it --------------------------
 
 def _write_gguf(path: Path, drop=(), reshape=(), quantize=(), skip_keys=(),
-                tokenizer_model="gpt2") -> Path:
+                tokenizer_model="gpt2", eos_id=1) -> Path:
   """The tiny llama as a GGUF file, less the tensors in `drop`, with the tensors in
   `reshape` cut to half their rows, those in `quantize` stored as Q5_0, and no metadata keys
   in `skip_keys`."""
@@ -92,7 +92,7 @@ def _write_gguf(path: Path, drop=(), reshape=(), quantize=(), skip_keys=(),
       "tokenizer.ggml.model": lambda k: writer.add_string(k, tokenizer_model),
       "tokenizer.ggml.tokens": lambda k: writer.add_array(k, tokens),
       "tokenizer.ggml.merges": lambda k: writer.add_array(k, ["0 1"]),
-      "tokenizer.ggml.eos_token_id": lambda k: writer.add_uint32(k, 1),
+      "tokenizer.ggml.eos_token_id": lambda k: writer.add_uint32(k, eos_id),
   }
   for key, add in keys.items():
     if key not in skip_keys:
@@ -164,6 +164,8 @@ GGUF = [
     Case("gguf of another architecture",
          lambda t: _load(_gguf_bytes(t, lambda b: b.replace(b"llama", b"mamba"))),
          r"tiny\.gguf: architecture 'mamba' is not supported"),
+    _gguf_case("eos id past the vocabulary", r"tiny\.gguf: tokenizer\.ggml\.eos_token_id is "
+               r"999, past the 64 tokens", eos_id=999),
     _gguf_case("sentencepiece vocabulary", r"tiny\.gguf: tokenizer\.ggml\.model is 'llama'",
                tokenizer_model="llama"),
 ]
@@ -256,6 +258,10 @@ HF = [
     Case("hf sharded index without a weight_map",
          lambda t: _load(_sharded(t, json.dumps({"metadata": {}}))),
          r"model\.safetensors\.index\.json: .*weight_map"),
+    Case("a model file that is neither GGUF nor a folder",
+         lambda t: [(t / "model.bin").write_bytes(b"\0" * 64), _load(t / "model.bin")],
+         r"model source '.*model\.bin': expected one of \['smollm2-135m-instruct'\], a \.gguf "
+         r"file or an HF model directory"),
     Case("hf directory without weights", _with_file("model.safetensors"),
          r"model: no model\.safetensors"),
 ]
@@ -322,6 +328,11 @@ CONFIG = [
          r"config\.json: .*num_key_value_heads"),
     Case("config.json hidden_size a string", _config(lambda c: c.update(hidden_size="32")),
          r"config\.json: hidden_size '32'.*integer"),
+    Case("config.json rope scaling", _config(lambda c: c.update(
+        rope_parameters={"rope_type": "yarn", "factor": 4.0, "rope_theta": 1000.0})),
+         r"config\.json: rope scaling 'yarn' is not supported"),
+    Case("config.json another activation", _config(lambda c: c.update(hidden_act="gelu")),
+         r"config\.json: hidden_act 'gelu'"),
     Case("config.json more layers than the weights",
          _config(lambda c: c.update(num_hidden_layers=3)),
          r"model: no tensor for parameter blocks\.2\."),
