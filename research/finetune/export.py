@@ -118,7 +118,8 @@ def export(lm, export_dir, *, lora_dropout: float = 0.0, rslora: bool = False) -
         write_adapter(lm.model, tmp / "adapter", lm.source, lora_dropout, rslora)
     except OSError as e:  # a full disk, a quota: name the export, not a temporary file
       reason = (e.strerror or str(e)).rstrip(".")
-      kept = "the previous export there is unchanged" if export_dir.exists() else "nothing was kept"
+      kept = ("the previous export there is unchanged" if export_dir.exists()
+              else "no part of it was left there")
       raise OSError(e.errno, f"{reason} while writing the export; {kept}",
                     str(export_dir)) from e
     if export_dir.exists():

@@ -599,6 +599,16 @@ def _export_on_full_disk(target):
   return run
 
 
+def _first_export_on_full_disk(tmp_path):
+  from research.finetune import export  # pylint: disable=g-import-not-at-top
+  with mock.patch("third_party.hf_checkpoint.save_file", side_effect=_disk_is_full):
+    export.export(_load(_tiny_dir()), tmp_path / "export")
+
+
+def _nothing_left(tmp_path):
+  assert not list(tmp_path.iterdir()), list(tmp_path.iterdir())
+
+
 def _files(directory: Path) -> dict:
   return {str(p.relative_to(directory)): p.read_bytes().hex()
           for p in sorted(directory.rglob("*")) if p.is_file()}
@@ -622,6 +632,9 @@ DISK_FULL = [
     Case("disk full while writing an export's weights",
          _export_on_full_disk("third_party.hf_checkpoint.save_file"), _EXPORT,
          _export_unchanged),
+    Case("disk full while writing a first export", _first_export_on_full_disk,
+         r"export: no space left on device while writing the export; no part of it was left "
+         r"there\.", _nothing_left),
     Case("disk full while writing an export's config",
          _export_on_full_disk("third_party.hf_checkpoint._write_json"), _EXPORT,
          _export_unchanged),
