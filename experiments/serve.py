@@ -42,8 +42,8 @@ _ALLOWED_HOSTS = flags.DEFINE_list(
     "allowed_hosts", [], "Host names to answer beyond loopback and --host, e.g. the name a "
     "reverse proxy sends; '*.example.com' or '*' (any: no DNS-rebinding protection).")
 _ORIGINS = flags.DEFINE_list(
-    "origins", [], "Browser origins allowed to call the server beyond its own pages, e.g. "
-    "http://localhost:3000; '*' stands for a host or a port, or alone for any origin.")
+    "origins", [], "Browser origins allowed to call the server (with CORS headers) beyond its "
+    "own pages, e.g. http://localhost:3000; '*' stands for a host or a port, or alone for any.")
 _DOCS = flags.DEFINE_bool("docs", False, "Serve /docs, /redoc and /openapi.json (behind the "
                           "key; Swagger UI and ReDoc load from their CDN).")
 _WORK_DIR = flags.DEFINE_string("work_dir", "runs/serve",

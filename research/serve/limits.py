@@ -7,7 +7,9 @@
   it is refused with 403 (the DNS-rebinding attack, Ollama's CVE-2024-28224);
 - origin: a browser request from a page (an Origin header) is refused with 403 unless the
   page is this server's own (same host and port as Host) or matches one of --origins, so a
-  web page elsewhere cannot drive the local model;
+  web page elsewhere cannot drive the local model; a listed origin also gets the CORS
+  headers (and its OPTIONS preflight an answer without the key) that let its page read the
+  answer;
 - key: with an API key set, every route but the UI's page and static files needs
   `Authorization: Bearer <key>` (401), checked before any body is read;
 - body size: every body is counted as it arrives, declared or chunked: an API request
@@ -120,10 +122,15 @@ class HostPolicy:
       return True  # an address cannot be rebound; the server answers on each of them
     return any(fnmatch.fnmatchcase(name, p) for p in self.patterns)
 
-  def allows_origin(self, origin: str, host: str) -> bool:
+  def listed(self, origin: str) -> bool:
+    """Whether --origins names this origin (then the browser also gets CORS headers)."""
     origin = origin.strip().lower().rstrip("/")
-    if any(p.fullmatch(origin) for p in self.origins):
+    return any(p.fullmatch(origin) for p in self.origins)
+
+  def allows_origin(self, origin: str, host: str) -> bool:
+    if self.listed(origin):
       return True
+    origin = origin.strip().lower().rstrip("/")
     scheme, _, netloc = origin.partition("://")
     return scheme in ("http", "https") and netloc == host.strip().lower() and (
         self.allows_host(netloc))
@@ -149,6 +156,9 @@ def check_origin_pattern(origin: str) -> None:
 
 
 # -- the middleware ---------------------------------------------------------------------------
+
+_PREFLIGHT = (204, "")
+
 
 class _TooLarge(Exception):
   """Raised into the app by the counting receive: it stops reading the body at once."""
@@ -177,6 +187,9 @@ class Guard:
       return await self.app(scope, receive, send)
     path = scope["path"]
     extra = _headers_for(path, self.docs)
+    origin = dict(scope["headers"]).get(b"origin")
+    if origin is not None and self.hosts.listed(origin.decode("latin-1")):
+      extra = extra + [(b"access-control-allow-origin", origin), (b"vary", b"Origin")]
     started = False
 
     async def send_with_headers(message):
@@ -187,6 +200,8 @@ class Guard:
       await send(message)
 
     refusal = self._refusal(scope)
+    if refusal == _PREFLIGHT:
+      return await self._preflight(send_with_headers)
     if refusal is not None:
       return await _send_error(send_with_headers, path, *refusal)
 
@@ -219,8 +234,18 @@ class Guard:
       await _send_error(send_with_headers, path, 413, f"The request body is more than this "
                         f"server's limit of {limit} bytes.")
 
-  def _refusal(self, scope) -> tuple[int, str] | None:
-    """(status, sentence) for a request refused before its body is read, else None."""
+  @staticmethod
+  async def _preflight(send) -> None:
+    """CORS's OPTIONS for an origin that passed: which methods and headers it may send."""
+    await send({"type": "http.response.start", "status": 204, "headers": [
+        (b"access-control-allow-methods", b"GET, POST, DELETE, OPTIONS"),
+        (b"access-control-allow-headers", b"Authorization, Content-Type"),
+        (b"access-control-max-age", b"600")]})
+    await send({"type": "http.response.body", "body": b""})
+
+  def _refusal(self, scope):
+    """(status, sentence) for a request refused before its body is read, _PREFLIGHT for a
+    CORS preflight that passed the host and origin checks, else None."""
     path = scope["path"]
     headers = dict(scope["headers"])
     host = headers.get(b"host", b"").decode("latin-1")
@@ -231,6 +256,9 @@ class Guard:
     if origin is not None and not self.hosts.allows_origin(origin.decode("latin-1"), host):
       return 403, ("Requests from other sites' pages are refused; call the server from its "
                    "own pages, a client, or an origin given in --origins.")
+    if (origin is not None and scope["method"] == "OPTIONS" and
+        b"access-control-request-method" in headers):
+      return _PREFLIGHT  # a browser asks first, without the key, whether it may send one
     if self.api_key is not None and not auth.is_open(path) and not auth.key_matches(
         headers.get(b"authorization"), self.api_key):
       return 401, auth.MESSAGE

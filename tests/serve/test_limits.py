@@ -83,6 +83,26 @@ def test_body_over_the_limit_is_413(server):
   assert r.status_code == 413 and one_sentence(r.json()["error"]["message"])
 
 
+def test_a_listed_origin_gets_cors_and_its_preflight_needs_no_key():
+  client = _client(api_key="sesame", hosts=limits.HostPolicy(origins=("http://localhost:*",)))
+  ask = {"Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST",
+         "Access-Control-Request-Headers": "authorization, content-type"}
+  preflight = client.options("/api/chat", headers=ask)
+  assert preflight.status_code == 204
+  assert preflight.headers["access-control-allow-origin"] == "http://localhost:3000"
+  assert "Authorization" in preflight.headers["access-control-allow-headers"]
+  r = client.post("/api/chat", content=b"{}", headers={"Origin": "http://localhost:3000",
+                                                        "Authorization": "Bearer sesame"})
+  assert r.status_code == 200 and r.headers["access-control-allow-origin"] == (
+      "http://localhost:3000")
+  assert client.post("/api/chat", headers={"Origin": "http://localhost:3000"}).status_code == 401
+  other = client.options("/api/chat", headers=dict(ask, Origin="http://evil.test"))
+  assert other.status_code == 403 and "access-control-allow-origin" not in other.headers
+  same = client.get("/api/tags", headers={"Origin": "http://127.0.0.1:11434",
+                                          "Authorization": "Bearer sesame"})
+  assert same.status_code == 200 and "access-control-allow-origin" not in same.headers
+
+
 def test_other_sites_pages_are_refused(server):
   r = httpx.get(f"{server.url}/api/tags", headers=dict(AUTH, Origin="http://evil.example"))
   assert r.status_code == 403
