@@ -137,14 +137,16 @@ class HostPolicy:
 
 
 def _origin_pattern(origin: str) -> re.Pattern:
-  """'http://localhost:*' -> a regex; '*' stands for one host or port (or, alone, anything)."""
+  """'http://localhost:*' -> a regex; '*' stands for a port, for host labels
+  ('https://*.example.com'), or alone for any origin."""
   origin = origin.strip().lower().rstrip("/")
   if origin == "*":
     return re.compile(r".*")
-  text = re.escape(origin).replace(r"\*", "[^/]*")
-  if text.endswith(":[^/]*"):  # 'http://localhost:*' also takes 'http://localhost'
-    text = text[:-len(":[^/]*")] + "(:[^/]*)?"
-  return re.compile(text)
+  any_port = origin.endswith(":*")  # 'http://localhost:*' also takes 'http://localhost'
+  if any_port:
+    origin = origin[:-2]
+  text = re.escape(origin).replace(r"\*", r"[a-z0-9-]+(?:\.[a-z0-9-]+)*")  # host labels
+  return re.compile(text + ("(?::[0-9]+)?" if any_port else ""))
 
 
 def check_origin_pattern(origin: str) -> None:
@@ -157,7 +159,7 @@ def check_origin_pattern(origin: str) -> None:
 
 # -- the middleware ---------------------------------------------------------------------------
 
-_PREFLIGHT = (204, "")
+_PREFLIGHT = object()  # _refusal's answer for a CORS preflight that may proceed
 
 
 class _TooLarge(Exception):
@@ -200,7 +202,7 @@ class Guard:
       await send(message)
 
     refusal = self._refusal(scope)
-    if refusal == _PREFLIGHT:
+    if refusal is _PREFLIGHT:
       return await self._preflight(send_with_headers)
     if refusal is not None:
       return await _send_error(send_with_headers, path, *refusal)
