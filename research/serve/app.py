@@ -118,7 +118,10 @@ def install_error_handlers(app: fastapi.FastAPI) -> None:
 
   @app.exception_handler(Exception)
   async def failed(request, e):
-    return _error(request, 500, limits.failure(e, f"{request.method} {request.url.path}"))
+    # Starlette answers this one outside every middleware, the guard's headers included.
+    headers = {k.decode(): v.decode() for k, v in limits.headers_for(request.url.path)}
+    return _error(request, 500, limits.failure(e, f"{request.method} {request.url.path}"),
+                  headers)
 
 
 def create_app(settings: Settings, services: services_lib.Services | None = None

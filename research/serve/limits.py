@@ -166,7 +166,9 @@ class _TooLarge(Exception):
   """Raised into the app by the counting receive: it stops reading the body at once."""
 
 
-def _headers_for(path: str, docs: bool) -> list:
+def headers_for(path: str, docs: bool = False) -> list[tuple[bytes, bytes]]:
+  """The security headers of an answer on `path` (app.py's 500s add them too: those are
+  written outside this middleware)."""
   if docs and path in DOCS_PATHS:
     return SECURITY_HEADERS  # Swagger UI and ReDoc come from their CDN, with inline script
   return SECURITY_HEADERS + [(b"content-security-policy", CSP.encode())]
@@ -188,7 +190,7 @@ class Guard:
     if scope["type"] != "http":
       return await self.app(scope, receive, send)
     path = scope["path"]
-    extra = _headers_for(path, self.docs)
+    extra = headers_for(path, self.docs)
     origin = dict(scope["headers"]).get(b"origin")
     if origin is not None and self.hosts.listed(origin.decode("latin-1")):
       extra = extra + [(b"access-control-allow-origin", origin), (b"vary", b"Origin")]

@@ -303,3 +303,20 @@ def test_a_failure_mid_stream_is_one_sentence_without_its_text(server, monkeypat
     if error is not None:
       assert one_sentence(error) and "OSError" in error, error
   assert '"type": "server_error"' in openai_events
+
+
+def test_an_unexpected_failure_is_a_500_without_its_text_and_with_the_headers(tmp_path):
+  from research.serve import app as app_lib  # pylint: disable=g-import-not-at-top
+  from research.serve.settings import Settings  # pylint: disable=g-import-not-at-top
+  app = app_lib.create_app(Settings(work_dir=tmp_path))
+
+  def broken():
+    raise OSError(f"{tmp_path}/secret/model.bin: unreadable")
+  app.state.services.model_names = broken
+  client = starlette.testclient.TestClient(app, base_url="http://127.0.0.1:11434",
+                                           raise_server_exceptions=False)
+  r = client.get("/api/tags")
+  assert r.status_code == 500 and one_sentence(r.json()["error"]), r.text
+  assert "OSError" in r.text and str(tmp_path) not in r.text and "secret" not in r.text
+  assert r.headers["x-frame-options"] == "DENY" and r.headers["x-content-type-options"] == (
+      "nosniff")
