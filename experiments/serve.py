@@ -28,6 +28,8 @@ _MODEL = flags.DEFINE_string("model", settings_lib.DEFAULT_MODEL,
                              "Model source: a packaged name, a .gguf file, an HF directory.")
 _KB = flags.DEFINE_string("kb", None, "A knowledge-base folder (experiments/rag.py ingest) "
                           "served as model 'kb/<folder name>'.")
+_KB_WRITABLE = flags.DEFINE_bool("kb_writable", False, "Let the web UI upload, delete and "
+                                  "ingest in the --kb folder (read-only there by default).")
 _HOST = flags.DEFINE_string("host", "127.0.0.1", "Address to listen on.")
 _PORT = flags.DEFINE_integer("port", 11434, "Port (11434 is Ollama's, so its clients find us).")
 _API_KEY = flags.DEFINE_string(
@@ -62,7 +64,8 @@ def main(argv):
   from research.serve import worker  # pylint: disable=g-import-not-at-top
   logging.getLogger("absl").setLevel(logging.WARNING)
   settings = settings_lib.Settings(
-      model=_MODEL.value, kb=_KB.value, host=_HOST.value, port=_PORT.value,
+      model=_MODEL.value, kb=_KB.value, kb_writable=_KB_WRITABLE.value, host=_HOST.value,
+      port=_PORT.value,
       api_key=settings_lib.api_key_from(_API_KEY.value, _API_KEY_FILE.value, os.environ),
       insecure_no_key=_INSECURE_NO_KEY.value, allowed_hosts=tuple(_ALLOWED_HOSTS.value),
       origins=tuple(_ORIGINS.value), docs=_DOCS.value, work_dir=Path(_WORK_DIR.value),

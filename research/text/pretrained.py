@@ -17,6 +17,7 @@ class PretrainedTokenizer:
   eos_token: str | None = None
   pad_token: str | None = None
   template: str | None = None  # the Jinja chat template, if the checkpoint has one
+  template_source: str | None = None  # the file it came from, named when it fails
 
   @classmethod
   def from_gguf(cls, gguf) -> "PretrainedTokenizer":
@@ -32,7 +33,8 @@ class PretrainedTokenizer:
                bos_token=token("tokenizer.ggml.bos_token_id"),
                eos_token=token("tokenizer.ggml.eos_token_id"),
                pad_token=token("tokenizer.ggml.padding_token_id"),
-               template=meta.get("tokenizer.chat_template"))
+               template=meta.get("tokenizer.chat_template"),
+               template_source=f"{gguf.path} (tokenizer.chat_template)")
 
   @classmethod
   def from_hf_dir(cls, directory) -> "PretrainedTokenizer":
@@ -43,14 +45,15 @@ class PretrainedTokenizer:
       raise FileNotFoundError(f"{path}: no tokenizer.json in the model directory.")
     config_path = directory / "tokenizer_config.json"
     config = json.loads(config_path.read_text()) if config_path.is_file() else {}
-    template = config.get("chat_template")
+    template, template_source = config.get("chat_template"), str(config_path)
     template_file = directory / "chat_template.jinja"
     if template is None and template_file.is_file():
-      template = template_file.read_text()
+      template, template_source = template_file.read_text(), str(template_file)
     token = lambda key: (config.get(key) or {}).get("content") if isinstance(
         config.get(key), dict) else config.get(key)
     return cls(tokenizers.Tokenizer.from_file(str(path)), bos_token=token("bos_token"),
-               eos_token=token("eos_token"), pad_token=token("pad_token"), template=template)
+               eos_token=token("eos_token"), pad_token=token("pad_token"), template=template,
+               template_source=template_source)
 
   @property
   def vocab_size(self) -> int:
@@ -84,4 +87,4 @@ class PretrainedTokenizer:
     return chat_template.render(self.template, messages,
                                 add_generation_prompt=add_generation_prompt,
                                 bos_token=self.bos_token or "", eos_token=self.eos_token or "",
-                                **extra)
+                                source=self.template_source, **extra)

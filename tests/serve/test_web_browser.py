@@ -8,7 +8,6 @@ Without Chromium these tests skip, or fail when BOOKFORAI_REQUIRE_BROWSER=1 (as 
 import os
 import re
 import time
-from pathlib import Path
 
 import pytest
 
@@ -57,6 +56,7 @@ def server(browser, tmp_path_factory):
                                        web_fixtures.write_tiny_data(root / "data"),
                                        root / "work")
   with launch.ServerThread(web_fixtures.make_app(settings)) as running:
+    running.work_dir = settings.work_dir  # where the page's relative paths lead
     yield running
 
 
@@ -164,7 +164,7 @@ def test_the_dpo_stage_offers_preference_sets_and_its_beta(page):
   assert options() == ["tiny"] and page.is_hidden("#ft-beta")
 
 
-def test_a_tiny_fine_tune_draws_its_loss_and_exports(page):
+def test_a_tiny_fine_tune_draws_its_loss_and_exports(page, server):
   page.click("nav a[data-page='finetune']")
   for name, value in web_fixtures.TINY_JOB.items():
     if name != "dataset":
@@ -175,11 +175,12 @@ def test_a_tiny_fine_tune_draws_its_loss_and_exports(page):
              timeout=90_000)
   assert page.locator("#ft-curve .loss-point").count() == web_fixtures.TINY_JOB["max_steps"]
   assert re.match(r"step 3/3, loss \d", page.inner_text("#ft-steps"))
+  assert page.is_disabled("#ft-resume")  # a finished job has nothing to resume
   page.click("#ft-export")
   wait_until(page,
       "document.getElementById('ft-export-path').textContent.includes('adapter')",
       timeout=90_000)
-  exported = Path(page.inner_text("#ft-export-path").split()[0])
+  exported = server.work_dir / page.inner_text("#ft-export-path").split()[0]
   assert (exported / "model.safetensors").is_file()
 
 
@@ -211,6 +212,11 @@ def test_stop_ends_a_running_fine_tune(page):
   page.click("#ft-stop")
   wait_until(page, "document.getElementById('ft-state').textContent == 'stopped'")
   assert page.is_enabled("#ft-start")
+  page.click("#ft-resume")  # the trainer starts again in the job's folder
+  wait_until(page, "document.getElementById('ft-state').textContent == 'running'")
+  assert page.is_disabled("#ft-resume") and page.is_disabled("#ft-delete")
+  page.click("#ft-stop")
+  wait_until(page, "document.getElementById('ft-state').textContent == 'stopped'")
 
 
 def test_evaluate_and_predict_shows_the_scores_and_answers_beside_labels(browser, tmp_path):
