@@ -227,20 +227,25 @@ def test_a_chunked_body_stops_being_read_at_the_limit(path, limit):
   assert body.read == limit // (64 << 10) + 1  # the piece that passed the limit, no more
 
 
-def test_an_upload_over_the_limit_stops_early_in_the_real_app(server):
+def test_an_upload_over_the_limit_stops_early_in_the_real_app(tmp_path):
   """The UI's upload route parses multipart itself; the guard still stops it at the limit
   instead of letting the whole file be spooled first."""
-  app = server.server.config.app
-  settings = server.services.settings
+  from research.serve import app as app_lib  # pylint: disable=g-import-not-at-top
+  from research.serve.settings import Settings  # pylint: disable=g-import-not-at-top
+  settings = Settings(work_dir=tmp_path, api_key=KEY, max_upload_bytes=1 << 20)
+  app = app_lib.create_app(settings)
+  client = starlette.testclient.TestClient(app, base_url="http://127.0.0.1")
+  assert client.post("/ui/kb", json={"name": "docs"}, headers=AUTH).status_code == 200
   head = (b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.txt\"\r\n"
           b"Content-Type: text/plain\r\n\r\n")
   body = Body(piece=head + b"x" * ((64 << 10) - len(head)))
-  status, headers, answer = call_asgi(app, "/ui/kb/notes/documents", dict(
+  status, headers, answer = call_asgi(app, "/ui/kb/docs/documents", dict(
       AUTH, **{"content-type": "multipart/form-data; boundary=b"}), body)
   assert status == 413 and one_sentence(answer["detail"]), answer
   limit = settings.max_upload_bytes + limits.FORM_SLACK_BYTES
   assert body.read == limit // (64 << 10) + 1
   assert headers[b"x-content-type-options"] == b"nosniff"
+  assert not list((tmp_path / "kb" / "docs").rglob("big.txt"))
 
 
 def _chunked(total_bytes, piece=1 << 20):
