@@ -1,15 +1,21 @@
 """Serve a model over Ollama's and OpenAI's APIs, with the web UI at /.
 
   python -m experiments.serve                                  # SmolLM2 on 127.0.0.1:11434
-  python -m experiments.serve --kb=runs/rag/docs --api_key=secret
+  BOOKFORAI_API_KEY=secret python -m experiments.serve --kb=runs/rag/docs
   python -m experiments.serve --model=runs/persona/export --port=8000
+  python -m experiments.serve --host=0.0.0.0 --api_key_file=~/.bookforai-key   # on the network
 
 Then any Ollama or OpenAI client works unchanged (the start-up lines print examples). A
 knowledge base answers when a chat request names it as the model, "kb/<name>", or with the
 field "kb": "<name>"; its answer carries "sources".
+
+What is open by default, and how to open more, is research/serve/limits.py's docstring: the
+Host must name this server (--allowed_hosts adds names a proxy sends), a browser page must be
+the server's own (--origins adds others), and a non-loopback --host needs a key.
 """
 
 import logging
+import os
 import threading
 from pathlib import Path
 
@@ -26,8 +32,22 @@ _KB_WRITABLE = flags.DEFINE_bool("kb_writable", False, "Let the web UI upload, d
                                   "ingest in the --kb folder (read-only there by default).")
 _HOST = flags.DEFINE_string("host", "127.0.0.1", "Address to listen on.")
 _PORT = flags.DEFINE_integer("port", 11434, "Port (11434 is Ollama's, so its clients find us).")
-_API_KEY = flags.DEFINE_string("api_key", None,
-                               "When set, every request needs 'Authorization: Bearer <key>'.")
+_API_KEY = flags.DEFINE_string(
+    "api_key", None, "When set, every request needs 'Authorization: Bearer <key>'. A flag "
+    f"shows in `ps`: prefer --api_key_file or ${settings_lib.KEY_ENV}.")
+_API_KEY_FILE = flags.DEFINE_string("api_key_file", None,
+                                    "A file whose first line is the API key.")
+_INSECURE_NO_KEY = flags.DEFINE_bool(
+    "insecure_no_key", False, "Serve a non-loopback --host without an API key: anyone who "
+    "can connect may use the model, the knowledge bases and the fine-tune jobs.")
+_ALLOWED_HOSTS = flags.DEFINE_list(
+    "allowed_hosts", [], "Host names to answer beyond loopback and --host, e.g. the name a "
+    "reverse proxy sends; '*.example.com' or '*' (any: no DNS-rebinding protection).")
+_ORIGINS = flags.DEFINE_list(
+    "origins", [], "Browser origins allowed to call the server (with CORS headers) beyond its "
+    "own pages, e.g. http://localhost:3000; '*' stands for a host or a port, or alone for any.")
+_DOCS = flags.DEFINE_bool("docs", False, "Serve /docs, /redoc and /openapi.json (behind the "
+                          "key; Swagger UI and ReDoc load from their CDN).")
 _WORK_DIR = flags.DEFINE_string("work_dir", "runs/serve",
                                 "Knowledge bases, uploads and fine-tune runs made in the UI.")
 _MAX_NEW = flags.DEFINE_integer("max_new_tokens", 512, "Cap on max_tokens / num_predict.")
@@ -35,44 +55,21 @@ _WARMUP = flags.DEFINE_bool("warmup", True, "Load and compile before listening, 
                             "first request is fast.")
 
 
-def usage(settings: settings_lib.Settings, kb_names: list[str]) -> str:
-  """What to paste to talk to the server."""
-  url = f"http://{settings.host}:{settings.port}"
-  auth = f" -H 'Authorization: Bearer {settings.api_key}'" if settings.api_key else ""
-  key = settings.api_key or "unused"
-  model = settings.model
-  lines = [
-      f"BookForAI serving {model} at {url}  (web UI: {url}/, API docs: {url}/docs)",
-      "",
-      "  curl" + auth + f" {url}/api/chat -d '{{\"model\": \"{model}\", \"messages\": "
-      "[{\"role\": \"user\", \"content\": \"Hello!\"}]}'",
-      "  curl" + auth + f" {url}/v1/chat/completions -H 'Content-Type: application/json' -d "
-      f"'{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": "
-      "\"Hello!\"}]}'",
-      f"  OLLAMA_HOST={url}" + (f" OLLAMA_API_KEY={settings.api_key}" if settings.api_key
-                               else "") + f" python -c \"import ollama; print(ollama.chat("
-      f"model='{model}', messages=[{{'role': 'user', 'content': 'Hello!'}}]).message.content)\"",
-      f"  python -c \"import openai; c = openai.OpenAI(base_url='{url}/v1', api_key='{key}'); "
-      f"print(c.chat.completions.create(model='{model}', messages=[{{'role': 'user', "
-      "'content': 'Hello!'}]).choices[0].message.content)\""]
-  for name in kb_names:
-    lines.append(f"  knowledge base: model 'kb/{name}' (or \"kb\": \"{name}\"); the answer "
-                 "carries \"sources\"")
-  return "\n".join(lines)
-
-
 def main(argv):
   del argv
   import uvicorn  # pylint: disable=g-import-not-at-top
   from research.serve import app as app_lib  # pylint: disable=g-import-not-at-top
+  from research.serve import launch  # pylint: disable=g-import-not-at-top
   from research.serve import services as services_lib  # pylint: disable=g-import-not-at-top
   from research.serve import worker  # pylint: disable=g-import-not-at-top
   logging.getLogger("absl").setLevel(logging.WARNING)
-  settings = settings_lib.Settings(model=_MODEL.value, kb=_KB.value, host=_HOST.value,
-                                   port=_PORT.value, api_key=_API_KEY.value,
-                                   work_dir=Path(_WORK_DIR.value),
-                                   max_new_tokens=_MAX_NEW.value,
-                                   kb_writable=_KB_WRITABLE.value)
+  settings = settings_lib.Settings(
+      model=_MODEL.value, kb=_KB.value, kb_writable=_KB_WRITABLE.value, host=_HOST.value,
+      port=_PORT.value,
+      api_key=settings_lib.api_key_from(_API_KEY.value, _API_KEY_FILE.value, os.environ),
+      insecure_no_key=_INSECURE_NO_KEY.value, allowed_hosts=tuple(_ALLOWED_HOSTS.value),
+      origins=tuple(_ORIGINS.value), docs=_DOCS.value, work_dir=Path(_WORK_DIR.value),
+      max_new_tokens=_MAX_NEW.value).check()
   services = services_lib.Services(settings)
   if _WARMUP.value:
     print(f"loading {settings.model} ...", flush=True)
@@ -82,7 +79,7 @@ def main(argv):
                              threading.Event())
     for _ in warm:  # compiles the prefill and the step for short prompts
       pass
-  print(usage(settings, services.kb_names()), flush=True)
+  print(launch.usage(settings, services.kb_names()), flush=True)
   uvicorn.run(app_lib.create_app(settings, services), host=settings.host, port=settings.port,
               log_level="warning")
 

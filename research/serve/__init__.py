@@ -6,7 +6,8 @@
   ollama_api.py /api/chat, /api/generate, /api/embed, /api/tags, /api/version
   openai_api.py /v1/chat/completions, /v1/embeddings, /v1/models
   worker.py     the one generation thread: a bounded queue, streamed pieces, cancel on disconnect
-  limits.py     request limits and the one-sentence error bodies
+  limits.py     the guard before every route (Host, Origin, key, body size, headers) and the
+                one-sentence error bodies
   web.py        the pages at / (chat, knowledge base, fine-tune) and the /ui/ routes they call
   jobs.py       fine-tune jobs from the page: form checks, one background process per run
   static/       index.html, app.css, app.js (no build step, nothing fetched from the internet)

@@ -1,19 +1,20 @@
 """The server: `create_app(settings)` -> a FastAPI app with Ollama's API under /api, OpenAI's
 under /v1 and the web UI at /; `python -m experiments.serve` runs it with uvicorn.
 
-Every API route needs `Authorization: Bearer <key>` when settings.api_key is set (the UI's
-page and static files are plain routes a browser can load; its /ui/ routes need the key).
+Every route needs `Authorization: Bearer <key>` when settings.api_key is set (the UI's page
+and static files are plain routes a browser can load; its /ui/ routes need the key), and a
+Host header that names this server, and no other site's Origin (limits.Guard). The API docs
+(/docs, /openapi.json) are served only with settings.docs.
 
 Every refusal is one sentence in the error shape its API's clients read (limits.error_body):
 400 for malformed JSON, a wrong type or an unknown field, naming the field, and for a prompt
-over settings.max_prompt_tokens; 401 for the key; 404 for an unknown model or route; 413 for
-a body over settings.max_body_bytes; 503 when the generation queue is full. max_tokens /
+over settings.max_prompt_tokens; 401 for the key; 403 for a foreign Host or Origin; 404 for
+an unknown model or route; 413 for a body over settings.max_body_bytes (max_upload_bytes on
+the UI's routes); 503 when the generation queue is full. max_tokens /
 num_predict above settings.max_new_tokens is capped, not refused: the answer ends with
 finish_reason / done_reason "length". An unexpected failure is a 500 with one sentence; the
 traceback goes to the log.
 """
-
-import logging
 
 import fastapi
 from fastapi import exceptions
@@ -117,22 +118,29 @@ def install_error_handlers(app: fastapi.FastAPI) -> None:
 
   @app.exception_handler(Exception)
   async def failed(request, e):
-    logging.exception("%s %s failed", request.method, request.url.path)
-    return _error(request, 500, f"The server failed on this request ({type(e).__name__}); "
-                  "see its log.")
+    # Starlette answers this one outside every middleware, the guard's headers included.
+    headers = {k.decode(): v.decode() for k, v in limits.headers_for(request.url.path)}
+    return _error(request, 500, limits.failure(e, f"{request.method} {request.url.path}"),
+                  headers)
 
 
 def create_app(settings: Settings, services: services_lib.Services | None = None
                ) -> fastapi.FastAPI:
   """The app: Ollama's API, OpenAI's API and the web UI, all behind the optional key."""
   services = services or services_lib.Services(settings)
+  # The docs are off unless asked for: Swagger UI would load from a CDN into the origin whose
+  # localStorage holds the UI's key. app.openapi() gives the schema either way.
+  docs = {} if settings.docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
   app = fastapi.FastAPI(title="BookForAI local server", version=ollama_api.VERSION,
                         description=DESCRIPTION,
-                        dependencies=[fastapi.Depends(auth.require_key(settings.api_key))])
+                        dependencies=[fastapi.Depends(auth.require_key(settings.api_key))],
+                        **docs)
   app.state.services = services
   install_error_handlers(app)
+  hosts = limits.HostPolicy(settings.host, settings.allowed_hosts, settings.origins)
   app.add_middleware(limits.Guard, max_body_bytes=settings.max_body_bytes,
-                     max_upload_bytes=settings.max_upload_bytes)
+                     max_upload_bytes=settings.max_upload_bytes, api_key=settings.api_key,
+                     hosts=hosts, docs=settings.docs)
   app.include_router(ollama_api.router(services))
   app.include_router(openai_api.router(services))
   app.include_router(web.router(services))

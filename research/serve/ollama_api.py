@@ -29,6 +29,7 @@ import pydantic
 from fastapi import responses
 from starlette.concurrency import run_in_threadpool
 
+from research.serve import limits
 from research.serve import services as services_lib
 from research.serve import worker as worker_lib
 
@@ -211,7 +212,7 @@ def router(services: services_lib.Services) -> fastapi.APIRouter:
             obj = dict(head, created_at=_now(), **piece_of(item), done=False)
           yield json.dumps(obj) + "\n"
       except Exception as e:  # pylint: disable=broad-except
-        yield json.dumps({"error": f"generation failed: {e}"}) + "\n"
+        yield json.dumps({"error": limits.failure(e, "this generation")}) + "\n"
       finally:
         stream.cancel()  # a no-op when finished; frees the worker when the client left
 

@@ -30,6 +30,7 @@ import pydantic
 from fastapi import responses
 from starlette.concurrency import run_in_threadpool
 
+from research.serve import limits
 from research.serve import services as services_lib
 from research.serve import worker as worker_lib
 
@@ -223,7 +224,8 @@ def router(services: services_lib.Services) -> fastapi.APIRouter:
             yield event(chunk({"content": item}))
         yield "data: [DONE]\n\n"
       except Exception as e:  # pylint: disable=broad-except
-        yield event({"error": {"message": f"generation failed: {e}", "type": "server_error"}})
+        yield event({"error": {"message": limits.failure(e, "this generation"),
+                               "type": "server_error"}})
       finally:
         stream.cancel()  # a no-op when finished; frees the worker when the client left
 

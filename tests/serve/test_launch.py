@@ -1,4 +1,5 @@
-"""The server in a background thread: it serves on a free port while the block lasts."""
+"""The server in a background thread: it serves on a free port while the block lasts; the
+start banner says how to reach it without printing the key."""
 
 import socket
 
@@ -7,6 +8,7 @@ import httpx
 import pytest
 
 from research.serve import launch
+from research.serve.settings import Settings
 
 
 def test_free_port_can_be_bound():
@@ -35,3 +37,13 @@ def test_a_server_that_cannot_start_says_where():
     with pytest.raises(RuntimeError, match=f"did not start on http://127.0.0.1:{port}"):
       with launch.ServerThread(fastapi.FastAPI(), port=port, start_timeout_s=5):
         pass
+
+
+@pytest.mark.parametrize("docs", [False, True])
+def test_the_banner_never_prints_the_key(docs):
+  key = "s3cret-key-value"
+  text = launch.usage(Settings(api_key=key, docs=docs), ["notes"])
+  assert key not in text
+  assert 'Bearer $BOOKFORAI_API_KEY"' in text and "export BOOKFORAI_API_KEY=<your key>" in text
+  assert ("/docs" in text) == docs
+  assert "Bearer" not in launch.usage(Settings(), [])

@@ -69,7 +69,7 @@ def test_embedding_requests_are_bounded_in_texts_and_characters(tmp_path):
   settings = Settings(work_dir=tmp_path, max_embed_inputs=3, max_embed_chars=20)
   app = app_lib.create_app(settings, services_lib.Services(settings, lm=object(),
                                                            embedder=WordEmbedder()))
-  with TestClient(app) as c:
+  with TestClient(app, base_url="http://127.0.0.1") as c:  # a Host the guard answers
     for path, error, body in [("/api/embed", lambda r: r.json()["error"], {}),
                               ("/v1/embeddings", lambda r: r.json()["error"]["message"], {})]:
       post = lambda texts: c.post(path, json=dict(body, model="m", input=texts))

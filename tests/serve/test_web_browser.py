@@ -7,6 +7,7 @@ Without Chromium these tests skip, or fail when BOOKFORAI_REQUIRE_BROWSER=1 (as 
 
 import os
 import re
+import time
 
 import pytest
 
@@ -22,6 +23,15 @@ def _browser_missing() -> str | None:
   except ImportError:
     return "the browser tests need playwright: pip install -e '.[dev]'."
   return None
+
+
+def wait_until(page, expression: str, timeout: float = 30_000) -> None:
+  """page.wait_for_function, which builds its predicate with eval: the pages' CSP (no
+  'unsafe-eval') refuses that, so poll with page.evaluate, which the CSP does not cover."""
+  deadline = time.monotonic() + timeout / 1000
+  while not page.evaluate(expression):
+    assert time.monotonic() < deadline, f"timed out waiting for {expression}"
+    page.wait_for_timeout(100)
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +67,8 @@ def page(browser, server):
   page.set_default_timeout(30_000)
   errors = []
   page.on("pageerror", lambda e: errors.append(str(e)))
+  page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text
+          else None)  # what the pages' CSP refused: an inline script or style, a CDN
   page.goto(server.url + "/")
   page.wait_for_selector("body[data-ready='1']")
   yield page
@@ -83,8 +95,8 @@ def test_chat_streams_an_answer_and_keeps_the_history(page):
   for turn in (1, 2):
     page.fill("#chat-input", f"w10 w11 turn {turn}")
     page.press("#chat-input", "Enter")
-    page.wait_for_function("document.querySelectorAll('.msg.assistant').length == "
-                           f"{turn} && !document.querySelector('.msg.streaming')")
+    wait_until(page, "document.querySelectorAll('.msg.assistant').length == "
+                     f"{turn} && !document.querySelector('.msg.streaming')")
   answers = page.locator(".msg.assistant .text").all_inner_texts()
   assert all(a.startswith("[1]") for a in answers), answers  # greedy: token 0 each time
   assert page.locator(".msg.user").count() == 2
@@ -102,7 +114,7 @@ def test_upload_ingest_and_a_cited_answer(page, tmp_path):
   page.click("nav a[data-page='kb']")
   page.fill("#kb-new-name", "notes")
   page.click("#kb-create button")
-  page.wait_for_function("document.getElementById('kb-select').value == 'notes'")
+  wait_until(page, "document.getElementById('kb-select').value == 'notes'")
   doc = tmp_path / "adam.md"
   doc.write_text(web_fixtures.DOCUMENT)
   page.set_input_files("#kb-files", str(doc))
@@ -110,7 +122,7 @@ def test_upload_ingest_and_a_cited_answer(page, tmp_path):
   page.wait_for_selector("#kb-documents tbody tr")
   assert page.inner_text("#kb-documents tbody td") == "adam.md"
   page.click("#kb-ingest")
-  page.wait_for_function("document.getElementById('kb-status').textContent.startsWith('done')")
+  wait_until(page, "document.getElementById('kb-status').textContent.startsWith('done')")
   assert page.locator("#kb-chunks li").count() >= 1
   assert "0.999" in page.inner_text("#kb-chunks")
   page.fill("#kb-question", web_fixtures.QUESTION)
@@ -125,8 +137,8 @@ def test_upload_ingest_and_a_cited_answer(page, tmp_path):
   # delete, after the page's confirm: the document and its chunks leave the lists
   page.once("dialog", lambda dialog: dialog.accept())
   page.click("#kb-documents tbody button[title='delete adam.md and its chunks']")
-  page.wait_for_function("document.querySelectorAll('#kb-documents tbody tr').length == 0")
-  page.wait_for_function("document.getElementById('kb-status').textContent.includes('1 removed')")
+  wait_until(page, "document.querySelectorAll('#kb-documents tbody tr').length == 0")
+  wait_until(page, "document.getElementById('kb-status').textContent.includes('1 removed')")
   assert page.locator("#kb-chunks li").count() == 0
 
 
@@ -159,13 +171,13 @@ def test_a_tiny_fine_tune_draws_its_loss_and_exports(page, server):
       page.fill(f"[name={name}]", str(value))
   page.click("#ft-start")
   page.wait_for_selector("#ft-curve .loss-point", timeout=90_000)
-  page.wait_for_function("document.getElementById('ft-state').textContent == 'finished'",
-                         timeout=90_000)
+  wait_until(page, "document.getElementById('ft-state').textContent == 'finished'",
+             timeout=90_000)
   assert page.locator("#ft-curve .loss-point").count() == web_fixtures.TINY_JOB["max_steps"]
   assert re.match(r"step 3/3, loss \d", page.inner_text("#ft-steps"))
   assert page.is_disabled("#ft-resume")  # a finished job has nothing to resume
   page.click("#ft-export")
-  page.wait_for_function(
+  wait_until(page,
       "document.getElementById('ft-export-path').textContent.includes('adapter')",
       timeout=90_000)
   exported = server.work_dir / page.inner_text("#ft-export-path").split()[0]
@@ -196,15 +208,15 @@ def test_stop_ends_a_running_fine_tune(page):
   page.click("nav a[data-page='finetune']")
   page.fill("[name=max_steps]", "100000")
   page.click("#ft-start")
-  page.wait_for_function("document.getElementById('ft-state').textContent == 'running'")
+  wait_until(page, "document.getElementById('ft-state').textContent == 'running'")
   page.click("#ft-stop")
-  page.wait_for_function("document.getElementById('ft-state').textContent == 'stopped'")
+  wait_until(page, "document.getElementById('ft-state').textContent == 'stopped'")
   assert page.is_enabled("#ft-start")
   page.click("#ft-resume")  # the trainer starts again in the job's folder
-  page.wait_for_function("document.getElementById('ft-state').textContent == 'running'")
+  wait_until(page, "document.getElementById('ft-state').textContent == 'running'")
   assert page.is_disabled("#ft-resume") and page.is_disabled("#ft-delete")
   page.click("#ft-stop")
-  page.wait_for_function("document.getElementById('ft-state').textContent == 'stopped'")
+  wait_until(page, "document.getElementById('ft-state').textContent == 'stopped'")
 
 
 def test_evaluate_and_predict_shows_the_scores_and_answers_beside_labels(browser, tmp_path):
@@ -217,7 +229,7 @@ def test_evaluate_and_predict_shows_the_scores_and_answers_beside_labels(browser
     context = browser.new_context()
     page = context.new_page()
     page.goto(server.url + "/#finetune")
-    page.wait_for_function("document.getElementById('ft-state').textContent == 'finished'")
+    wait_until(page, "document.getElementById('ft-state').textContent == 'finished'")
     assert page.eval_on_selector_all("#pr-dataset option", "os => os.map(o => o.value)") == [
         "tiny", "tiny_prefs"]
     page.fill("[name=max_new_tokens]", "0")
@@ -227,8 +239,8 @@ def test_evaluate_and_predict_shows_the_scores_and_answers_beside_labels(browser
     page.fill("[name=max_new_tokens]", "3")
     page.fill("#pr-form [name=max_samples]", "2")
     page.click("#pr-start")
-    page.wait_for_function("document.getElementById('pr-state').dataset.state == 'finished'",
-                           timeout=90_000)
+    wait_until(page, "document.getElementById('pr-state').dataset.state == 'finished'",
+               timeout=90_000)
     scores = page.locator("#pr-scores tbody td").all_inner_texts()
     assert len(scores) == 4 and all(re.fullmatch(r"\d+\.\d\d", s) for s in scores), scores
     cells = [page.locator(f"#pr-sample tbody tr:nth-child({i}) td").all_inner_texts()

@@ -74,8 +74,9 @@ def write_tiny_data(path) -> Path:
 
 
 def settings_for(model_dir, data_dir, work_dir, **overrides) -> Settings:
+  # TestClient sends "Host: testserver", a name the Host allow-list must be told about.
   return Settings(model=str(model_dir), data_dir=Path(data_dir), work_dir=Path(work_dir),
-                  max_new_tokens=8, **overrides)
+                  max_new_tokens=8, allowed_hosts=("testserver",), **overrides)
 
 
 def make_app(settings: Settings, embedder=None):
