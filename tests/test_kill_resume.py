@@ -1,0 +1,215 @@
+"""Kill and resume for every long job: a real run killed with SIGKILL at a seeded step (the
+kill lands while a checkpoint is being written, or between two), then the same command again,
+ends with the final training state of an uninterrupted run, bit for bit.
+
+Each test starts the uninterrupted run and the one to kill at once, kills the second as soon
+as its metrics.jsonl logs the chosen step, reruns it, checks that the rerun continued from the
+newest checkpoint the killed run left (instead of starting over, which would also end equal),
+and compares every leaf of the two final checkpoints (parameters, optimizer moments, RNG
+streams, step) with np.array_equal. BOOKFORAI_KILL_SEED picks other kill steps.
+"""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from tests import tiny_llama
+
+REPO = Path(__file__).resolve().parents[1]
+SEED = int(os.environ.get("BOOKFORAI_KILL_SEED", "0"))
+STEPS = 8        # optimizer steps of every run
+TIMEOUT_S = 300  # one run, on a loaded 2-core machine
+
+
+def kill_step(name: str) -> int:
+  """The step after whose metrics row the run is killed: in [1, STEPS - 1], so the kill always
+  leaves work to resume."""
+  return random.Random(f"{SEED}:{name}").randint(1, STEPS - 1)
+
+
+def environment() -> dict:
+  """The test run's environment plus its persistent XLA cache, so a rerun compiles nothing."""
+  cache = os.environ.get("BOOKFORAI_TEST_XLA_CACHE", "")
+  extra = dict(JAX_COMPILATION_CACHE_DIR=cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0") if cache else {}
+  return dict(os.environ, HF_HUB_OFFLINE="1", **extra)
+
+
+def start(command: list[str], log: Path) -> subprocess.Popen:
+  """`python -m <command>` in a session of its own (its group is what the kill ends)."""
+  log.parent.mkdir(parents=True, exist_ok=True)
+  with open(log, "ab") as out:
+    return subprocess.Popen([sys.executable, "-m", *command], cwd=REPO, env=environment(),
+                            stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                            start_new_session=True)
+
+
+def finish(process: subprocess.Popen, log: Path) -> None:
+  code = process.wait(TIMEOUT_S)
+  assert code == 0, f"exit {code}:\n{log.read_text(errors='replace')[-3000:]}"
+
+
+def logged_steps(run_dir: Path) -> list[int]:
+  """The steps of metrics.jsonl's rows, in file order; a half-written last line is skipped."""
+  path = run_dir / "metrics.jsonl"
+  if not path.is_file():
+    return []
+  steps = []
+  for line in path.read_text(encoding="utf-8").splitlines():
+    try:
+      steps.append(json.loads(line)["step"])
+    except (json.JSONDecodeError, KeyError):
+      pass
+  return steps
+
+
+def kill_when_logged(process: subprocess.Popen, run_dir: Path, step: int, log: Path) -> None:
+  """SIGKILL to the run's process group once metrics.jsonl has a row for `step`."""
+  deadline, size = time.monotonic() + TIMEOUT_S, -1
+  metrics = run_dir / "metrics.jsonl"
+  while True:
+    now = metrics.stat().st_size if metrics.is_file() else -1
+    if now != size:  # parsed only when it grew: the poll stays cheap and fast
+      size = now
+      if step in logged_steps(run_dir):
+        break
+    code = process.poll()
+    assert code is None, (f"the run ended (exit {code}) before logging step {step}:\n"
+                          f"{log.read_text(errors='replace')[-3000:]}")
+    assert time.monotonic() < deadline, f"step {step} was not logged in {TIMEOUT_S} s"
+    time.sleep(0.002)
+  os.killpg(process.pid, signal.SIGKILL)
+  assert process.wait(TIMEOUT_S) == -signal.SIGKILL
+  # a few more steps may have run by now; what matters is that some work was left to resume
+  assert STEPS not in saved_steps(run_dir), (
+      f"the kill after step {step} came only once the last checkpoint was written")
+
+
+def saved_steps(run_dir: Path) -> list[int]:
+  """The complete checkpoints (orbax renames a step's folder into place once written)."""
+  last = run_dir / "checkpoints" / "last"
+  return sorted(int(p.name) for p in last.iterdir() if p.name.isdigit()) if last.is_dir() else []
+
+
+def final_state(run_dir: Path) -> dict[str, np.ndarray]:
+  """Every leaf of the newest checkpoint, by its path, as NumPy (PRNG keys as their data)."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  step = max(saved_steps(run_dir))
+  assert step == STEPS, f"{run_dir}: the newest checkpoint is step {step}"
+  tree = ocp.StandardCheckpointer().restore(run_dir / "checkpoints" / "last" / str(step) /
+                                            "default")
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  to_numpy = lambda x: np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(
+      getattr(x, "dtype", None), jax.dtypes.prng_key) else x)
+  return {jax.tree_util.keystr(path): to_numpy(x) for path, x in leaves}
+
+
+def assert_kill_and_resume_equals_whole(name: str, command, tmp_path: Path) -> None:
+  """The shared check: `command(run_dir)` is the argv of one run writing to run_dir."""
+  whole, killed = tmp_path / "whole", tmp_path / "killed"
+  step = kill_step(name)
+  processes = [start(command(whole), whole / "log.txt"),
+               start(command(killed), killed / "log.txt")]
+  try:
+    kill_when_logged(processes[1], killed, step, killed / "log.txt")
+    saved = saved_steps(killed)
+    rows_before = len(logged_steps(killed))
+    processes.append(start(command(killed), killed / "log.txt"))  # beside the reference
+    finish(processes[0], whole / "log.txt")
+    finish(processes[2], killed / "log.txt")
+  finally:
+    for process in processes:
+      if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+  resumed = logged_steps(killed)[rows_before:]
+  where = f"killed after step {step} (seed {SEED}), checkpoints then {saved}"
+  assert resumed and resumed[0] == (saved[-1] if saved else 0) + 1, (
+      f"{where}: the rerun logged steps {resumed}, not a continuation of the newest checkpoint")
+  a, b = final_state(whole), final_state(killed)
+  assert a.keys() == b.keys()
+  differ = [path for path in a if not np.array_equal(a[path], b[path])]
+  assert not differ, f"{where}: {len(differ)} of {len(a)} leaves differ, e.g. {differ[:3]}"
+
+
+# -- train_lm: a tiny GPT on a small text file, dropout on so its keys must replay too
+
+_TEXT = ("A checkpoint is the whole training state: parameters, optimizer moments, the step "
+         "and the random streams. A run that resumes from one must see the batches and the "
+         "dropout masks the uninterrupted run saw, in the same order.\n") * 40
+
+
+@pytest.mark.slow
+def test_train_lm_killed_and_rerun_ends_bit_for_bit_like_an_uninterrupted_run(tmp_path):
+  text = tmp_path / "text.txt"
+  text.write_text(_TEXT)
+  options = ",".join([
+      f"data={text}", "tokenizer=char", "context_length=16", "batch_size=4", "stride=8",
+      "model.num_layers=1", "model.width=32", "model.num_heads=2", "model.dropout=0.1",
+      f"steps={STEPS}", "warmup_steps=2", "eval_every=0", "checkpoint_every=2", "keep=2",
+      "log_every=1", "samples=0"])
+  command = lambda run_dir: ["experiments.train_lm",
+                             f"--config=experiments/configs/train_lm.py:{options}",
+                             f"--workdir={run_dir}"]
+  assert_kill_and_resume_equals_whole("train_lm", command, tmp_path)
+
+
+# -- fine-tuning: the tiny llama, LoRA (with dropout), a toy SFT set and a toy preference set
+
+def _words(*ids) -> str:
+  return " ".join(f"t{i}" for i in ids)
+
+
+@pytest.fixture(scope="module")
+def tiny_llama_dir(tmp_path_factory):
+  return tiny_llama.write_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), max_positions=64)
+
+
+@pytest.fixture(scope="module")
+def toy_data_dir(tmp_path_factory):
+  """dataset_info.json with an alpaca set "toy" and a preference set "prefs"."""
+  folder = tmp_path_factory.mktemp("toy-data")
+  sft = [{"instruction": _words(10 + i % 5, 20), "input": _words(30) if i % 2 else "",
+          "output": _words(40 + i % 5, 41, 42)} for i in range(10)]
+  prefs = [{"instruction": _words(12 + i % 3), "chosen": _words(50, 51),
+            "rejected": _words(52, 53, 54)} for i in range(6)]
+  (folder / "sft.json").write_text(json.dumps(sft))
+  (folder / "prefs.json").write_text(json.dumps(prefs))
+  (folder / "dataset_info.json").write_text(json.dumps({
+      "toy": {"file_name": "sft.json"}, "prefs": {"file_name": "prefs.json", "ranking": True}}))
+  return folder
+
+
+_FINETUNE_CONFIG = """
+from research.finetune import config as config_lib
+
+
+def get_config():
+  c = config_lib.defaults()
+  c.model, c.dataset_dir = {model!r}, {data!r}
+  c.stage, c.dataset = {stage!r}, {dataset!r}
+  c.per_device_train_batch_size, c.gradient_accumulation_steps = 2, 1
+  c.learning_rate, c.max_steps, c.logging_steps, c.save_steps = 3e-2, {steps}, 1, 1
+  c.cutoff_len, c.lora_rank, c.lora_dropout = 32, 4, 0.1
+  return c
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage, dataset", [("sft", "toy"), ("dpo", "prefs")])
+def test_finetune_killed_and_rerun_ends_bit_for_bit_like_an_uninterrupted_run(
+    stage, dataset, tiny_llama_dir, toy_data_dir, tmp_path):
+  config = tmp_path / "config.py"
+  config.write_text(_FINETUNE_CONFIG.format(model=str(tiny_llama_dir), data=str(toy_data_dir),
+                                            stage=stage, dataset=dataset, steps=STEPS))
+  command = lambda run_dir: ["experiments.finetune", f"--config={config}",
+                             f"--config.output_dir={run_dir}"]
+  assert_kill_and_resume_equals_whole(f"finetune-{stage}", command, tmp_path)
