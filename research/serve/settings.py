@@ -20,6 +20,7 @@ class Settings:
   max_prompt_tokens: int = 2048
   max_new_tokens: int = 512           # the cap on max_tokens / num_predict
   queue_size: int = 16                # requests waiting for the generation worker
+  max_jobs: int = 100                 # fine-tune job folders kept; a start beyond it is refused
 
   @property
   def kb_root(self) -> Path:

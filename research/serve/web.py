@@ -11,6 +11,9 @@
   POST /ui/jobs                   the fine-tune form: starts a job (400 names a bad field)
   GET  /ui/jobs, /ui/jobs/{id}    state, loss points, last line of stderr, export
   POST /ui/jobs/{id}/stop, /ui/jobs/{id}/export
+  POST /ui/jobs/{id}/resume       an interrupted, stopped or failed job trains on from its newest
+                                  checkpoint (409 while anything runs in its folder)
+  DELETE /ui/jobs/{id}            a job that runs nothing, its folder with it
   POST /ui/jobs/{id}/predict      {"eval_dataset", "max_samples", "max_new_tokens"}: evaluate &
                                   predict with the job's tuned model; its scores and a sample of
                                   predictions come back in the job's status ("predict")
@@ -101,7 +104,8 @@ def router(services) -> fastapi.APIRouter:
   from research.rag import extract  # pylint: disable=g-import-not-at-top
   allowed = extract.suffixes()
   kbs = KnowledgeBases(services)
-  jobs = jobs_lib.Jobs(Path(settings.work_dir) / "jobs", settings.model, settings.data_dir)
+  jobs = jobs_lib.Jobs(Path(settings.work_dir) / "jobs", settings.model, settings.data_dir,
+                       max_jobs=settings.max_jobs)
 
   @contextlib.asynccontextmanager
   async def lifespan(app):
@@ -221,6 +225,14 @@ def router(services) -> fastapi.APIRouter:
   @ui.post("/jobs/{job_id}/stop")
   def stop_job(job_id: str):
     return job_call(jobs.stop, job_id)
+
+  @ui.post("/jobs/{job_id}/resume")
+  def resume_job(job_id: str):
+    return job_call(jobs.resume, job_id)
+
+  @ui.delete("/jobs/{job_id}")
+  def delete_job(job_id: str):
+    return job_call(jobs.delete, job_id)
 
   @ui.post("/jobs/{job_id}/export")
   def export_job(job_id: str):

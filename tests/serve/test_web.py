@@ -294,13 +294,15 @@ def test_a_job_trains_reports_its_loss_and_exports(client):
   status = wait_for(lambda: client.get(f"/ui/jobs/{job}").json(),
                     lambda s: s["export"]["state"] != "running")
   assert status["export"]["state"] == "finished", status
-  path = Path(status["export"]["path"])
+  work_dir = Path(client.app.state.services.settings.work_dir)
+  assert status["export"]["path"] == f"jobs/{job}/export"  # where the server lives is not shown
+  path = work_dir / status["export"]["path"]
   assert (path / "config.json").is_file() and (path / "model.safetensors").is_file()
   assert (path / "adapter" / "adapter_config.json").is_file()
   # a server started later lists the job from its folder, finished and exported
-  again = jobs_lib.Jobs(Path(client.app.state.services.settings.work_dir) / "jobs", "m", ".")
+  again = jobs_lib.Jobs(work_dir / "jobs", "m", ".")
   later = again.status(job)
-  assert later["state"] == "finished" and later["export"]["path"] == str(path)
+  assert later["state"] == "finished" and later["export"] == status["export"]
   assert len(later["points"]) == 3
 
 
@@ -322,10 +324,11 @@ def test_a_dpo_job_trains_on_preference_pairs_and_exports(learning_model_dir, da
                       lambda s: s["state"] != "running")
     assert status["state"] == "finished", status
     assert status["fields"]["stage"] == "dpo" and status["fields"]["pref_beta"] == 0.2
-    config = json.loads((Path(status["dir"]) / "config.json").read_text())
+    job_dir = settings.work_dir / status["dir"]
+    config = json.loads((job_dir / "config.json").read_text())
     assert (config["stage"], config["dataset"], config["pref_beta"]) == ("dpo", "tiny_prefs",
                                                                          0.2)
-    summary = json.loads((Path(status["dir"]) / "train" / "summary.json").read_text())
+    summary = json.loads((job_dir / "train" / "summary.json").read_text())
     assert summary["stage"] == "dpo" and summary["steps"] == 3
     # DPO's loss starts at ln 2 (the policy equals its reference before the first step), then
     # falls as the chosen answers' reward overtakes the rejected ones'
@@ -334,7 +337,7 @@ def test_a_dpo_job_trains_on_preference_pairs_and_exports(learning_model_dir, da
     assert abs(losses[0] - np.log(2)) < 1e-3
     assert losses[-1] < np.log(2) - 0.01, losses
     rows = [json.loads(line) for line in
-            (Path(status["dir"]) / "train" / "metrics.jsonl").read_text().splitlines()]
+            (job_dir / "train" / "metrics.jsonl").read_text().splitlines()]
     rows = [r for r in rows if "rewards/accuracies" in r]
     assert rows[0]["rewards/accuracies"] == 0.0 and rows[-1]["rewards/accuracies"] > 0.5, rows
     assert rows[-1]["rewards/margins"] > 0
@@ -343,7 +346,7 @@ def test_a_dpo_job_trains_on_preference_pairs_and_exports(learning_model_dir, da
     status = wait_for(lambda: client.get(f"/ui/jobs/{job}").json(),
                       lambda s: s["export"]["state"] != "running")
     assert status["export"]["state"] == "finished", status
-    path = Path(status["export"]["path"])
+    path = settings.work_dir / status["export"]["path"]
     assert (path / "model.safetensors").is_file()
     assert (path / "adapter" / "adapter_config.json").is_file()
 
@@ -438,7 +441,8 @@ def test_a_finished_predict_shows_its_scores_and_the_first_rows(model_dir, data_
     p = c.get(f"/ui/jobs/{job_dir.name}").json()["predict"]
   assert p["state"] == "finished" and p["metrics"] == metrics
   assert p["sample"] == rows[:jobs_lib.PREDICT_SAMPLE]
-  assert (p["eval_dataset"], p["source"], p["path"]) == ("tiny", "export", str(folder))
+  assert (p["eval_dataset"], p["source"], p["path"]) == (
+      "tiny", "export", str(folder.relative_to(settings.work_dir)))
 
 
 def test_predict_needs_a_tuned_model(model_dir, data_dir, settings):
@@ -447,3 +451,15 @@ def test_predict_needs_a_tuned_model(model_dir, data_dir, settings):
   with TestClient(web_fixtures.make_app(settings)) as c:
     r = c.post(f"/ui/jobs/{job_dir.name}/predict", json=PREDICT)
   assert r.status_code == 409 and "neither an export nor a checkpoint" in r.json()["detail"]
+
+
+def test_a_finished_job_cannot_resume_and_can_be_deleted(model_dir, data_dir, settings):
+  job_dir = finished_job(settings.work_dir, model_dir, data_dir)
+  job = job_dir.name
+  with TestClient(web_fixtures.make_app(settings)) as c:
+    r = c.post(f"/ui/jobs/{job}/resume")
+    assert r.status_code == 409 and "is finished; only an interrupted" in r.json()["detail"]
+    assert c.post("/ui/jobs/nope/resume").status_code == 404
+    assert c.delete(f"/ui/jobs/{job}").json() == {"id": job, "state": "deleted"}
+    assert not job_dir.exists() and c.get("/ui/jobs").json()["jobs"] == []
+    assert c.delete(f"/ui/jobs/{job}").status_code == 404

@@ -7,7 +7,6 @@ Without Chromium these tests skip, or fail when BOOKFORAI_REQUIRE_BROWSER=1 (as 
 
 import os
 import re
-from pathlib import Path
 
 import pytest
 
@@ -47,6 +46,7 @@ def server(browser, tmp_path_factory):
                                        web_fixtures.write_tiny_data(root / "data"),
                                        root / "work")
   with launch.ServerThread(web_fixtures.make_app(settings)) as running:
+    running.work_dir = settings.work_dir  # where the page's relative paths lead
     yield running
 
 
@@ -152,7 +152,7 @@ def test_the_dpo_stage_offers_preference_sets_and_its_beta(page):
   assert options() == ["tiny"] and page.is_hidden("#ft-beta")
 
 
-def test_a_tiny_fine_tune_draws_its_loss_and_exports(page):
+def test_a_tiny_fine_tune_draws_its_loss_and_exports(page, server):
   page.click("nav a[data-page='finetune']")
   for name, value in web_fixtures.TINY_JOB.items():
     if name != "dataset":
@@ -167,7 +167,7 @@ def test_a_tiny_fine_tune_draws_its_loss_and_exports(page):
   page.wait_for_function(
       "document.getElementById('ft-export-path').textContent.includes('adapter')",
       timeout=90_000)
-  exported = Path(page.inner_text("#ft-export-path").split()[0])
+  exported = server.work_dir / page.inner_text("#ft-export-path").split()[0]
   assert (exported / "model.safetensors").is_file()
 
 

@@ -428,6 +428,8 @@ function pollJob() {
   tick();
 }
 
+const RESUMABLE = ["interrupted", "stopped", "failed"];  // jobs.RESUMABLE
+
 function renderJob(status) {
   $("ft-job-id").textContent = status.id;
   $("ft-state").textContent = status.state;
@@ -439,7 +441,11 @@ function renderJob(status) {
   $("ft-start").disabled = status.state === "running";
   $("ft-stop").disabled = status.state !== "running";
   const exp = status.export;
-  $("ft-export").disabled = status.state === "running" || (exp && exp.state === "running");
+  const busy = status.state === "running" || (exp && exp.state === "running") ||
+    (status.predict && status.predict.state === "running");
+  $("ft-export").disabled = busy;
+  $("ft-resume").disabled = busy || !RESUMABLE.includes(status.state);
+  $("ft-delete").disabled = busy;
   $("ft-export-path").textContent = !exp ? "not yet" : exp.state === "finished" ?
     exp.path + (exp.adapter ? `  (adapter: ${exp.adapter})` : "") :
     exp.state === "running" ? "exporting..." : `failed: ${exp.message}`;
@@ -547,6 +553,29 @@ async function stopJob() {
   try { renderJob(await api(`/ui/jobs/${ft.job}/stop`, { method: "POST" })); } catch (e) { showError(e); }
 }
 
+// The trainer starts again in the job's folder and continues from its newest checkpoint.
+async function resumeJob() {
+  showError(null);
+  try {
+    renderJob(await api(`/ui/jobs/${ft.job}/resume`, { method: "POST" }));
+    pollJob();
+  } catch (e) { showError(e); }
+}
+
+async function deleteJob() {
+  showError(null);
+  if (!confirm(`Delete job ${ft.job} with its checkpoints and export?`)) return;
+  try {
+    await api(`/ui/jobs/${ft.job}`, { method: "DELETE" });
+    clearTimeout(ft.polling);
+    ft.job = null;
+    $("ft-job-id").textContent = "";
+    $("ft-state").textContent = "deleted";
+    for (const id of ["ft-stop", "ft-export", "ft-resume", "ft-delete"]) $(id).disabled = true;
+    await refreshJobs();
+  } catch (e) { showError(e); }
+}
+
 async function exportJob() {
   showError(null);
   try {
@@ -582,6 +611,8 @@ function start() {
   $("ft-stage").addEventListener("change", showStage);
   $("ft-stop").addEventListener("click", stopJob);
   $("ft-export").addEventListener("click", exportJob);
+  $("ft-resume").addEventListener("click", resumeJob);
+  $("ft-delete").addEventListener("click", deleteJob);
   $("pr-form").addEventListener("submit", startPredict);
   window.addEventListener("hashchange", showPage);
   restoreHistory();
