@@ -116,10 +116,14 @@ def final_state(run_dir: Path) -> dict[str, np.ndarray]:
   assert step == STEPS, f"{run_dir}: the newest checkpoint is step {step}"
   tree = ocp.StandardCheckpointer().restore(run_dir / "checkpoints" / "last" / str(step) /
                                             "default")
-  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-  to_numpy = lambda x: np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(
-      getattr(x, "dtype", None), jax.dtypes.prng_key) else x)
-  return {jax.tree_util.keystr(path): to_numpy(x) for path, x in leaves}
+  return {jax.tree_util.keystr(path): _numpy(x)
+          for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _numpy(x) -> np.ndarray:
+  if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+    x = jax.random.key_data(x)  # a typed key compares by its bits
+  return np.asarray(x)
 
 
 def assert_kill_and_resume_equals_whole(name: str, start_whole, start_killed, restart):
