@@ -10,10 +10,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from absl import app
 from absl import flags
 import numpy as np
 
+from experiments import script
 from research.data import corpus
 from research.data import tokens
 from research.data import windows
@@ -71,4 +71,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  script.run(main)

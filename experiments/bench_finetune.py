@@ -19,8 +19,9 @@ import subprocess
 import sys
 import time
 
-from absl import app
 from absl import flags
+
+from experiments import script
 
 _WHAT = flags.DEFINE_enum("what", "decode", ["decode", "sft", "sft_child"], "Which benchmark.")
 _NEW = flags.DEFINE_integer("new_tokens", 64, "Tokens to generate per decode run.")
@@ -132,4 +133,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  script.run(main)

@@ -18,9 +18,10 @@ import statistics
 import time
 from pathlib import Path
 
-from absl import app
 from absl import flags
 from ml_collections import config_flags
+
+from experiments import script
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", str(Path(__file__).parent / "configs" / "shakespeare_char.py"), "Model config.")
@@ -85,4 +86,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  script.run(main)

@@ -13,13 +13,13 @@ means both sides run the same machine program, so any gap in time is noise.
 import re
 import time
 
-from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from experiments import script
 from research import files
 from research import optim
 from research import runs
@@ -116,4 +116,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  script.run(main)

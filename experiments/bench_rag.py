@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from absl import app
 from absl import flags
 
+from experiments import script
 from research.rag import embed
 from research.rag import retrieve
 
@@ -117,4 +117,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  script.run(main)

@@ -30,9 +30,9 @@ import threading
 import time
 from pathlib import Path
 
-from absl import app
 from absl import flags
 
+from experiments import script
 from research.serve import launch
 
 _MODEL = flags.DEFINE_string("model", "smollm2-135m-instruct", "Model the server loads.")
@@ -260,4 +260,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  script.run(main)

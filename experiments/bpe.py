@@ -7,7 +7,6 @@ training and the held-out text, and how example sentences split.
 
 from pathlib import Path
 
-from absl import app
 from absl import flags
 import matplotlib
 matplotlib.use("Agg")
@@ -84,4 +83,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  script.run(main)

@@ -11,9 +11,9 @@
 import sys
 
 import jax
-from absl import app
 from absl import flags
 
+from experiments import script
 from research import pretrained
 from research.generate import stream
 
@@ -69,4 +69,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  script.run(main)

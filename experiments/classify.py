@@ -9,9 +9,9 @@
 
 import sys
 
-from absl import app
 from absl import flags
 
+from experiments import script
 from experiments.chapters import classify
 from experiments.configs import classify as classify_config
 from research import tour
@@ -74,4 +74,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(lambda argv: sys.exit(main(argv)))
+  script.run(lambda argv: sys.exit(main(argv)))

@@ -4,7 +4,6 @@
   python -m experiments.dpo --config.pref_beta=0.2 --config.model=runs/persona/export
 """
 
-from absl import app
 
 from experiments import script
 from research.finetune import pipeline
@@ -18,4 +17,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  script.run(main)

@@ -9,7 +9,6 @@
 held-out name check on the tuned and base models. stage "dpo" runs DPO (see experiments/dpo.py).
 """
 
-from absl import app
 from absl import flags
 
 from experiments import script
@@ -28,4 +27,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  script.run(main)

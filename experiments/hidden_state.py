@@ -3,9 +3,9 @@
   python -m experiments.hidden_state --text "Large language models turn text into vectors."
 """
 
-from absl import app
 from absl import flags
 
+from experiments import script
 import research
 from research.classify import hidden
 
@@ -23,4 +23,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  script.run(main)

@@ -5,7 +5,6 @@
 import json
 from pathlib import Path
 
-from absl import app
 from absl import flags
 
 from experiments import script
@@ -28,4 +27,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  script.run(main)

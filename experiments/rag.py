@@ -19,6 +19,7 @@ from pathlib import Path
 from absl import app
 from absl import flags
 
+from experiments import script
 from research.rag import retrieve
 
 _KB = flags.DEFINE_string("kb", None, "Knowledge base folder.")
@@ -118,4 +119,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  script.run(main)

@@ -13,15 +13,17 @@ import logging
 import threading
 from pathlib import Path
 
-from absl import app
 from absl import flags
 
+from experiments import script
 from research.serve import settings as settings_lib
 
 _MODEL = flags.DEFINE_string("model", settings_lib.DEFAULT_MODEL,
                              "Model source: a packaged name, a .gguf file, an HF directory.")
 _KB = flags.DEFINE_string("kb", None, "A knowledge-base folder (experiments/rag.py ingest) "
                           "served as model 'kb/<folder name>'.")
+_KB_WRITABLE = flags.DEFINE_bool("kb_writable", False, "Let the web UI upload, delete and "
+                                  "ingest in the --kb folder (read-only there by default).")
 _HOST = flags.DEFINE_string("host", "127.0.0.1", "Address to listen on.")
 _PORT = flags.DEFINE_integer("port", 11434, "Port (11434 is Ollama's, so its clients find us).")
 _API_KEY = flags.DEFINE_string("api_key", None,
@@ -69,7 +71,8 @@ def main(argv):
   settings = settings_lib.Settings(model=_MODEL.value, kb=_KB.value, host=_HOST.value,
                                    port=_PORT.value, api_key=_API_KEY.value,
                                    work_dir=Path(_WORK_DIR.value),
-                                   max_new_tokens=_MAX_NEW.value)
+                                   max_new_tokens=_MAX_NEW.value,
+                                   kb_writable=_KB_WRITABLE.value)
   services = services_lib.Services(settings)
   if _WARMUP.value:
     print(f"loading {settings.model} ...", flush=True)
@@ -85,4 +88,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  script.run(main)

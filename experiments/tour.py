@@ -8,9 +8,9 @@
 import sys
 import time
 
-from absl import app
 from absl import flags
 
+from experiments import script
 from experiments import chapters
 from research import tour
 
@@ -41,4 +41,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(lambda argv: sys.exit(main(argv)))
+  script.run(lambda argv: sys.exit(main(argv)))

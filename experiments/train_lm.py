@@ -5,7 +5,6 @@ Prints the samples of each sampler (when config.samples) and, last,
 """
 
 import jax
-from absl import app
 from absl import flags
 
 from experiments import script
@@ -38,4 +37,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  script.run(main)

@@ -29,6 +29,17 @@ class PretrainedLM:
   source: str
 
 
+def _int_field(hf: dict, key: str, source, default=None) -> int:
+  """config.json's `key` as a positive integer; else one sentence naming the file and key."""
+  value = hf.get(key)
+  value = default if value is None else value
+  if value is None:
+    raise ValueError(f"{source}: no {key}, which a llama-family config must give.")
+  if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    raise ValueError(f"{source}: {key} {value!r} is not a positive integer.")
+  return value
+
+
 def config_from_hf(hf: dict, source="config.json") -> config_lib.ModelConfig:
   kind = hf.get("model_type")
   if kind not in ("llama", "qwen2"):
@@ -39,15 +50,24 @@ def config_from_hf(hf: dict, source="config.json") -> config_lib.ModelConfig:
   if rope.get("rope_type", rope.get("type", "default")) != "default":
     raise ValueError(f"{source}: rope scaling {rope.get('rope_type')!r} is not supported.")
   base = hf.get("rope_theta", rope.get("rope_theta", 10000.0))
-  heads = hf["num_attention_heads"]
+  field = lambda key, default=None: _int_field(hf, key, source, default)
+  width, heads = field("hidden_size"), field("num_attention_heads")
+  kv_heads = field("num_key_value_heads", heads)
+  if heads % kv_heads:
+    raise ValueError(f"{source}: num_key_value_heads {kv_heads} does not divide "
+                     f"num_attention_heads {heads}.")
+  head_width = hf.get("head_dim") and field("head_dim")
+  if not head_width and width % heads:
+    raise ValueError(f"{source}: hidden_size {width} is not divisible by num_attention_heads "
+                     f"{heads}, and no head_dim is given.")
   return config_lib.llama(
-      vocab_size=hf["vocab_size"], num_layers=hf["num_hidden_layers"], width=hf["hidden_size"],
-      num_heads=heads, num_kv_heads=hf.get("num_key_value_heads", heads),
-      ffn_width=hf["intermediate_size"], rope_base=float(base),
-      norm_eps=hf.get("rms_norm_eps", 1e-6), tied_head=hf.get("tie_word_embeddings", False),
+      vocab_size=field("vocab_size"), num_layers=field("num_hidden_layers"), width=width,
+      num_heads=heads, num_kv_heads=kv_heads, ffn_width=field("intermediate_size"),
+      rope_base=float(base), norm_eps=hf.get("rms_norm_eps", 1e-6),
+      tied_head=hf.get("tie_word_embeddings", False),
       qkv_bias=kind == "qwen2" or hf.get("attention_bias", False),
-      max_length=hf.get("max_position_embeddings", 2048),
-      head_width=hf.get("head_dim") or hf["hidden_size"] // heads)
+      max_length=field("max_position_embeddings", 2048),
+      head_width=head_width or width // heads)
 
 
 def config_from_gguf(gguf) -> config_lib.ModelConfig:
@@ -55,12 +75,13 @@ def config_from_gguf(gguf) -> config_lib.ModelConfig:
   if arch not in ("llama", "qwen2"):
     raise ValueError(f"{gguf.path}: architecture {arch!r} is not supported (llama, qwen2).")
   value = gguf.arch_value
-  heads = value("attention.head_count")
-  width = value("embedding_length")
+  need = lambda key: gguf.required(f"{arch}.{key}")
+  heads = need("attention.head_count")
+  width = need("embedding_length")
   return config_lib.llama(
-      vocab_size=len(gguf.metadata["tokenizer.ggml.tokens"]), num_layers=value("block_count"),
+      vocab_size=len(gguf.required("tokenizer.ggml.tokens")), num_layers=need("block_count"),
       width=width, num_heads=heads, num_kv_heads=value("attention.head_count_kv", heads),
-      ffn_width=value("feed_forward_length"), rope_base=float(value("rope.freq_base", 1e4)),
+      ffn_width=need("feed_forward_length"), rope_base=float(value("rope.freq_base", 1e4)),
       norm_eps=float(value("attention.layer_norm_rms_epsilon", 1e-6)),
       tied_head="output.weight" not in gguf.tensor_types,
       qkv_bias="blk.0.attn_q.bias" in gguf.tensor_types,
@@ -68,28 +89,36 @@ def config_from_gguf(gguf) -> config_lib.ModelConfig:
       head_width=value("attention.key_length") or width // heads)
 
 
-def model_from_tensors(config, tensors: dict, source: str, dtype=jnp.float32):
+def model_from_tensors(config, tensors: dict, source: str, dtype=jnp.float32, to_hf=None,
+                       from_hf=None):
   """Builds a Transformer whose parameters are the HF-named `tensors`; every parameter must
-  be given, with its shape, and every tensor must be used."""
+  be given, with its shape, and every tensor must be used. `to_hf` and `from_hf` map the
+  file's own names (GGUF's blk.0.attn_q.weight) to HF's and back, when they differ."""
+  to_hf = to_hf or (lambda name: name)
+  from_hf = from_hf or (lambda name: name)
+
   def place(name):
-    return None if hf_names.IGNORED.match(name) else hf_names.hf_to_path(name)
+    hf = to_hf(name)
+    return None if hf_names.IGNORED.match(hf) else hf_names.hf_to_path(hf)
+
   return module_from_tensors(transformer.abstract_model(config), tensors, source, place,
-                             f"a {config.num_layers}-layer llama-family model", dtype)
+                             f"a {config.num_layers}-layer llama-family model", dtype,
+                             name_of=lambda path: from_hf(hf_names.path_to_hf(path)[0]))
 
 
 def module_from_tensors(abstract, tensors: dict, source: str, place, what: str,
-                        dtype=jnp.float32):
+                        dtype=jnp.float32, name_of=None):
   """`abstract` (an nnx module of ShapeDtypeStructs) with its parameters set from `tensors`.
 
   place(name) gives a tensor's parameter path and "T" when it is stored transposed (HF keeps
   out x in), None for a tensor to skip, or raises KeyError when it has no place in `what`.
   Every parameter must be given, with its shape, and every tensor used; else one sentence
-  naming `source` and the first offender.
+  naming `source` and the first offender (and, with `name_of`, the file's name for it).
   """
   graphdef, state = nnx.split(abstract)
   flat = nnx.to_flat_state(state)
   wanted = {".".join(map(str, path)): variable for path, variable in flat}
-  given = {}
+  given, names, transposed = {}, {}, set()
   for name, array in tensors.items():
     try:
       placed = place(name)
@@ -98,19 +127,27 @@ def module_from_tensors(abstract, tensors: dict, source: str, place, what: str,
     if placed is None:
       continue
     path, how = placed
+    if np.asarray(array).dtype.kind in "biuc":  # bool, integers, complex: not weights
+      raise ValueError(f"{source}: tensor {name!r} is {np.asarray(array).dtype}; model "
+                       "weights are floating point.")
     array = np.asarray(array, np.float32)
-    given[path] = array.T if how == "T" else array
+    given[path], names[path] = (array.T if how == "T" else array), name
+    if how == "T":
+      transposed.add(path)
   missing = sorted(set(wanted) - set(given))
   if missing:
+    named = f"; the file has no {name_of(missing[0])!r}" if name_of else ""
     raise ValueError(f"{source}: no tensor for parameter {missing[0]} "
-                     f"({len(missing)} missing in all).")
+                     f"({len(missing)} missing in all{named}).")
   extra = sorted(set(given) - set(wanted))
   if extra:
     raise ValueError(f"{source}: tensor for {extra[0]} does not fit the config.")
   for path, variable in wanted.items():
     if given[path].shape != tuple(variable.shape):
-      raise ValueError(f"{source}: {path} has shape {given[path].shape}, the config says "
-                       f"{tuple(variable.shape)}.")
+      stored = lambda shape: tuple(reversed(shape)) if path in transposed else tuple(shape)
+      raise ValueError(f"{source}: tensor {names[path]!r} has shape "
+                       f"{stored(given[path].shape)}, the config says {stored(variable.shape)} "
+                       f"(parameter {path}).")
   for path, variable in wanted.items():
     variable.set_value(jnp.asarray(given[path], dtype))
   return nnx.merge(graphdef, nnx.from_flat_state(flat))
@@ -123,15 +160,16 @@ def load_gguf(path, dtype=jnp.float32) -> PretrainedLM:
   tensors = {}
   for name in gguf.tensor_types:
     try:
-      hf_name = hf_names.gguf_to_hf(name)
+      hf_names.gguf_to_hf(name)
     except KeyError:
       raise ValueError(f"{path}: tensor {name!r} is not part of a llama-family model.") from None
     array = gguf.tensor(name)
     if gguf.architecture == "llama" and name.endswith(("attn_q.weight", "attn_k.weight")):
       heads = config.num_heads if "attn_q" in name else config.kv_heads
       array = gguf_file.unpermute_rope_rows(array, heads)
-    tensors[hf_name] = array
-  model = model_from_tensors(config, tensors, str(path), dtype)
+    tensors[name] = array
+  model = model_from_tensors(config, tensors, str(path), dtype, to_hf=hf_names.gguf_to_hf,
+                             from_hf=hf_names.hf_to_gguf)
   return PretrainedLM(model, PretrainedTokenizer.from_gguf(gguf), config, str(path))
 
 

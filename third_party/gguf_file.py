@@ -21,11 +21,14 @@ class GgufFile:
 
   @property
   def architecture(self) -> str:
-    return self.metadata["general.architecture"]
+    return self.required("general.architecture")
 
   def arch_value(self, key: str, default=None):
     """`llama.block_count` for key="block_count" in a llama file."""
     return self.metadata.get(f"{self.architecture}.{key}", default)
+
+  def required(self, key: str):
+    return required(self, key)
 
   def tensor(self, name: str) -> np.ndarray:
     """One tensor, dequantized to float32."""
@@ -43,6 +46,14 @@ class GgufFile:
   @property
   def _tensors_by_name(self):
     return {t.name: t for t in self._reader.tensors}
+
+
+def required(gguf, key: str):
+  """The metadata value at `key` of `gguf` (anything with .path and .metadata); a file
+  without it stops with a sentence naming both."""
+  if key not in gguf.metadata:
+    raise ValueError(f"{gguf.path}: the metadata has no {key}, which loading the model needs.")
+  return gguf.metadata[key]
 
 
 def read(path) -> GgufFile:

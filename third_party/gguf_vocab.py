@@ -5,6 +5,8 @@ from tokenizers import decoders
 from tokenizers import models
 from tokenizers import pre_tokenizers
 
+from third_party import gguf_file
+
 # tokenizer.ggml.token_type values (llama.cpp's llama_token_type).
 _CONTROL = 3
 _USER_DEFINED = 4
@@ -21,8 +23,8 @@ def tokenizer_from_gguf(gguf) -> tokenizers.Tokenizer:
   if kind != "gpt2":
     raise ValueError(f"{gguf.path}: tokenizer.ggml.model is {kind!r}; only byte-level BPE "
                      "('gpt2') vocabularies are supported.")
-  tokens = meta["tokenizer.ggml.tokens"]
-  merges = [tuple(m.split(" ", 1)) for m in meta["tokenizer.ggml.merges"]]
+  tokens = gguf_file.required(gguf, "tokenizer.ggml.tokens")
+  merges = [tuple(m.split(" ", 1)) for m in gguf_file.required(gguf, "tokenizer.ggml.merges")]
   vocab = {token: i for i, token in enumerate(tokens)}
   tok = tokenizers.Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False,
                                         byte_fallback=False))

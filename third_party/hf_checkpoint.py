@@ -7,6 +7,7 @@ from pathlib import Path
 
 import ml_dtypes  # noqa: F401  (registers bfloat16 with numpy, so bf16 tensors load)
 import numpy as np
+from safetensors import SafetensorError
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
@@ -14,21 +15,33 @@ INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
 
 
+def read_json_object(path: Path) -> dict:
+  """A JSON file that must hold an object; else one sentence naming the file and line."""
+  try:
+    obj = json.loads(path.read_text(encoding="utf-8"))
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{path}: line {e.lineno}: not valid JSON ({e.msg}).") from e
+  except UnicodeDecodeError as e:
+    raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}).") from e
+  if not isinstance(obj, dict):
+    kind = {list: "list", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(obj), "number")
+    raise ValueError(f"{path}: expected a JSON object {{...}}, found a {kind}.")
+  return obj
+
+
 def read_config(directory) -> dict:
   path = Path(directory) / "config.json"
   if not path.is_file():
     raise FileNotFoundError(f"{path}: no config.json in the model directory.")
-  try:
-    return json.loads(path.read_text())
-  except json.JSONDecodeError as e:
-    raise ValueError(f"{path}: line {e.lineno}: not valid JSON ({e.msg}).") from e
+  return read_json_object(path)
 
 
 def tensor_files(directory) -> list[Path]:
   directory = Path(directory)
   if (directory / INDEX).is_file():
-    index = json.loads((directory / INDEX).read_text())
-    names = sorted(set(index.get("weight_map", {}).values()))
+    weight_map = read_json_object(directory / INDEX).get("weight_map")
+    names = sorted(set(weight_map.values())) if isinstance(weight_map, dict) else []
     if not names:
       raise ValueError(f"{directory / INDEX}: its weight_map lists no files.")
     missing = [n for n in names if not (directory / n).is_file()]
@@ -43,9 +56,12 @@ def tensor_files(directory) -> list[Path]:
 def load_tensors(directory) -> dict[str, np.ndarray]:
   tensors = {}
   for path in tensor_files(directory):
-    with safe_open(str(path), framework="numpy") as f:
-      for name in f.keys():
-        tensors[name] = f.get_tensor(name)
+    try:
+      with safe_open(str(path), framework="numpy") as f:
+        for name in f.keys():
+          tensors[name] = f.get_tensor(name)
+    except SafetensorError as e:  # a truncated file, a header that is not JSON, ...
+      raise ValueError(f"{path}: not a readable safetensors file ({e}).") from e
   return tensors
 
 

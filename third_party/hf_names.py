@@ -78,6 +78,18 @@ def gguf_to_hf(name: str) -> str:
   raise KeyError(name)
 
 
+def hf_to_gguf(name: str) -> str:
+  """The inverse of `gguf_to_hf`."""
+  for gguf, hf in GGUF_TOP.items():
+    if hf == name:
+      return gguf
+  match = re.fullmatch(r"model\.layers\.(\d+)\.(.+)\.(weight|bias)", name)
+  for gguf, hf in GGUF_BLOCK.items():
+    if match and match.group(2) == hf:
+      return f"blk.{match.group(1)}.{gguf}.{match.group(3)}"
+  raise KeyError(name)
+
+
 class LoraTarget:
   """LLaMA-Factory's `lora_target` as a predicate on our module paths (blocks.3.attn.query).
 

@@ -64,6 +64,19 @@ class ICLClassifier:
       self._cached = (lm, cache, logp)
     return self._cached
 
+  def _check_context(self, prompts) -> None:
+    """A learned position table has no row past max_length (rotary positions go on): a prompt
+    and its answer beyond it stop with the counts, not with clamped positions."""
+    if self.lm.config.position not in ("learned", "sinusoidal"):
+      return
+    limit = self.lm.config.max_length
+    answer = max(max(map(len, self.label_ids)), self.max_new_tokens)
+    for i, ids in enumerate(prompts):
+      if len(ids) + answer > limit:
+        raise ValueError(f"ICLClassifier: text {i}: its prompt of {len(ids)} tokens and an "
+                         f"answer of up to {answer} exceed the model's context of {limit} "
+                         "tokens; shorten the text or the demonstrations.")
+
   def _prompts(self, texts) -> list[list[int]]:
     return [self.tokenizer.encode(self.render(t)) for t in texts]
 
@@ -85,6 +98,7 @@ class ICLClassifier:
     """One pass over the texts, each prompt run once for both decoders: (N x C summed
     log p(class name | prompt) or None, greedy answers or None)."""
     prompts = self._prompts(texts)
+    self._check_context(prompts)
     lm = self._prepare(max(map(len, prompts), default=0))[0]
     logps, answers = [], []
     desc = "label scoring" if not generate else ("generating" if not score else "decoding")

@@ -13,6 +13,7 @@ becomes a conversation: [{"role": ..., "content": ...}, ...], the last turn the 
 """
 
 import dataclasses
+import difflib
 import json
 from pathlib import Path
 
@@ -41,10 +42,7 @@ def load_dataset_info(dataset_dir) -> dict:
   path = Path(dataset_dir) / "dataset_info.json"
   if not path.is_file():
     raise DataError(f"{path}: no dataset_info.json in the dataset_dir.")
-  try:
-    info = json.loads(path.read_text(encoding="utf-8"))
-  except json.JSONDecodeError as e:
-    raise DataError(f"{path}: line {e.lineno}: not valid JSON ({e.msg}).") from e
+  info = _read_json(path)
   if not isinstance(info, dict):
     raise DataError(f"{path}: expected an object mapping dataset names to their entries.")
   return info
@@ -56,48 +54,88 @@ def load_dataset(dataset_dir, name: str, max_samples: int | None = None) -> list
   if name not in info:
     raise DataError(f"{Path(dataset_dir) / 'dataset_info.json'}: no dataset named {name!r} "
                     f"(it has {sorted(info)}).")
+  info_path = Path(dataset_dir) / "dataset_info.json"
   entry = info[name]
-  if "file_name" not in entry:
-    raise DataError(f"{Path(dataset_dir) / 'dataset_info.json'}: dataset {name!r} has no "
-                    "'file_name'.")
+  if not isinstance(entry, dict):
+    raise DataError(f"{info_path}: dataset {name!r}: expected an object with 'file_name', "
+                    f"got {type(entry).__name__}.")
+  if not isinstance(entry.get("file_name"), str):
+    raise DataError(f"{info_path}: dataset {name!r} has no 'file_name' string.")
+  formatting = entry.get("formatting", "alpaca")
+  if formatting not in ("alpaca", "sharegpt"):
+    raise DataError(f"{info_path}: dataset {name!r} has formatting {formatting!r}; expected "
+                    "'alpaca' or 'sharegpt'.")
+  defaults = ALPACA_COLUMNS if formatting == "alpaca" else SHAREGPT_COLUMNS
+  columns = {**defaults, **_known(info_path, name, "columns", entry, defaults)}
   path = Path(dataset_dir) / entry["file_name"]
   records = _read_records(path)
   if max_samples:
     records = records[:max_samples]
-  formatting = entry.get("formatting", "alpaca")
   ranking = bool(entry.get("ranking", False))
   if formatting == "alpaca":
-    columns = {**ALPACA_COLUMNS, **entry.get("columns", {})}
     examples = [_alpaca(path, i, r, columns, ranking) for i, r in enumerate(records)]
-  elif formatting == "sharegpt":
-    columns = {**SHAREGPT_COLUMNS, **entry.get("columns", {})}
-    tags = {**SHAREGPT_TAGS, **entry.get("tags", {})}
-    examples = [_sharegpt(path, i, r, columns, tags) for i, r in enumerate(records)]
   else:
-    raise DataError(f"{Path(dataset_dir) / 'dataset_info.json'}: dataset {name!r} has "
-                    f"formatting {formatting!r}; expected 'alpaca' or 'sharegpt'.")
+    tags = {**SHAREGPT_TAGS, **_known(info_path, name, "tags", entry, SHAREGPT_TAGS)}
+    examples = [_sharegpt(path, i, r, columns, tags) for i, r in enumerate(records)]
   if not examples:
-    raise DataError(f"{path}: no records left (max_samples={max_samples}).")
+    raise DataError(f"{path}: no records left: dataset {name!r} is empty.")
   return examples
+
+
+def _known(info_path, name: str, key: str, entry: dict, allowed: dict) -> dict:
+  """entry[key] (a columns or tags mapping), each of its keys one that `allowed` has: a
+  misspelled one would otherwise be ignored and its column silently read from the default."""
+  given = entry.get(key, {})
+  if not isinstance(given, dict):
+    raise DataError(f"{info_path}: dataset {name!r}: {key!r} should be an object.")
+  for k, v in given.items():
+    if k not in allowed:
+      near = difflib.get_close_matches(k, list(allowed), n=1)
+      hint = f"; the nearest one is {near[0]!r}" if near else f"; expected some of {list(allowed)}"
+      raise DataError(f"{info_path}: dataset {name!r}: {key} has no key {k!r}{hint}.")
+    if not isinstance(v, str):
+      raise DataError(f"{info_path}: dataset {name!r}: {key} {k!r} should name a field.")
+  return given
+
+
+def _read_json(path: Path):
+  """A JSON file's value; a byte-order mark (Notepad writes one) is allowed."""
+  try:
+    text = path.read_bytes().decode("utf-8-sig")
+  except UnicodeDecodeError as e:
+    raise DataError(f"{path}: byte {e.start}: not UTF-8 text; save the file as UTF-8.") from None
+  if not text.strip():
+    raise DataError(f"{path}: the file is empty; expected JSON.")
+  try:
+    return json.loads(text)
+  except json.JSONDecodeError as e:
+    raise DataError(f"{path}: line {e.lineno}: not valid JSON ({_problem(e)}).") from e
+
+
+def _problem(e: json.JSONDecodeError) -> str:
+  if e.msg.startswith("Invalid control character"):  # json's words for a pasted line break
+    return "a line break or tab inside a string; write it as \\n or \\t"
+  return e.msg
 
 
 def _read_records(path: Path) -> list[dict]:
   if not path.is_file():
     raise DataError(f"{path}: the data file named in dataset_info.json is missing.")
-  text = path.read_text(encoding="utf-8")
   if path.suffix == ".jsonl":
+    try:
+      text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+      raise DataError(f"{path}: byte {e.start}: not UTF-8 text; save the file as "
+                      "UTF-8.") from None
     records = []
     for line_no, line in enumerate(text.splitlines(), 1):
       if line.strip():
         try:
           records.append(json.loads(line))
         except json.JSONDecodeError as e:
-          raise DataError(f"{path}: line {line_no}: not valid JSON ({e.msg}).") from e
+          raise DataError(f"{path}: line {line_no}: not valid JSON ({_problem(e)}).") from e
     return records
-  try:
-    records = json.loads(text)
-  except json.JSONDecodeError as e:
-    raise DataError(f"{path}: line {e.lineno}: not valid JSON ({e.msg}).") from e
+  records = _read_json(path)
   if not isinstance(records, list):
     raise DataError(f"{path}: expected a JSON list of records.")
   return records
@@ -153,6 +191,14 @@ def _sharegpt(path, index, record, columns, tags) -> Example:
                       f"{tags['role_tag']!r} in {sorted(roles)} and a string "
                       f"{tags['content_tag']!r}.")
     messages.append({"role": role, "content": content})
+  from_column = len(messages) - len(turns)  # the system column's message, if any
+  first = 1 if messages and messages[0]["role"] == "system" else 0
+  for k in range(first, len(messages)):
+    expected = ("user", "assistant")[(k - first) % 2]  # as LLaMA-Factory: they alternate
+    if messages[k]["role"] != expected:
+      raise DataError(f"{path}: record {index}: turn {k - from_column} of field "
+                      f"{columns['messages']!r} is a {messages[k]['role']} turn; expected a "
+                      f"{expected} turn (user and assistant turns alternate).")
   if not messages or messages[-1]["role"] != "assistant":
     raise DataError(f"{path}: record {index}: field {columns['messages']!r} must end with an "
                     "assistant turn.")

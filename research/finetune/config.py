@@ -93,7 +93,11 @@ def from_yaml(path) -> ml_collections.ConfigDict:
   except yaml.YAMLError as e:
     line = getattr(getattr(e, "problem_mark", None), "line", None)
     where = f"line {line + 1}: " if line is not None else ""
-    raise ValueError(f"{path}: {where}not valid YAML.") from e
+    problem = getattr(e, "problem", None)
+    raise ValueError(f"{path}: {where}not valid YAML" + (f" ({problem})." if problem else ".")) \
+        from e
+  except UnicodeDecodeError as e:
+    raise ValueError(f"{path}: byte {e.start}: not UTF-8 text.") from None
   if not isinstance(raw, dict):
     raise ValueError(f"{path}: expected a mapping of settings.")
   config = defaults()
@@ -102,8 +106,8 @@ def from_yaml(path) -> ml_collections.ConfigDict:
       if value:
         config.compute_type = key
       continue
-    if key in ("dataset", "eval_dataset") and isinstance(value, list):
-      value = ",".join(value)
+    if key in ("dataset", "eval_dataset", "lora_target") and isinstance(value, list):
+      value = ",".join(map(str, value))
     target = _RENAMED.get(key, key)
     if target is None:
       continue  # a LLaMA-Factory setting with no effect here
@@ -111,11 +115,8 @@ def from_yaml(path) -> ml_collections.ConfigDict:
       near = difflib.get_close_matches(key, [*config.keys(), *_RENAMED], n=1)
       hint = f"; the nearest one is {near[0]!r}" if near else ""
       raise ValueError(f"{path}: setting {key!r} is not a fine-tuning knob here{hint}.")
-    try:
-      config[target] = type(config[target])(value) if config[target] is not None else value
-    except (TypeError, ValueError) as e:
-      raise ValueError(f"{path}: setting {key!r}={value!r} should be a "
-                       f"{type(config[target]).__name__}.") from e
+    if value is not None:  # `key: null` keeps the default
+      config[target] = _typed(path, key, value, config[target])
   if config.do_predict and "do_train" not in raw:
     config.do_train = False  # LLaMA-Factory's predict YAMLs say do_predict and nothing else
   if not config.do_train and raw.get("adapter_name_or_path"):
@@ -124,6 +125,23 @@ def from_yaml(path) -> ml_collections.ConfigDict:
                      "with a tuned model set model_name_or_path to its export_dir (the merged "
                      "model).")
   return config
+
+
+def _typed(path, key: str, value, default):
+  """value as the type of the knob's default; a quoted "false" is not True, 2.5 is not 2."""
+  kind = type(default)
+  fits = {bool: lambda v: isinstance(v, bool),
+          int: lambda v: not isinstance(v, bool) and (
+              isinstance(v, int) or (isinstance(v, float) and v.is_integer())
+              or (isinstance(v, str) and v.strip().lstrip("+-").isdigit())),
+          float: lambda v: not isinstance(v, bool) and isinstance(v, (int, float, str)),
+          str: lambda v: isinstance(v, (str, int, float)) and not isinstance(v, bool)}
+  try:
+    if fits.get(kind, lambda v: True)(value):
+      return kind(value)
+  except (TypeError, ValueError):
+    pass
+  raise ValueError(f"{path}: setting {key!r}={value!r} should be a {kind.__name__}.")
 
 
 def validate(config) -> None:
@@ -141,6 +159,23 @@ def validate(config) -> None:
                 "per_device_eval_batch_size"):
     if config[field] < 1:
       raise ValueError(f"config field {field}={config[field]}: expected a positive integer.")
+  for field in ("learning_rate", "adam_epsilon"):
+    if not config[field] > 0:
+      raise ValueError(f"config field {field}={config[field]}: expected a positive number.")
+  if not config.max_steps and not config.num_train_epochs > 0:
+    raise ValueError(f"config field num_train_epochs={config.num_train_epochs}: expected a "
+                     "positive number (or max_steps > 0).")
+  for field in ("max_steps", "max_samples", "val_size", "warmup_steps", "weight_decay",
+                "max_grad_norm", "lora_alpha", "pref_beta", "pref_ftx", "logging_steps",
+                "save_steps"):
+    if config[field] < 0:
+      raise ValueError(f"config field {field}={config[field]}: expected 0 or more.")
+  for field, top, closed in (("warmup_ratio", 1.0, True), ("lora_dropout", 1.0, False),
+                             ("adam_beta1", 1.0, False), ("adam_beta2", 1.0, False),
+                             ("dpo_label_smoothing", 0.5, False)):
+    if not (0 <= config[field] <= top if closed else 0 <= config[field] < top):
+      raise ValueError(f"config field {field}={config[field]}: expected a value in "
+                       f"[0, {top}{']' if closed else ')'}.")
   if config.num_generations < 2:
     raise ValueError(f"config field num_generations={config.num_generations}: GRPO compares "
                      "answers within a group, so it needs at least 2.")

@@ -5,7 +5,6 @@ files) and the adapter in PEFT's layout, each written to a temporary folder and 
 """
 
 import dataclasses
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -110,12 +109,19 @@ def export(lm, export_dir, *, lora_dropout: float = 0.0, rslora: bool = False) -
   export_dir.parent.mkdir(parents=True, exist_ok=True)
   tmp = Path(tempfile.mkdtemp(dir=export_dir.parent, prefix=f".{export_dir.name}."))
   try:
-    hf_checkpoint.write(tmp, merged_tensors(lm.model), hf_config(lm.config, lm.tokenizer))
-    write_tokenizer(lm.tokenizer, tmp)
-    files.write_json(tmp / "bookforai.json", {"source": lm.source,
-                                              "config": dataclasses.asdict(lm.config)})
-    if lora.lora_layers(lm.model):
-      write_adapter(lm.model, tmp / "adapter", lm.source, lora_dropout, rslora)
+    try:
+      hf_checkpoint.write(tmp, merged_tensors(lm.model), hf_config(lm.config, lm.tokenizer))
+      write_tokenizer(lm.tokenizer, tmp)
+      files.write_json(tmp / "bookforai.json", {"source": lm.source,
+                                                "config": dataclasses.asdict(lm.config)})
+      if lora.lora_layers(lm.model):
+        write_adapter(lm.model, tmp / "adapter", lm.source, lora_dropout, rslora)
+    except OSError as e:  # a full disk, a quota: name the export, not a temporary file
+      reason = (e.strerror or str(e)).rstrip(".")
+      kept = ("the previous export there is unchanged" if export_dir.exists()
+              else "no part of it was left there")
+      raise OSError(e.errno, f"{reason} while writing the export; {kept}",
+                    str(export_dir)) from e
     if export_dir.exists():
       old = export_dir.with_name(f".{export_dir.name}.old")
       shutil.rmtree(old, ignore_errors=True)
@@ -130,4 +136,15 @@ def export(lm, export_dir, *, lora_dropout: float = 0.0, rslora: bool = False) -
 
 
 def read_adapter_config(directory) -> dict:
-  return json.loads((Path(directory) / "adapter_config.json").read_text())
+  """A PEFT adapter_config.json: a JSON object with at least r and lora_alpha."""
+  path = Path(directory) / "adapter_config.json"
+  if not path.is_file():
+    raise FileNotFoundError(f"{path}: no adapter_config.json in the adapter folder.")
+  adapter = hf_checkpoint.read_json_object(path)
+  for key in ("r", "lora_alpha"):
+    value = adapter.get(key)
+    if key not in adapter:
+      raise ValueError(f"{path}: no {key!r}, which a LoRA adapter needs.")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+      raise ValueError(f"{path}: {key!r} is {value!r}; a LoRA adapter needs a positive number.")
+  return adapter

@@ -15,6 +15,8 @@ STAGES = {"sft": "sft", "rm": "reward", "ppo": "ppo", "grpo": "grpo", "dpo": "dp
 
 
 def stage_runner(stage: str):
+  if stage not in STAGES:
+    raise ValueError(f"config field stage={stage!r}: expected one of {tuple(STAGES)}.")
   return importlib.import_module(f"research.finetune.{STAGES[stage]}").run
 
 

@@ -36,6 +36,7 @@ def check(config) -> None:
   if not config.eval_dataset.strip():
     raise ValueError("config field eval_dataset is empty: name the dataset(s) of "
                      "dataset_info.json to predict on.")
+  load_examples(config)  # a misspelled or malformed eval set stops here, not after training
 
 
 def segment(text: str) -> list[str]:

@@ -5,6 +5,7 @@ prompt masked from the loss, next-token cross-entropy on the assistant's tokens.
 """
 
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -77,9 +78,27 @@ def encode_examples(tokenizer, examples, config, source: str):
                                        config.train_on_prompt) for e in examples]
   rows = [r for r in rows if any(label != sft_data.IGNORE for label in r[1][1:])]
   if not rows:
-    raise sft_data.DataError(f"{source}: no record keeps an answer token within "
-                             f"cutoff_len={config.cutoff_len}.")
+    raise sft_data.DataError(_none_fit(tokenizer, examples, config, source))
   return rows
+
+
+def _none_fit(tokenizer, examples, config, source: str) -> str:
+  """Why no sample kept an answer token (LLaMA-Factory's "Cannot find valid samples"): each
+  prompt is longer than cutoff_len, and the shortest one says by how much."""
+  prompt_lengths = []
+  for e in examples:
+    _, labels = sft_data.encode_conversation(tokenizer, e.messages, 1 << 30)  # answers only
+    prompt_lengths.append(next((t for t, label in enumerate(labels)
+                                if label != sft_data.IGNORE), len(labels)))
+  i = min(range(len(examples)), key=prompt_lengths.__getitem__, default=None)
+  if i is None:
+    return f"{source}: dataset {config.dataset!r} has no samples to train on."
+  opening = next((m["content"] for m in examples[i].messages if m["role"] == "user"), "")
+  opening = textwrap.shorten(opening, 40, placeholder=" ...")
+  return (f"{source}: all {len(examples)} samples of {config.dataset!r} are longer than "
+          f"cutoff_len={config.cutoff_len}, so none keeps an answer token (the shortest "
+          f"prompt, {opening!r}, has {prompt_lengths[i]} tokens); raise cutoff_len or shorten "
+          "the prompts.")
 
 
 def prepare(config):

@@ -19,6 +19,9 @@ NO_ANSWER = "The knowledge base has no answer to this question."
 SYSTEM = ("You answer questions using only the numbered context passages. Cite the passage "
           "you use as [n]. If the passages do not contain the answer, say that the knowledge "
           "base has no answer.")
+# No tokenizer of ours packs more characters than this into one token of prose, so a longer
+# question is over the limit without tokenising it (tokenising a megabyte is itself a stall).
+MAX_CHARS_PER_TOKEN = 32
 
 
 @dataclasses.dataclass
@@ -39,19 +42,43 @@ def messages(question: str, rows: list[dict]) -> list[dict]:
   return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
 
+def _render(tokenizer, question: str, rows: list[dict]) -> list[int]:
+  return tokenizer.encode(
+      tokenizer.apply_chat_template(messages(question, rows), add_generation_prompt=True))
+
+
+def check_question(tokenizer, question: str, max_prompt_tokens: int) -> int:
+  """The prompt's length with an empty passage, the least any answer needs; ValueError,
+  naming the question's token count, when that is over max_prompt_tokens."""
+  if len(question) > max_prompt_tokens * MAX_CHARS_PER_TOKEN:  # refused before tokenising
+    raise ValueError(f"question: {len(question)} characters, more than a prompt of at most "
+                     f"{max_prompt_tokens} tokens can hold.")
+  floor = len(_render(tokenizer, question, [{"source": "", "text": ""}]))
+  if floor > max_prompt_tokens:
+    raise ValueError(f"question: {len(tokenizer.encode(question))} tokens; with the "
+                     f"instructions the prompt needs {floor}, more than the limit of "
+                     f"{max_prompt_tokens}.")
+  return floor
+
+
 def prompt_ids(tokenizer, question: str, rows: list[dict], max_prompt_tokens: int):
   """The chat prompt's token ids with as many of `rows` (best first) as fit the budget;
-  returns (ids, number of rows used). At least one row is kept, cut short if need be."""
-  render = lambda rs: tokenizer.encode(
-      tokenizer.apply_chat_template(messages(question, rs), add_generation_prompt=True))
+  returns (ids, number of rows used). At least one row is kept, cut short if need be;
+  ValueError when the question alone leaves no room (check_question)."""
+  check_question(tokenizer, question, max_prompt_tokens)
+  render = lambda rs: _render(tokenizer, question, rs)
   for used in range(len(rows), 0, -1):
     ids = render(rows[:used])
     if len(ids) <= max_prompt_tokens:
       return ids, used
   first = dict(rows[0])
-  while len(ids) > max_prompt_tokens and len(first["text"]) > 1:
+  while len(ids) > max_prompt_tokens and first["text"]:
     first["text"] = first["text"][: len(first["text"]) * 3 // 4]
     ids = render([first])
+  if len(ids) > max_prompt_tokens:  # the passage's file name alone did not fit
+    raise ValueError(f"question: {len(tokenizer.encode(question))} tokens; with the "
+                     f"instructions and one passage the prompt needs {len(ids)}, more than "
+                     f"the limit of {max_prompt_tokens}.")
   return ids, 1
 
 

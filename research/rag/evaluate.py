@@ -7,6 +7,7 @@ For one query with ranked document ids r_1, r_2, ... and graded relevance rel(d)
 """
 
 import csv
+import io
 import json
 import math
 from pathlib import Path
@@ -48,10 +49,17 @@ def mean_metrics(runs: dict[str, list[str]], qrels: dict[str, dict[str, int]]):
   return {name: float(np.mean([r[name] for r in rows])) for name in rows[0]}
 
 
+def _utf8(path) -> str:
+  try:
+    return Path(path).read_bytes().decode("utf-8-sig")
+  except UnicodeDecodeError as e:
+    raise ValueError(f"{path}: byte {e.start}: not UTF-8 text.") from None
+
+
 def read_qrels(path) -> dict[str, dict[str, int]]:
   """BEIR qrels.tsv: a header `query-id corpus-id score`, then one row per judgement."""
   qrels: dict[str, dict[str, int]] = {}
-  with open(path, encoding="utf-8", newline="") as f:
+  with io.StringIO(_utf8(path), newline="") as f:
     reader = csv.reader(f, delimiter="\t")
     header = next(reader, None)
     if header is None or [h.strip() for h in header[:3]] != ["query-id", "corpus-id", "score"]:
@@ -64,16 +72,20 @@ def read_qrels(path) -> dict[str, dict[str, int]]:
       except (IndexError, ValueError):
         raise ValueError(f"{path}: line {n}: expected query-id, corpus-id, integer score.") \
             from None
+  if not qrels:
+    raise ValueError(f"{path}: no judgements after the header.")
   return qrels
 
 
 def read_queries(path) -> dict[str, str]:
   out = {}
-  for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+  for n, line in enumerate(_utf8(path).splitlines(), 1):
     if line.strip():
       try:
         row = json.loads(line)
         out[str(row["_id"])] = row["text"]
+        if not isinstance(row["text"], str):
+          raise TypeError
       except (json.JSONDecodeError, KeyError, TypeError):
         raise ValueError(f"{path}: line {n}: expected a JSON object with _id and text.") \
             from None

@@ -7,6 +7,7 @@ import importlib.util
 import re
 from pathlib import Path
 
+MAX_BYTES = 64 << 20  # a document larger than this is skipped: it would be read whole
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")
 HTML_SUFFIXES = (".html", ".htm")
 PDF_SUFFIXES = (".pdf",)
@@ -54,8 +55,19 @@ def html_to_text(markup: str) -> str:
   return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
+def _utf16_without_bom(head: bytes) -> bool:
+  """ASCII-range text saved as UTF-16 has a NUL in every other byte, and only there."""
+  even, odd = head[0::2], head[1::2]
+  return len(head) >= 4 and any(
+      half.count(0) == len(half) and 0 not in other for half, other in ((odd, even), (even, odd)))
+
+
 def _decode(data: bytes, path) -> str:
+  if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+    return data.decode("utf-16")  # its byte-order mark says which
   if b"\x00" in data[:8192]:
+    if _utf16_without_bom(data[:8192 - 8192 % 2]):
+      raise ValueError("UTF-16 text without a byte-order mark; save it as UTF-8")
     raise ValueError("binary content (NUL bytes)")
   try:
     return data.decode("utf-8-sig")
@@ -69,6 +81,14 @@ def _pdf_text(path: Path) -> str:
   return "\n\n".join((page.extract_text() or "") for page in reader.pages)
 
 
+def too_big(path) -> str | None:
+  """Why a file is too large to read as one document, or None."""
+  size = Path(path).stat().st_size
+  if size > MAX_BYTES:
+    return f"{size / 2**20:.0f} MiB, more than the {MAX_BYTES >> 20} MiB a document may have"
+  return None
+
+
 def extract(path) -> tuple[str | None, str | None]:
   """(text, None) for a readable document; (None, reason) otherwise."""
   path = Path(path)
@@ -76,6 +96,10 @@ def extract(path) -> tuple[str | None, str | None]:
   if suffix not in suffixes():
     return None, f"unsupported file type {suffix or '(none)'}"
   try:
+    if why := too_big(path):
+      return None, why
+    if not path.stat().st_size:
+      return None, "empty file"
     if suffix in PDF_SUFFIXES:
       text = _pdf_text(path)
     else:

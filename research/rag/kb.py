@@ -3,10 +3,12 @@
   <folder>/documents/     the uploaded files, each under a plain base name
   <folder>/manifest.json  the store of their chunks (store.py), brought in line by an ingest
 
-  kb.add_document(folder, "notes.txt", data, extract.suffixes())   # ValueError: a bad name
+  kb.add_document(folder, "notes.txt", data, extract.suffixes())   # ValueError: a bad name;
+                                                       # FileExistsError unless replace=True
   ingests = kb.Ingests()
-  ingests.start("docs", folder, load_embedder)         # a background ingest; Busy if one runs
-  ingests.delete_document("docs", folder, "notes.txt", load_embedder)  # then one without it
+  ingests.start("docs", folder, load_embedder)         # a background ingest; Busy if any runs
+  ingests.delete_document("docs", folder, "notes.txt", load_embedder)  # one without it, then
+                                                       # the file goes (back, if it failed)
   ingests.progress("docs")                             # {"state", "done", "total", "message"}
 
 What the web router adds is only HTTP: names of knowledge bases, upload limits, status codes.
@@ -26,6 +28,7 @@ from research.rag import store
 DOCUMENTS = "documents"
 # An uploaded file keeps its base name only when it is plain: no separators, no leading dot.
 FILE_NAME = re.compile(r"[\w][\w .()+,=@-]{0,199}")
+REMOVING = ".removing"  # a deleted document waits here, outside documents/, for its ingest
 CHUNKS_SHOWN = 500  # the first chunks `describe` lists; the total is given beside them
 
 
@@ -59,10 +62,15 @@ def create(folder) -> Path:
   return Path(folder)
 
 
-def add_document(folder, raw_name: str | None, data: bytes, allowed_suffixes) -> str:
-  """Writes `data` (atomically) as documents/<base name of raw_name>; returns that name."""
+def add_document(folder, raw_name: str | None, data: bytes, allowed_suffixes,
+                 replace: bool = False) -> str:
+  """Writes `data` (atomically) as documents/<base name of raw_name>; returns that name.
+  FileExistsError when that document exists, unless `replace`."""
   name = safe_file_name(raw_name, allowed_suffixes)
   target = inside(Path(folder) / DOCUMENTS, name)
+  if target.exists() and not replace:
+    raise FileExistsError(f"{name} is already a document of this knowledge base; upload it "
+                          "with replace=true to replace it.")
   target.parent.mkdir(parents=True, exist_ok=True)
   files.write_bytes(target, data)
   return name
@@ -129,20 +137,33 @@ class CountingEmbedder:
     return np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
 
 
+def relative(text: str, folder) -> str:
+  """`text` with the knowledge base's folder taken off every path in it: what the server
+  shows names files as the knowledge base knows them, never where the server keeps them."""
+  for prefix in {str(Path(folder).resolve()), str(Path(folder).absolute())}:
+    text = text.replace(prefix + "/", "").replace(prefix, Path(folder).name)
+  return text
+
+
 def ingest(folder, embedder, progress: Progress | None = None) -> store.Report:
-  """Brings the store at `folder` in line with its documents; `progress` counts the chunks
-  embedded and ends with the report and any skipped files as its message."""
+  """Brings the store at `folder` in line with its documents, chunked as its manifest says
+  (a store built by `experiments.rag ingest --max_tokens=...` keeps its settings, and every
+  source outside documents/ stays); `progress` counts the chunks embedded and ends with the
+  report and any skipped files as its message."""
   folder, progress = Path(folder), progress or Progress()
   warnings = []
   counting = CountingEmbedder(embedder, progress)
-  report = store.KnowledgeBase.open(folder, dim=counting.dim).ingest(
-      folder / DOCUMENTS, counting, log=warnings.append)
-  progress.message = report.summary() + "".join(f"; {w}" for w in warnings)
+  create(folder)
+  base = store.KnowledgeBase.open(folder, dim=counting.dim)
+  chunking = {k: base.manifest[k] for k in store.CHUNKING if k in base.manifest}
+  report = base.ingest(folder / DOCUMENTS, counting, log=warnings.append, **chunking)
+  progress.message = relative(report.summary() + "".join(f"; {w}" for w in warnings), folder)
   return report
 
 
 class Ingests:
-  """One background ingest per knowledge base at a time, and the progress of the last."""
+  """One background ingest at a time, whichever knowledge base (each holds the embedder and
+  the CPU for its whole run), and the progress of the last one of each."""
 
   def __init__(self):
     self._progress: dict[str, Progress] = {}
@@ -151,20 +172,33 @@ class Ingests:
   def progress(self, key: str) -> dict:
     return self._progress.get(key, Progress()).as_dict()
 
+  def running(self) -> str | None:
+    """The key of the ingest now running, if any."""
+    return next((k for k, p in self._progress.items() if p.state in ("reading", "embedding")),
+                None)
+
   def start(self, key: str, folder, load_embedder: Callable, on_done: Callable = lambda: None,
             remove: Path | None = None) -> dict:
-    """Ingests `folder` in a thread, then calls on_done(); `remove` (a document) is deleted
-    first, never mid-ingest. Busy when this knowledge base is already ingesting."""
+    """Ingests `folder` in a thread, then calls on_done(). `remove` (a document) is moved
+    aside first and deleted once the ingest has taken its chunks out; if the ingest fails
+    it is put back, so documents and chunks always agree. Busy when an ingest runs."""
+    folder = Path(folder)
     with self._lock:
-      current = self._progress.get(key)
-      if current is not None and current.state in ("reading", "embedding"):
+      current = self.running()
+      if current == key:
         raise Busy(f"knowledge base {key!r} is already ingesting.")
+      if current is not None:
+        raise Busy(f"knowledge base {current!r} is ingesting; one ingest runs at a time, so "
+                   "retry when it is done.")
+      aside = None
       if remove is not None:
-        remove.unlink(missing_ok=True)
+        aside = folder / REMOVING / remove.name
+        aside.parent.mkdir(exist_ok=True)
+        remove.replace(aside)  # out of documents/, on the same disk: no copy, no loss
       progress = self._progress[key] = Progress(state="reading")
     create(folder)
-    threading.Thread(target=self._run, args=(folder, load_embedder, on_done, progress),
-                     daemon=True, name=f"ingest-{key}").start()
+    threading.Thread(target=self._run, args=(folder, load_embedder, on_done, progress, remove,
+                                             aside), daemon=True, name=f"ingest-{key}").start()
     return progress.as_dict()
 
   def delete_document(self, key: str, folder, file_name: str, load_embedder: Callable,
@@ -175,11 +209,15 @@ class Ingests:
     return self.start(key, folder, load_embedder, on_done, remove=path)
 
   @staticmethod
-  def _run(folder, load_embedder, on_done, progress: Progress):
+  def _run(folder, load_embedder, on_done, progress: Progress, removed=None, aside=None):
     try:
       ingest(folder, load_embedder(), progress)
+      if aside is not None:
+        aside.unlink(missing_ok=True)
       on_done()  # e.g. the server reopens the store before the page is told it is done
       progress.state = "done"
     except Exception as e:  # pylint: disable=broad-except  (shown on the page, not lost)
-      progress.message = f"{type(e).__name__}: {e}"
+      if aside is not None and aside.exists() and not removed.exists():
+        aside.replace(removed)  # its chunks are still in the store, so it comes back too
+      progress.message = relative(f"{type(e).__name__}: {e}", folder)
       progress.state = "failed"

@@ -15,7 +15,9 @@ generation whole and readable. Old generations are deleted after the commit.
 
 Incremental ingest: a source whose content hash (and chunking settings) are unchanged keeps
 its rows; a changed one is re-chunked and re-embedded; one that is gone is removed; one that
-cannot be read is skipped with a warning and keeps whatever rows it had.
+cannot be read is skipped with a warning and keeps whatever rows it had. Sources outside the
+ingested folder are kept; new chunking settings re-chunk every source, so they are refused
+while the store holds sources from elsewhere.
 """
 
 import dataclasses
@@ -33,6 +35,7 @@ from research.rag import retrieve
 
 FORMAT = 1
 MANIFEST = "manifest.json"
+CHUNKING = ("max_tokens", "overlap")  # the ingest settings the manifest records, beside dim
 
 
 @dataclasses.dataclass
@@ -57,18 +60,27 @@ def _sha256(data: bytes) -> str:
 def beir_documents(path) -> dict[str, tuple[str, str]]:
   """A BEIR corpus.jsonl as {source: (text, doc id)}; source is 'file#id'."""
   out = {}
-  for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+  for n, line in enumerate(_utf8_lines(path), 1):
     if not line.strip():
       continue
     try:
       row = json.loads(line)
       doc_id = str(row["_id"])
+      if not all(isinstance(row.get(k, ""), str) for k in ("title", "text")):
+        raise TypeError
     except (json.JSONDecodeError, KeyError, TypeError):
       raise ValueError(f"{path}: line {n}: expected a JSON object with _id, title, text "
                        "(BEIR corpus format).") from None
     text = "\n\n".join(s for s in (row.get("title", ""), row.get("text", "")) if s)
     out[f"{Path(path).resolve()}#{doc_id}"] = (text, doc_id)
   return out
+
+
+def _utf8_lines(path) -> list[str]:
+  try:
+    return Path(path).read_bytes().decode("utf-8-sig").splitlines()
+  except UnicodeDecodeError as e:
+    raise ValueError(f"{path}: byte {e.start}: not UTF-8 text.") from None
 
 
 class KnowledgeBase:
@@ -104,6 +116,14 @@ class KnowledgeBase:
   def __len__(self):
     return len(self.rows)
 
+  def label(self, source: str) -> str:
+    """A source as clients see it: relative to the knowledge base's folder when inside it,
+    else its file name (with #doc id), so no answer shows where the server keeps files."""
+    try:
+      return Path(source).relative_to(self.dir.resolve()).as_posix()
+    except ValueError:
+      return Path(source).name
+
   @property
   def texts(self) -> list[str]:
     return [r["text"] for r in self.rows]
@@ -134,6 +154,9 @@ class KnowledgeBase:
       for path in paths:
         source = str(path)
         try:
+          if why := extract.too_big(path):
+            report.skipped.append((source, why))
+            continue
           digest = _sha256(path.read_bytes())
         except OSError as e:
           report.skipped.append((source, str(e)))
@@ -148,6 +171,17 @@ class KnowledgeBase:
         texts[source] = (text, None)
         hashes[source] = digest
       under = lambda s: s == str(docs) or s.startswith(f"{docs}/")
+    if not same_settings:
+      elsewhere = [s for s in self.manifest["files"] if not under(s)]
+      if elsewhere:  # they would be dropped: this ingest cannot re-chunk what it does not read
+        was = ", ".join(f"{k}={self.manifest.get(k)}" for k in settings)
+        raise ValueError(f"{self.dir}: its chunks of {len(elsewhere)} sources outside {docs} "
+                         f"were made with {was}; ingest with those settings, or into a new "
+                         "folder.")
+    if docs.is_file() and report.skipped:  # the one document asked for: a bad input
+      hint = f" (expected one of {', '.join(extract.suffixes())})" if docs.suffix.lower() \
+          not in extract.suffixes() else ""
+      raise ValueError(f"{docs}: {report.skipped[0][1]}{hint}; nothing was ingested.")
     for source, why in report.skipped:
       kept = " (its previous chunks stay in the store)" if source in old else ""
       log(f"skipped {source}: {why}{kept}")

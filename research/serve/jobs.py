@@ -44,6 +44,7 @@ from research import files
 
 # A job's process: `python -m research.serve.jobs <command> <job folder>` (tests stand in another).
 CHILD = [sys.executable, "-m", "research.serve.jobs"]
+SOURCE = Path(__file__).resolve().parents[2]  # the child imports the server's own research/
 VERBS = {"train": "training", "resume": "training", "export": "exporting",
          "predict": "predicting"}
 RESUMABLE = ("interrupted", "stopped", "failed")
@@ -284,10 +285,12 @@ class Jobs:
       self._jobs[folder.name] = Job(folder.name, folder, fields, created)
 
   def _spawn(self, job: Job, command: str, log: str) -> subprocess.Popen:
+    path = os.pathsep.join(filter(None, [str(SOURCE), os.environ.get("PYTHONPATH")]))
     with open(job.dir / log, "ab") as err:
       # a session of its own, so Stop can end the trainer and anything it started
       return subprocess.Popen([*CHILD, command, str(job.dir)], stdin=subprocess.DEVNULL,
-                              stdout=err, stderr=err, start_new_session=True)
+                              stdout=err, stderr=err, start_new_session=True,
+                              env={**os.environ, "PYTHONPATH": path})
 
   def _show(self, path: Path) -> str:
     """A path as a response shows it: relative to the server's work_dir."""
@@ -318,9 +321,11 @@ class Jobs:
     others = [(j, verb) for j, verb in others if verb is not None]
     if len(others) >= self.max_running:
       j, verb = others[0]
-      raise RuntimeError(f"job {j.id} is still {verb}, and {self.max_running} fine-tune "
-                         f"process(es) may run at once (each holds a model in memory); {doing} "
-                         "once it has ended, or stop it.")
+      count = "one" if self.max_running == 1 else str(self.max_running)
+      raise RuntimeError(f"job {j.id} is still {verb}, and this server runs {count} fine-tune "
+                         f"process{'es' if self.max_running > 1 else ''} (train, export or "
+                         f"predict: each holds a model in memory) at a time; {doing} once it "
+                         "has ended.")
 
   def start(self, form: dict) -> Job:
     fields = parse_form(form, self.data_dir)
@@ -358,7 +363,8 @@ class Jobs:
     job = self.get(job_id)
     with self._lock:
       self._check_room(job, "delete it")
-      trash = job.dir.with_name(f".deleting-{job.id}")  # a half-deleted folder is never loaded
+      # renamed first: a half-deleted folder is never loaded (dot names are skipped)
+      trash = job.dir.with_name(f".deleting-{job.id}-{uuid.uuid4().hex[:6]}")
       job.dir.rename(trash)
       del self._jobs[job_id]
     shutil.rmtree(trash, ignore_errors=True)
@@ -386,7 +392,8 @@ class Jobs:
     if job.process is not None:
       return job.process.pid
     record = self._earlier(job)
-    return record["pid"] if record is not None else None
+    return record["pid"] if record is not None and VERBS[record["command"]] == "training" \
+        else None
 
   def status(self, job_id: str) -> dict:
     job = self.get(job_id)
@@ -545,7 +552,8 @@ def read_record(job_dir) -> dict | None:
   """The process.json of a job's folder: the last process that held its lock."""
   try:
     record = json.loads((Path(job_dir) / RECORD).read_text(encoding="utf-8"))
-    if record["command"] in VERBS and isinstance(record["pid"], int):
+    if (record["command"] in VERBS and isinstance(record["pid"], int)
+        and isinstance(record["start"], (int, type(None)))):
       return record
   except (OSError, ValueError, KeyError, TypeError):
     pass
@@ -559,7 +567,8 @@ def alive(record: dict) -> bool:
 
 def end_recorded(record: dict, grace_s: float = 5.0):
   """Ends a recorded process that is not our child (its group too when it leads one), as
-  _end does ours: SIGTERM, and SIGKILL after the grace period."""
+  _end does ours: SIGTERM, and SIGKILL after the grace period; RuntimeError when it is not
+  ours to end."""
   pid = record["pid"]
   kill = os.killpg if record.get("group") == pid else os.kill
   for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, grace_s)):
@@ -569,6 +578,9 @@ def end_recorded(record: dict, grace_s: float = 5.0):
       kill(pid, sig)
     except ProcessLookupError:
       return
+    except PermissionError:
+      raise RuntimeError(f"process {pid} belongs to another user, so this server cannot stop "
+                         "it.") from None
     deadline = time.monotonic() + wait_s
     while alive(record) and time.monotonic() < deadline:
       time.sleep(0.05)

@@ -5,9 +5,12 @@ Streams are NDJSON (one JSON object a line) unless "stream": false. The last obj
 done=true, done_reason ("stop" or "length"), and the counts and times in nanoseconds:
 prompt_eval_count, prompt_eval_duration, eval_count, eval_duration, total_duration.
 
-Options used: temperature (0 is greedy), top_k (0 or less: off), top_p, min_p, num_predict
-(negative: up to the server's cap; above the cap it is lowered to it), seed, stop. The other
-options the client may send (num_ctx, repeat_penalty, ...) are accepted and ignored.
+Options used: temperature (0 is greedy), top_k (0 or less, or the vocabulary's size or more:
+off), top_p, min_p, num_predict (negative: up to the server's cap; above the cap it is
+lowered to it), seed, stop (at most settings.max_stop strings of max_stop_chars each). The
+other options the client may send (num_ctx, repeat_penalty, ...) are accepted and ignored.
+Embeddings wait their turn on the generation worker, at most settings.max_embed_inputs texts
+and max_embed_chars characters a request.
 
 A knowledge-base answer (model "kb/<name>" or the field "kb") answers the last user message
 (research.rag.answer, from the retrieved passages; greedy unless options.temperature is
@@ -228,6 +231,7 @@ def router(services: services_lib.Services) -> fastapi.APIRouter:
     if not body.messages:
       return load_only(body.model, "message", {"role": "assistant", "content": ""})
     settings = sampling(body.options, services.settings.max_new_tokens, kb is not None)
+    services.check_stops(settings.stop, "options.stop")
     messages = [{"role": m.role, "content": m.content or ""} for m in body.messages]
     stream = await services.chat(messages, settings, kb)
     return await respond(request, stream, body.model, body.stream is not False, message, message)
@@ -250,6 +254,7 @@ def router(services: services_lib.Services) -> fastapi.APIRouter:
     if not body.prompt:
       return load_only(body.model, "response", "")
     settings = sampling(body.options, services.settings.max_new_tokens)
+    services.check_stops(settings.stop, "options.stop")
     if body.raw:
       ids = await run_in_threadpool(services.prompt_ids, None, body.prompt)
     else:
@@ -261,25 +266,27 @@ def router(services: services_lib.Services) -> fastapi.APIRouter:
                          response)
 
   @api.post("/embed")
-  async def embed(body: EmbedRequest):
+  async def embed(body: EmbedRequest, request: fastapi.Request):
     """L2-normalised all-MiniLM-L6-v2 vectors (384 numbers) for one text or a list; the
-    model name is not checked, every name embeds with MiniLM."""
+    model name is not checked, every name embeds with MiniLM. They wait their turn on the
+    generation worker, up to settings.max_embed_inputs texts and max_embed_chars in all."""
     texts = [body.input] if isinstance(body.input, str) else body.input
     if body.dimensions is not None:
       raise services_lib.RequestError(400, "dimensions: MiniLM vectors have 384 dimensions; "
                                       "leave dimensions out.")
     start = datetime.datetime.now()
-    vectors, tokens = (await run_in_threadpool(services.embed, texts)) if texts else ([], 0)
+    vectors, tokens = ((await services.embeddings(texts, request.is_disconnected)) if texts
+                       else ([], 0))
     took = int((datetime.datetime.now() - start).total_seconds() * 1e9)
     return {"model": body.model, "embeddings": [[float(x) for x in v] for v in vectors],
             "total_duration": took, "load_duration": 0, "prompt_eval_count": tokens}
 
   @api.post("/embeddings")
-  async def embeddings(body: EmbeddingsRequest):
+  async def embeddings(body: EmbeddingsRequest, request: fastapi.Request):
     """The older one-text form of /api/embed, still sent by `ollama.embeddings`."""
     if not body.prompt:
       return {"embedding": []}
-    vectors, _ = await run_in_threadpool(services.embed, [body.prompt])
+    vectors, _ = await services.embeddings([body.prompt], request.is_disconnected, "prompt")
     return {"embedding": [float(x) for x in vectors[0]]}
 
   @api.get("/tags")

@@ -4,7 +4,8 @@ Chat streams as server-sent events when "stream": true, one chat.completion.chun
 piece, the last chunk with finish_reason, then "data: [DONE]"; with
 stream_options.include_usage a chunk with usage and no choices comes before [DONE].
 
-Sampling: temperature (default 1; 0 is greedy), top_p, seed, stop, max_tokens or
+Sampling: temperature (default 1; 0 is greedy), top_p, seed, stop (at most
+settings.max_stop strings of max_stop_chars each), max_tokens or
 max_completion_tokens (above the server's cap they are lowered to it, and finish_reason
 says "length"), and top_k, min_p as extras (extra_body in the openai client). Fields the
 client may send that change nothing here (user, metadata, store, ...) are accepted; fields
@@ -186,6 +187,7 @@ def router(services: services_lib.Services) -> fastapi.APIRouter:
     messages = messages_of(body)
     await run_in_threadpool(services.lm)
     settings = sampling(body, services.settings.max_new_tokens, kb is not None)
+    services.check_stops(settings.stop)
     stream = await services.chat(messages, settings, kb)
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()),
             "model": body.model, "system_fingerprint": None}
@@ -228,8 +230,10 @@ def router(services: services_lib.Services) -> fastapi.APIRouter:
     return responses.StreamingResponse(events(), media_type="text/event-stream")
 
   @api.post("/embeddings")
-  async def embeddings(body: EmbeddingRequest):
-    """all-MiniLM-L6-v2 vectors, L2-normalised; every model name embeds with MiniLM."""
+  async def embeddings(body: EmbeddingRequest, request: fastapi.Request):
+    """all-MiniLM-L6-v2 vectors, L2-normalised; every model name embeds with MiniLM. They
+    wait their turn on the generation worker, up to settings.max_embed_inputs texts and
+    max_embed_chars in all."""
     texts = [body.input] if isinstance(body.input, str) else body.input
     if any(not isinstance(t, str) for t in texts):
       _refuse("input", "token ids are not supported; send text.")
@@ -237,7 +241,7 @@ def router(services: services_lib.Services) -> fastapi.APIRouter:
       _refuse("input", "expected at least one text.")
     if body.dimensions is not None and body.dimensions != 384:
       _refuse("dimensions", "MiniLM vectors have 384 dimensions.")
-    vectors, tokens = await run_in_threadpool(services.embed, texts)
+    vectors, tokens = await services.embeddings(texts, request.is_disconnected)
     as_base64 = body.encoding_format == "base64"
     data = [{"object": "embedding", "index": i,
              "embedding": (base64.b64encode(np.asarray(v, "<f4").tobytes()).decode()

@@ -10,11 +10,13 @@ OpenAI clients can use it) or by a body field "kb": "<name>". Names are the --kb
 own name and every subfolder of settings.kb_root that holds a knowledge base.
 """
 
+import dataclasses
 import re
 import threading
 import time
 from pathlib import Path
 
+import numpy as np
 from starlette import concurrency
 
 from research.rag import answer
@@ -26,6 +28,7 @@ from research.serve.settings import Settings
 KB_PREFIX = "kb/"
 EMBED_MODEL = "all-minilm-l6-v2"
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+EMBED_BATCH = 32  # texts embedded between two looks at the cancel flag
 
 
 class RequestError(Exception):
@@ -170,10 +173,13 @@ class Services:
     tok = self.lm().tokenizer
     text = raw if raw is not None else tok.apply_chat_template(messages,
                                                                add_generation_prompt=True)
+    limit = self.settings.max_prompt_tokens
+    if len(text) > limit * answer.MAX_CHARS_PER_TOKEN:  # refused before tokenising
+      raise RequestError(400, f"prompt: {len(text)} characters, more than a prompt of at most "
+                         f"{limit} tokens can hold.")
     ids = tok.encode(text)
     if not ids:
       raise RequestError(400, "prompt: it is empty after tokenization.")
-    limit = self.settings.max_prompt_tokens
     if len(ids) > limit:
       raise RequestError(400, f"prompt: {len(ids)} tokens, more than this server's limit of "
                          f"{limit}.")
@@ -183,10 +189,27 @@ class Services:
     return ids
 
   def capped(self, sampling: worker_lib.Sampling, prompt_tokens: int) -> worker_lib.Sampling:
-    """max_tokens above the server's cap (or what the context leaves) is lowered to it."""
-    import dataclasses  # pylint: disable=g-import-not-at-top
-    return dataclasses.replace(sampling,
+    """max_tokens above the server's cap (or what the context leaves) is lowered to it; a
+    top_k of the vocabulary's size or more keeps every token, so it is turned off (the
+    sampler traces k, so no k costs a compilation, but an int32 cannot hold every k)."""
+    top_k = sampling.top_k
+    if top_k is not None and top_k >= self.lm().config.vocab_size:
+      top_k = None
+    return dataclasses.replace(sampling, top_k=top_k,
                                max_tokens=min(sampling.max_tokens, self.budget(prompt_tokens)))
+
+  def check_stops(self, stops, field: str = "stop") -> tuple[str, ...]:
+    """The stop strings, or RequestError 400 for more than settings.max_stop of them or one
+    longer than settings.max_stop_chars (each is searched for after every token)."""
+    stops = tuple(stops or ())
+    if len(stops) > self.settings.max_stop:
+      raise RequestError(400, f"{field}: {len(stops)} stop strings, more than this server's "
+                         f"limit of {self.settings.max_stop}.")
+    longest = max((len(s) for s in stops), default=0)
+    if longest > self.settings.max_stop_chars:
+      raise RequestError(400, f"{field}: a stop string of {longest} characters, more than "
+                         f"this server's limit of {self.settings.max_stop_chars}.")
+    return stops
 
   def generate(self, prompt_ids: list[int], sampling: worker_lib.Sampling) -> worker_lib.Stream:
     """Queues a generation; the stream yields text pieces, then a worker.Done."""
@@ -202,14 +225,28 @@ class Services:
     named, else from the model to the whole conversation in its chat template."""
     if kb is not None:
       question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+      await concurrency.run_in_threadpool(self.check_question, question)
       return self.ask_kb(kb, question, sampling)
     # tokenising may take a while: off the event loop; submitting must happen on it
     ids = await concurrency.run_in_threadpool(self.prompt_ids, messages)
     return self.generate(ids, sampling)
 
+  def check_question(self, question: str) -> None:
+    """RequestError 400 for a knowledge-base question that is empty or that leaves no room
+    in settings.max_prompt_tokens (research.rag.answer.check_question: characters first,
+    then tokens), so no long question reaches the generation thread."""
+    if not question.strip():
+      raise RequestError(400, "messages: a knowledge-base question needs a user message with "
+                         "text.")
+    try:
+      answer.check_question(self.lm().tokenizer, question, self.settings.max_prompt_tokens)
+    except ValueError as e:
+      raise RequestError(400, f"messages: the knowledge-base {e}") from None
+
   def ask_kb(self, name: str, question: str, sampling: worker_lib.Sampling) -> worker_lib.Stream:
     """Queues an answer from knowledge base `name` (research.rag.answer, citing [n]) with
-    the request's sampling; its Done carries the sources."""
+    the request's sampling; its Done carries the sources. The caller has checked the
+    question (check_question)."""
     if not question.strip():
       raise RequestError(400, "messages: a knowledge-base question needs a user message with "
                          "text.")
@@ -236,14 +273,50 @@ class Services:
 
     return self.worker.submit(produce)
 
-  def embed(self, texts: list[str]):
-    """L2-normalised MiniLM vectors, N x 384, and the number of tokens they took."""
+  def check_embed(self, texts: list[str], field: str = "input") -> None:
+    """RequestError 400 for more than settings.max_embed_inputs texts or more than
+    settings.max_embed_chars characters in all."""
+    limit = self.settings.max_embed_inputs
+    if len(texts) > limit:
+      raise RequestError(400, f"{field}: {len(texts)} texts, more than this server's limit of "
+                         f"{limit} in one request.")
+    chars, limit = sum(len(t) for t in texts), self.settings.max_embed_chars
+    if chars > limit:
+      raise RequestError(400, f"{field}: {chars} characters in all, more than this server's "
+                         f"limit of {limit} in one request.")
+
+  def embed(self, texts: list[str], cancel: threading.Event | None = None):
+    """L2-normalised MiniLM vectors, N x 384, and the number of tokens they took; embedded
+    EMBED_BATCH texts at a time, stopping early (None) once `cancel` is set."""
     embedder = self.embedder()
-    return embedder.encode(texts), sum(embedder.count_tokens(texts))
+    parts = []
+    for start in range(0, len(texts), EMBED_BATCH):
+      if cancel is not None and cancel.is_set():
+        return None
+      parts.append(embedder.encode(texts[start:start + EMBED_BATCH]))
+    vectors = np.concatenate(parts) if parts else np.zeros((0, embedder.dim), np.float32)
+    return vectors, sum(embedder.count_tokens(texts))
+
+  async def embeddings(self, texts: list[str], disconnected=None, field: str = "input"):
+    """What `embed` returns, computed on the generation worker (so it waits its turn behind
+    answers and is cancelled, between batches, when `await disconnected()` turns true);
+    RequestError 400 past the bounds of check_embed, worker.Busy when the queue is full."""
+    self.check_embed(texts, field)
+
+    def produce(cancel):
+      result = self.embed(texts, cancel)
+      if result is not None:
+        yield result
+
+    items = await self.worker.submit(produce).collect(disconnected)
+    if not items:
+      raise ConnectionAbortedError("the client disconnected")
+    return items[0]
 
 
 def sources(kb: store.KnowledgeBase, result: answer.Result) -> list[dict]:
-  """The cited passages: [n] in the answer is the source with that "n"."""
-  return [{"n": n, "source": source, "chunk": index, "text": kb.rows[hit.row]["text"],
+  """The cited passages: [n] in the answer is the source with that "n", named as
+  KnowledgeBase.label names it (no server path)."""
+  return [{"n": n, "source": kb.label(source), "chunk": index, "text": kb.rows[hit.row]["text"],
            "score": round(hit.score, 6)}
           for (n, source, index), hit in zip(result.sources, result.hits)]

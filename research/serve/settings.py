@@ -20,6 +20,13 @@ class Settings:
   max_prompt_tokens: int = 2048
   max_new_tokens: int = 512           # the cap on max_tokens / num_predict
   queue_size: int = 16                # requests waiting for the generation worker
+  # Bounds on the work one request may ask for (each refusal is one sentence).
+  kb_writable: bool = False           # may the web UI upload, delete and ingest in the --kb folder
+  max_kbs: int = 64                   # knowledge bases on the server; the web UI makes no more
+  max_stop: int = 16                  # stop strings in one request
+  max_stop_chars: int = 256           # characters in one stop string
+  max_embed_inputs: int = 512         # texts in one embedding request
+  max_embed_chars: int = 1 << 19      # characters in one embedding request, all texts together
   max_jobs: int = 100                 # fine-tune job folders kept; a start beyond it is refused
 
   @property

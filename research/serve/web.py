@@ -2,11 +2,13 @@
 
   GET  /                          the page (static/index.html, app.js, app.css; no build step)
   GET  /ui/info                   model, knowledge bases, upload limit, fine-tune form choices
-  POST /ui/kb                     {"name"}: a new, empty knowledge base
-  GET  /ui/kb/{name}              its documents, chunks and ingest progress
-  POST /ui/kb/{name}/documents    one multipart file (field "file") into its documents folder
-  DELETE /ui/kb/{name}/documents/{file}  the file, then an ingest that drops its chunks
-  POST /ui/kb/{name}/ingest       ingest the documents folder in a background thread
+  POST /ui/kb                     {"name"}: a new, empty knowledge base (409 past max_kbs)
+  GET  /ui/kb/{name}              its documents, chunks, ingest progress and "writable"
+  POST /ui/kb/{name}/documents    one multipart file (field "file") into its documents folder;
+                                  an existing name is 409 unless replace=true (query or form)
+  DELETE /ui/kb/{name}/documents/{file}  an ingest that drops its chunks, then the file
+  POST /ui/kb/{name}/ingest       ingest the documents folder in a background thread (one
+                                  ingest at a time on the server: 409 while one runs)
   GET  /ui/kb/{name}/ingest       {"state", "done", "total", "message"}, polled by the page
   POST /ui/jobs                   the fine-tune form: starts a job (400 names a bad field)
   GET  /ui/jobs, /ui/jobs/{id}    state, loss points, last line of stderr, export
@@ -20,7 +22,8 @@
 
 Chat and knowledge-base answers go through the public API (POST /api/chat, with "kb" for an
 answer from a knowledge base), so the page uses exactly what other clients use. When the
-server has an API key, every /ui/ route needs it; the page keeps it in localStorage.
+server has an API key, every /ui/ route needs it; the page keeps it in localStorage. The
+--kb folder is read-only here (upload, delete and ingest are 403) unless --kb_writable.
 """
 
 import contextlib
@@ -69,7 +72,37 @@ class KnowledgeBases:
     return sorted(set(self.services.kb_names()) | set(fresh))
 
   def describe(self, name: str) -> dict:
-    return {"name": name, **kb_lib.describe(self.dir(name)), "ingest": self.progress(name)}
+    return {"name": name, **kb_lib.describe(self.dir(name)), "ingest": self.progress(name),
+            "writable": self.writable(name)}
+
+  def writable(self, name: str) -> bool:
+    """False for the server's --kb folder (built from the command line, its sources may lie
+    anywhere) unless the server was started with --kb_writable."""
+    settings = self.services.settings
+    if settings.kb_writable or not settings.kb:
+      return True
+    return Path(self.services.kb_dir(name)).resolve() != Path(settings.kb).resolve()
+
+  def changeable(self, name: str) -> Path:
+    """The folder of knowledge base `name`, which the UI may change: 403 when read-only."""
+    folder = self.dir(name)
+    if not self.writable(name):
+      raise fastapi.HTTPException(403, f"knowledge base {name!r} is the server's --kb folder, "
+                                  "read-only from the web UI; start the server with "
+                                  "--kb_writable to change it here.")
+    return folder
+
+  def create(self, name: str) -> Path:
+    """A new knowledge base under kb_root (an existing one is kept): 409 past
+    settings.max_kbs."""
+    names = self.names()
+    if name in names:
+      return self.dir(name)  # nothing is written into an existing one (the --kb folder)
+    limit = self.services.settings.max_kbs
+    if KB_NAME.fullmatch(name or "") and len(names) >= limit:
+      raise fastapi.HTTPException(409, f"this server already has {limit} knowledge bases, its "
+                                  "limit; add documents to one of them instead.")
+    return self.dir(name, create=True)
 
   def progress(self, name: str) -> dict:
     return self.ingests.progress(name)
@@ -85,7 +118,7 @@ class KnowledgeBases:
                                   f"{file_name!r}.") from None
 
   def _call(self, operation, name: str, *args) -> dict:
-    folder = self.dir(name)
+    folder = self.changeable(name)
     try:
       return operation(name, folder, *args, self.services.embedder,
                        lambda: self.services.open_kb(name))  # chat answers from the new store
@@ -149,7 +182,7 @@ def router(services) -> fastapi.APIRouter:
     name = body.get("name") if isinstance(body, dict) else None
     if not isinstance(name, str):
       _error(400, 'expected {"name": "<knowledge base name>"}.')
-    kbs.dir(name, create=True)
+    kbs.create(name)
     return kbs.describe(name)
 
   @ui.get("/kb/{name}")
@@ -157,8 +190,8 @@ def router(services) -> fastapi.APIRouter:
     return kbs.describe(name)
 
   @ui.post("/kb/{name}/documents")
-  async def upload(name: str, request: fastapi.Request):
-    folder = kbs.dir(name)
+  async def upload(name: str, request: fastapi.Request, replace: bool = False):
+    folder = kbs.changeable(name)
     limit = settings.max_upload_bytes
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > limit + MULTIPART_SLACK:
@@ -170,6 +203,7 @@ def router(services) -> fastapi.APIRouter:
     upload_file = form.get("file")
     if upload_file is None or isinstance(upload_file, str):
       _error(400, "expected a multipart form with one file in the field 'file'.")
+    replace = replace or str(form.get("replace", "")).lower() in ("true", "1", "yes", "on")
     try:
       file_name = kb_lib.safe_file_name(upload_file.filename, allowed)
     except ValueError as e:
@@ -178,7 +212,9 @@ def router(services) -> fastapi.APIRouter:
     if len(data) > limit:
       _error(413, f"{file_name} is over the limit of {limit} bytes per file.")
     try:
-      kb_lib.add_document(folder, file_name, data, allowed)
+      kb_lib.add_document(folder, file_name, data, allowed, replace=replace)
+    except FileExistsError as e:
+      _error(409, str(e))
     except ValueError as e:
       _error(400, str(e))
     return {"name": file_name, "bytes": len(data)}

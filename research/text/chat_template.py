@@ -33,14 +33,23 @@ def _compile(template: str) -> jinja2.Template:
 
 
 def render(template: str, messages: list[dict], *, add_generation_prompt: bool = False,
-           bos_token: str = "", eos_token: str = "", **extra) -> str:
-  """The prompt text for `messages` ([{"role": ..., "content": ...}, ...])."""
+           bos_token: str = "", eos_token: str = "", source: str | None = None, **extra) -> str:
+  """The prompt text for `messages` ([{"role": ..., "content": ...}, ...]); `source` (the file
+  the template came from) opens the sentence of a template that fails."""
   for i, message in enumerate(messages):
     if not isinstance(message, dict) or "role" not in message:
       raise TemplateError(f"messages[{i}]: expected a dict with a 'role' and a 'content'.")
+  where = f"{source}: " if source else ""
   try:
-    return _compile(template).render(messages=messages,
-                                     add_generation_prompt=add_generation_prompt,
-                                     bos_token=bos_token, eos_token=eos_token, **extra)
-  except jinja2.TemplateError as e:
-    raise TemplateError(f"chat template failed: {e}") from e
+    compiled = _compile(template)
+  except jinja2.TemplateSyntaxError as e:
+    raise TemplateError(f"{where}chat template failed: line {e.lineno}: not valid Jinja "
+                        f"({e.message}).") from e
+  try:
+    return compiled.render(messages=messages, add_generation_prompt=add_generation_prompt,
+                           bos_token=bos_token, eos_token=eos_token, **extra)
+  except TemplateError as e:  # the template's own raise_exception(...)
+    raise TemplateError(f"{where}the chat template refused the messages: {e}") from e
+  except Exception as e:  # pylint: disable=broad-except  (a template is a program: any error)
+    message = " ".join(str(e).split())
+    raise TemplateError(f"{where}chat template failed: {type(e).__name__}: {message}") from e

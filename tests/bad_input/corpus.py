@@ -1,4 +1,4 @@
-"""The bad-input corpus: each case writes one malformed input under a fresh folder, feeds it
+r"""The bad-input corpus: each case writes one malformed input under a fresh folder, feeds it
 to the code a user's command runs, and says which sentence must come back.
 
   Case("dataset_info trailing brace", run=..., expect=r"dataset_info\.json.*line 4",

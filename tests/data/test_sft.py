@@ -98,3 +98,12 @@ def test_split_train_val_is_seeded_and_disjoint():
   assert len(val) == 5 and sorted(train + val) == list(range(20))
   assert sft.split_train_val(list(range(20)), 0.25, seed=3) == (train, val)
   assert len(sft.split_train_val(list(range(20)), 3)[1]) == 3
+
+
+def test_a_byte_order_mark_is_read_past(tmp_path):
+  """Notepad saves UTF-8 with a BOM; json.loads alone refuses it."""
+  _write(tmp_path, [{"instruction": "q", "output": "a"}])
+  for name in ("dataset_info.json", "d.json"):
+    path = tmp_path / name
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+  assert sft.load_dataset(tmp_path, "d")[0].messages[-1]["content"] == "a"

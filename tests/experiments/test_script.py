@@ -1,5 +1,8 @@
 """The scripts' --config flag: a misspelled override, on the flag or after the colon, stops
-with one sentence naming the key and its nearest field; good overrides still apply."""
+with one sentence naming the key and its nearest field; good overrides still apply. A bad
+input ends every script with its sentence alone on stderr and exit status 2."""
+
+import os
 
 import pytest
 from absl import flags
@@ -48,3 +51,51 @@ def test_the_user_sees_one_sentence_and_no_traceback():
   assert "Traceback" not in done.stderr, done.stderr
   assert ("--config.stepz: the config has no field 'stepz'; the nearest valid one is 'steps'."
           in done.stderr), done.stderr
+
+
+def _bad_input(argv):
+  del argv
+  raise ValueError("data/dataset_info.json: line 4: not valid JSON (Extra data).")
+
+
+def test_a_bad_input_ends_the_script_with_its_sentence_alone_and_exit_2(monkeypatch, capsys):
+  monkeypatch.setattr("sys.argv", ["prog"])
+  monkeypatch.delenv("BOOKFORAI_TRACEBACK", raising=False)
+  with pytest.raises(SystemExit) as exited:
+    script.run(_bad_input)
+  assert exited.value.code == script.BAD_INPUT_EXIT == 2
+  assert capsys.readouterr().err.splitlines() == [
+      "error: data/dataset_info.json: line 4: not valid JSON (Extra data)."]
+
+
+def test_the_traceback_when_asked_for(monkeypatch):
+  monkeypatch.setattr("sys.argv", ["prog"])
+  monkeypatch.setenv("BOOKFORAI_TRACEBACK", "1")
+  with pytest.raises(ValueError, match="line 4"):
+    script.run(_bad_input)
+
+
+def test_every_script_ends_a_bad_input_with_one_sentence():
+  scripts = [p for p in script.CONFIGS.parent.glob("*.py") if p.name != "script.py"]
+  bare = [p.name for p in scripts if "app.run(" in p.read_text()]
+  assert not bare, f"{bare} call app.run; script.run prints a bad input's sentence alone"
+
+
+def test_the_notebooks_pasted_dataset_info_is_one_line_from_finetune(tmp_path):
+  """The notebook's dataset_info.json as people paste it, with the stray closing brace."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  (tmp_path / "dataset_info.json").write_text(
+      '{\n  "persona": {"file_name": "persona_sft.json", "formatting": "alpaca"}\n}\n}\n')
+  (tmp_path / "train.yaml").write_text(
+      f"model_name_or_path: smollm2-135m-instruct\nstage: sft\nfinetuning_type: lora\n"
+      f"dataset: persona\ndataset_dir: {tmp_path}\noutput_dir: {tmp_path / 'out'}\n")
+  done = subprocess.run([sys.executable, "-m", "experiments.finetune",
+                         f"--yaml={tmp_path / 'train.yaml'}"],
+                        capture_output=True, text=True, timeout=120, check=False,
+                        env={k: v for k, v in os.environ.items() if k != "BOOKFORAI_TRACEBACK"})
+  assert done.returncode == 2, done.stderr
+  assert done.stderr.splitlines() == [
+      f"error: {tmp_path / 'dataset_info.json'}: line 4: not valid JSON (Extra data)."], \
+      done.stderr
+  assert not (tmp_path / "out").exists()

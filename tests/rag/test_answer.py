@@ -1,6 +1,8 @@
+import time
 import types
 
 import numpy as np
+import pytest
 from flax import nnx
 
 from research.nn import config as config_lib
@@ -56,3 +58,17 @@ def test_the_prompt_keeps_the_best_chunks_that_fit():
   assert used == 2 and len(ids) == budget < len(full)
   ids, used = answer.prompt_ids(tok, "q?", [{"source": "s", "text": "x" * 5000}], 600)
   assert used == 1 and len(ids) <= 600
+
+
+def test_a_question_that_leaves_no_room_is_refused_with_its_token_count():
+  tok = _CharTokenizer()
+  floor = answer.check_question(tok, "q" * 50, 10_000)
+  assert answer.check_question(tok, "q" * 50, floor) == floor  # just fits
+  ids, used = answer.prompt_ids(tok, "q" * 50, ROWS, floor + 5)
+  assert used == 1 and len(ids) <= floor + 5
+  with pytest.raises(ValueError, match=r"^question: 51 tokens; .* more than the limit of"):
+    answer.prompt_ids(tok, "q" * 51, ROWS, floor)
+  start = time.monotonic()
+  with pytest.raises(ValueError, match=r"^question: 1048576 characters"):
+    answer.prompt_ids(tok, "q" * (1 << 20), ROWS, 2048)  # refused before tokenising
+  assert time.monotonic() - start < 1

@@ -27,3 +27,8 @@ def test_pdf_only_when_pypdf_is_installed(tmp_path):
   assert text is None
   if importlib.util.find_spec("pypdf") is None:
     assert why == "unsupported file type .pdf" and ".pdf" not in extract.suffixes()
+
+
+def test_utf16_with_its_byte_order_mark_is_text(tmp_path):
+  (tmp_path / "w.txt").write_bytes("Windows notes, café".encode("utf-16"))
+  assert extract.extract(tmp_path / "w.txt") == ("Windows notes, café", None)

@@ -108,3 +108,89 @@ def test_one_ingest_at_a_time_and_a_failure_is_shown(tmp_path):
   ingests.start("docs", folder, broken)
   failed = wait_done(ingests, "docs")
   assert failed["state"] == "failed" and "no embedding model" in failed["message"]
+
+
+def test_a_ui_ingest_keeps_a_store_built_from_the_command_line(tmp_path):
+  from research.rag import store  # pylint: disable=g-import-not-at-top
+  docs = tmp_path / "docs"  # outside the knowledge base's documents/ folder
+  docs.mkdir()
+  (docs / "adam.txt").write_text("Adam uses betas 0.9 and 0.999 for its moment estimates.")
+  (docs / "rope.txt").write_text("Rotary position embeddings rotate query and key pairs.")
+  folder = tmp_path / "notes"
+  built = store.KnowledgeBase.open(folder).ingest(docs, WordEmbedder(), max_tokens=256,
+                                                  log=print)
+  assert built.chunks == 2
+  rows = store.KnowledgeBase.open(folder).rows
+
+  report = kb.ingest(folder, WordEmbedder())
+  assert (report.chunks, report.removed) == (2, [])
+  assert store.KnowledgeBase.open(folder).rows == rows
+  kb.add_document(folder, "sgd.txt", b"Plain SGD steps against the gradient.", ALLOWED)
+  progress = kb.Progress()
+  report = kb.ingest(folder, WordEmbedder(), progress)
+  after = store.KnowledgeBase.open(folder)
+  assert (report.chunks, len(report.added), report.removed) == (3, 1, [])
+  assert after.rows[:2] == rows and after.manifest["max_tokens"] == 256
+  assert progress.message.startswith("1 added, 0 updated, 0 unchanged, 0 removed")
+
+  class Wider(WordEmbedder):  # another embedder: every chunk would need embedding again
+    dim = 8
+
+  ingests = kb.Ingests()
+  ingests.start("notes", folder, Wider)
+  failed = wait_done(ingests, "notes")
+  assert failed["state"] == "failed" and failed["message"] == (
+      "ValueError: notes: its chunks of 2 sources outside documents were made with "
+      "max_tokens=256, overlap=64, dim=16; ingest with those settings, or into a new folder.")
+  assert store.KnowledgeBase.open(folder).rows == after.rows  # nothing dropped
+
+
+def test_a_failed_ingest_after_a_delete_puts_the_document_back(tmp_path):
+  folder = kb.create(tmp_path / "docs")
+  kb.add_document(folder, "a.txt", b"Some words.", ALLOWED)
+  ingests = kb.Ingests()
+  ingests.start("docs", folder, WordEmbedder)
+  assert wait_done(ingests, "docs")["state"] == "done"
+
+  def broken():
+    raise OSError(f"no embedding model in {folder.resolve()}/models")
+
+  ingests.delete_document("docs", folder, "a.txt", broken)
+  failed = wait_done(ingests, "docs")
+  assert failed["state"] == "failed"
+  described = kb.describe(folder)  # the file and its chunks, both still there
+  assert [d["name"] for d in described["documents"]] == ["a.txt"]
+  assert described["documents"][0]["chunks"] == described["total_chunks"] == 1
+  assert (folder / kb.DOCUMENTS / "a.txt").read_bytes() == b"Some words."
+  # no server path in what the page shows
+  assert failed["message"] == "OSError: no embedding model in models"
+
+
+def test_one_ingest_at_a_time_on_the_whole_server(tmp_path):
+  release = threading.Event()
+
+  class Gated(WordEmbedder):
+    def encode(self, texts, progress=False):
+      release.wait(30)
+      return super().encode(texts, progress)
+
+  ingests = kb.Ingests()
+  for name in ("a", "b"):
+    kb.add_document(kb.create(tmp_path / name), "x.txt", b"Some words.", ALLOWED)
+  ingests.start("a", tmp_path / "a", Gated)
+  with pytest.raises(kb.Busy, match=r"^knowledge base 'a' is ingesting; one ingest runs at a "):
+    ingests.start("b", tmp_path / "b", Gated)
+  release.set()
+  assert wait_done(ingests, "a")["state"] == "done"
+  ingests.start("b", tmp_path / "b", Gated)
+  assert wait_done(ingests, "b")["state"] == "done"
+
+
+def test_an_upload_never_replaces_a_document_unasked(tmp_path):
+  folder = kb.create(tmp_path / "docs")
+  kb.add_document(folder, "a.txt", b"first", ALLOWED)
+  with pytest.raises(FileExistsError, match=r"^a.txt is already a document .* replace=true"):
+    kb.add_document(folder, "a.txt", b"second", ALLOWED)
+  assert (folder / kb.DOCUMENTS / "a.txt").read_bytes() == b"first"
+  kb.add_document(folder, "a.txt", b"second", ALLOWED, replace=True)
+  assert (folder / kb.DOCUMENTS / "a.txt").read_bytes() == b"second"

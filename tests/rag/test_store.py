@@ -109,3 +109,17 @@ def test_beir_corpus_is_ingested_one_record_per_document(tmp_path, word_embedder
   corpus.write_text('{"_id": "d1", "title": "One", "text": "first doc"}\n{"id": 3}\n')
   with pytest.raises(ValueError, match="line 2"):
     kb.ingest(corpus, word_embedder)
+
+
+def test_new_chunk_settings_never_drop_sources_from_elsewhere(tmp_path, word_embedder):
+  one, two = tmp_path / "one", tmp_path / "two"
+  for folder, text in ((one, "Adam uses two betas."), (two, "Rotary embeddings rotate.")):
+    folder.mkdir()
+    (folder / "a.txt").write_text(text)
+  kb = store.KnowledgeBase.open(tmp_path / "kb")
+  kb.ingest(one, word_embedder, max_tokens=256, log=print)
+  kb.ingest(two, word_embedder, max_tokens=256, log=print)
+  with pytest.raises(ValueError, match=r"chunks of 1 sources outside .* were made with "
+                                       r"max_tokens=256, overlap=64, dim=16; ingest with"):
+    kb.ingest(two, word_embedder, log=print)  # the default max_tokens=512
+  assert len(store.KnowledgeBase.open(tmp_path / "kb")) == 2

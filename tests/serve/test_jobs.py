@@ -1,5 +1,7 @@
-"""Fine-tune jobs: the form's checks, the datasets each stage offers, the loss curve's points.
-(Jobs that train and export run through the web page in test_web.py.)"""
+"""Fine-tune jobs: the form's checks, the datasets each stage offers, the loss curve's points,
+and their processes (a stand-in trainer): one outliving its server, the folder lock, resume,
+the bounds, what a status shows. (Jobs that train and export run through the web page in
+test_web.py.)"""
 
 import json
 import logging
@@ -65,6 +67,14 @@ def test_loss_points_skip_a_half_written_line_and_keep_eval_loss(tmp_path):
       '{"step": 2, "loss": 2.0, "eval_loss": 2.2}\n{"step": 3, "lo')
   assert jobs.loss_points(tmp_path) == [{"step": 1, "loss": 2.5},
                                         {"step": 2, "loss": 2.0, "eval_loss": 2.2}]
+
+
+def test_a_resumed_run_s_repeated_steps_show_once(tmp_path):
+  # killed after step 3 with its checkpoint at step 2: the resumed run logs step 3 again
+  (tmp_path / "metrics.jsonl").write_text("".join(
+      json.dumps({"step": step, "loss": loss}) + "\n"
+      for step, loss in [(1, 3.0), (2, 2.5), (3, 2.25), (3, 2.0), (4, 1.5)]))
+  assert [p["loss"] for p in jobs.loss_points(tmp_path)] == [3.0, 2.5, 2.0, 1.5]
   assert jobs.loss_points(tmp_path / "not-yet") == []
 
 
@@ -117,7 +127,6 @@ REPO = Path(jobs.__file__).resolve().parents[2]
 @pytest.fixture
 def fake_trainer(monkeypatch):
   monkeypatch.setattr(jobs, "CHILD", [sys.executable, "-c", FAKE_TRAINER])
-  monkeypatch.setenv("PYTHONPATH", str(REPO))
 
 
 @pytest.fixture
@@ -197,7 +206,7 @@ def test_the_folder_lock_refuses_a_second_trainer_started_by_hand(root, data_dir
 
 
 def test_a_recorded_pid_counts_only_while_its_process_is_the_one_recorded(root, data_dir):
-  me = os.getpid()  # alive; the record names the process by pid and start time
+  me = os.getpid()  # alive (never stop or close these Jobs: it would end the tests)
   live = {"command": "train", "pid": me, "start": jobs.started_at(me), "group": None}
   reused = {**live, "start": jobs.started_at(me) - 1}  # the same pid, another process
   for name, record in (("live", live), ("reused", reused),
@@ -253,8 +262,8 @@ def test_nothing_exports_or_predicts_beside_a_training(root, data_dir, fake_trai
   try:
     for refused in (lambda: running.export("done"),
                     lambda: running.predict("done", {"eval_dataset": "persona"})):
-      with pytest.raises(RuntimeError, match=f"job {job.id} is still training, and 1 fine-tune "
-                                             r"process\(es\) may run at once"):
+      with pytest.raises(RuntimeError, match=f"job {job.id} is still training, and this server "
+                                             "runs one fine-tune process"):
         refused()
     assert not (root / "done" / "export.log").exists()
   finally:
@@ -285,7 +294,8 @@ def test_statuses_show_paths_under_the_work_dir_and_no_traceback_frame(root, dat
      "KeyError: 'k'\n\nDuring handling of the above exception, another exception occurred:\n\n"
      "Traceback (most recent call last):\n  File \"/x.py\", line 2, in <module>\n"
      "ValueError: field x: bad\n  continued\n", "ValueError: field x: bad"),
-    ("sft:  10%|#  | 1/10 [00:01<00:09]\rsft:  20%|## | 2/10 [00:02]\r", "sft:  20%|## | 2/10 [00:02]"),
+    ("sft:  10%|#  | 1/10 [00:01<00:09]\rsft:  20%|## | 2/10 [00:02]\r",
+     "sft:  20%|## | 2/10 [00:02]"),
 ])
 def test_the_message_is_a_sentence_not_a_frame(tmp_path, log, says):
   (tmp_path / "stderr.log").write_text(log)
@@ -315,3 +325,13 @@ def test_resume_restarts_the_trainer_from_its_checkpoint(root, data_dir, fake_tr
   assert runs(job) == [{"resume": False}, {"resume": True}, {"resume": True}]
   with pytest.raises(RuntimeError, match="is finished; only an interrupted, stopped or failed"):
     again.resume(job.id)
+
+
+def test_a_job_s_process_runs_the_server_s_own_code(root, data_dir, tmp_path, monkeypatch):
+  # started from another folder (an installed copy of research/ could come first there)
+  monkeypatch.chdir(tmp_path)
+  monkeypatch.setattr(jobs, "CHILD", [sys.executable, "-c", "import sys, research; "
+                                      "print(research.__file__, file=sys.stderr)"])
+  job = jobs.Jobs(root, "m", data_dir).start(FORM)
+  assert job.process.wait(30) == 0
+  assert Path(jobs.last_line(job.dir / "stderr.log")) == REPO / "research" / "__init__.py"

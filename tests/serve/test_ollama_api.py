@@ -1,6 +1,7 @@
 """Ollama's API through the official `ollama` client."""
 
 import json
+import time
 
 import httpx
 import numpy as np
@@ -177,3 +178,65 @@ def test_show_and_ps_answer_what_ollama_run_asks(client, model, server):
   with pytest.raises(ollama.ResponseError) as e:
     client.show("llama3")
   assert e.value.status_code == 404
+
+
+# -- bounds: each request just over one gets a sentence, one at it is answered --------------
+
+def _post(server, path, body):
+  return httpx.post(f"{server.url}{path}", json=body, timeout=60,
+                    headers={"Authorization": f"Bearer {KEY}"})
+
+
+def test_a_long_knowledge_base_question_is_refused_before_the_worker(server):
+  completed = server.services.worker.completed
+  limit = server.services.settings.max_prompt_tokens
+  for question, says in [("rotary " * limit, f"tokens; with the instructions"),
+                         ("r" * 60_000, "characters, more than a prompt of at most")]:
+    start = time.monotonic()
+    r = _post(server, "/api/chat", {"model": "kb/notes", "stream": False,
+                                    "messages": [{"role": "user", "content": question}]})
+    assert r.status_code == 400, r.text[:200]
+    assert r.json()["error"].startswith("messages: the knowledge-base question: ") and says in (
+        r.json()["error"]), r.json()
+    assert time.monotonic() - start < 10
+  assert server.services.worker.completed == completed  # nothing reached the worker
+
+
+@pytest.mark.parametrize("path", ["/api/chat", "/api/generate"])
+def test_stop_strings_are_bounded_in_count_and_length(server, model, path):
+  settings = server.services.settings
+  body = {"model": model, "stream": False}
+  body.update({"messages": ASK} if path == "/api/chat" else {"prompt": "t10 t11"})
+  stop = lambda stops: _post(server, path, dict(body, options=dict(GREEDY, stop=stops)))
+  assert stop([f"x{i}" for i in range(settings.max_stop)]).status_code == 200
+  over = stop([f"x{i}" for i in range(settings.max_stop + 1)])
+  assert over.status_code == 400 and over.json()["error"] == (
+      f"options.stop: {settings.max_stop + 1} stop strings, more than this server's limit of "
+      f"{settings.max_stop}.")
+  assert stop(["y" * settings.max_stop_chars]).status_code == 200
+  over = stop(["y" * (settings.max_stop_chars + 1)])
+  assert over.status_code == 400 and "stop string of" in over.json()["error"]
+
+
+def test_a_top_k_beyond_the_vocabulary_keeps_every_token(server, model):
+  hot = {"temperature": 1.0, "top_p": 1.0, "seed": 7, "num_predict": 8}
+  ask = lambda top_k: _post(server, "/api/chat", {"model": model, "messages": ASK,
+                                                  "stream": False,
+                                                  "options": dict(hot, top_k=top_k)})
+  off = ask(0).json()["message"]["content"]
+  for top_k in (2**40, 2**70, server.services.lm().config.vocab_size):
+    r = ask(top_k)
+    assert r.status_code == 200, r.text
+    assert r.json()["message"]["content"] == off
+
+
+def test_embeddings_are_bounded_and_wait_their_turn_on_the_worker(server):
+  limit = server.services.settings.max_embed_inputs
+  completed = server.services.worker.completed
+  ok = _post(server, "/api/embed", {"model": "m", "input": ["adam"] * limit})
+  assert ok.status_code == 200 and len(ok.json()["embeddings"]) == limit
+  assert _post(server, "/api/embeddings", {"model": "m", "prompt": "adam"}).status_code == 200
+  assert server.services.worker.completed == completed + 2  # both ran on the worker
+  over = _post(server, "/api/embed", {"model": "m", "input": ["adam"] * (limit + 1)})
+  assert over.status_code == 400 and over.json()["error"] == (
+      f"input: {limit + 1} texts, more than this server's limit of {limit} in one request.")

@@ -1,5 +1,7 @@
 """OpenAI's API through the official `openai` client."""
 
+import time
+
 import httpx
 import numpy as np
 import openai
@@ -139,3 +141,47 @@ def test_unsupported_requests_get_one_sentence(client, model):
       client.chat.completions.create(model=model, messages=ASK, **kwargs)
     message = e.value.body["message"]
     assert message.startswith(start) and message.count(". ") == 0 and message.endswith("."), message
+
+
+def test_a_long_knowledge_base_question_is_refused_quickly(client, server):
+  completed = server.services.worker.completed
+  limit = server.services.settings.max_prompt_tokens
+  for question in ("rotary " * limit, "r" * 60_000):
+    start = time.monotonic()
+    with pytest.raises(openai.BadRequestError) as e:
+      client.chat.completions.create(model="kb/notes", max_tokens=8,
+                                     messages=[{"role": "user", "content": question}])
+    assert e.value.body["message"].startswith("messages: the knowledge-base question: ")
+    assert time.monotonic() - start < 10
+  assert server.services.worker.completed == completed
+
+
+def test_stop_strings_are_bounded(client, model, server):
+  settings = server.services.settings
+  ask = lambda stop: client.chat.completions.create(model=model, messages=ASK, max_tokens=3,
+                                                    temperature=0, stop=stop)
+  assert ask([f"x{i}" for i in range(settings.max_stop)]).choices
+  assert ask(["y" * settings.max_stop_chars]).choices
+  for stop, says in [([f"x{i}" for i in range(settings.max_stop + 1)], "stop strings, more"),
+                     (["y" * (settings.max_stop_chars + 1)], "a stop string of")]:
+    with pytest.raises(openai.BadRequestError) as e:
+      ask(stop)
+    assert e.value.body["message"].startswith("stop: ") and says in e.value.body["message"]
+
+
+def test_a_top_k_beyond_the_vocabulary_keeps_every_token(client, model):
+  ask = lambda top_k: client.chat.completions.create(
+      model=model, messages=ASK, max_tokens=6, temperature=1.0, seed=3,
+      extra_body={"top_k": top_k}).choices[0].message.content
+  assert ask(2**40) == ask(0)
+
+
+def test_embeddings_are_bounded_and_run_on_the_worker(client, server):
+  limit = server.services.settings.max_embed_inputs
+  completed = server.services.worker.completed
+  assert len(client.embeddings.create(model="m", input=["adam"] * limit).data) == limit
+  assert server.services.worker.completed == completed + 1
+  with pytest.raises(openai.BadRequestError) as e:
+    client.embeddings.create(model="m", input=["adam"] * (limit + 1))
+  assert e.value.body["message"] == (
+      f"input: {limit + 1} texts, more than this server's limit of {limit} in one request.")

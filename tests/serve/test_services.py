@@ -61,3 +61,40 @@ def test_model_names_resolve(services):
   with pytest.raises(services_lib.RequestError) as e:
     services.resolve_model("kb/made", kb="my-notes")
   assert e.value.status == 400
+
+
+def test_embedding_requests_are_bounded_in_texts_and_characters(tmp_path):
+  from fastapi.testclient import TestClient  # pylint: disable=g-import-not-at-top
+  from research.serve import app as app_lib  # pylint: disable=g-import-not-at-top
+  settings = Settings(work_dir=tmp_path, max_embed_inputs=3, max_embed_chars=20)
+  app = app_lib.create_app(settings, services_lib.Services(settings, lm=object(),
+                                                           embedder=WordEmbedder()))
+  with TestClient(app) as c:
+    for path, error, body in [("/api/embed", lambda r: r.json()["error"], {}),
+                              ("/v1/embeddings", lambda r: r.json()["error"]["message"], {})]:
+      post = lambda texts: c.post(path, json=dict(body, model="m", input=texts))
+      assert post(["a" * 10, "b" * 10]).status_code == 200, path
+      assert post(["a", "b", "c"]).status_code == 200, path
+      over = post(["a" * 10, "b" * 11])
+      assert over.status_code == 400 and error(over) == (
+          "input: 21 characters in all, more than this server's limit of 20 in one request.")
+      over = post(["a", "b", "c", "d"])
+      assert over.status_code == 400 and "4 texts" in error(over)
+    legacy = c.post("/api/embeddings", json={"model": "m", "prompt": "x" * 21})
+    assert legacy.status_code == 400 and legacy.json()["error"].startswith("prompt: 21 ")
+
+
+def test_embedding_stops_between_batches_once_cancelled(services):
+  import threading  # pylint: disable=g-import-not-at-top
+  cancel = threading.Event()
+
+  class Cancelling(WordEmbedder):
+    def encode(self, texts, progress=False):
+      cancel.set()  # the client leaves while the first batch embeds
+      return super().encode(texts, progress)
+
+  services._embedder = embedder = Cancelling()  # pylint: disable=protected-access
+  assert services.embed(["adam"] * (3 * services_lib.EMBED_BATCH), cancel) is None
+  assert embedder.embedded == services_lib.EMBED_BATCH
+  vectors, tokens = services.embed(["adam", "betas"])
+  assert vectors.shape == (2, WordEmbedder.dim) and tokens == 2

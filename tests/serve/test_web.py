@@ -236,6 +236,118 @@ def test_ingest_of_a_missing_knowledge_base_is_404(client):
   assert client.get("/ui/kb/nowhere").status_code == 404
 
 
+def cli_built_kb(tmp_path) -> Path:
+  """A knowledge base as `python -m experiments.rag ingest --max_tokens=256` builds it from
+  a folder outside its documents/."""
+  from research.rag import store  # pylint: disable=g-import-not-at-top
+  docs = tmp_path / "docs"
+  docs.mkdir()
+  (docs / "adam.txt").write_text("Adam uses betas 0.9 and 0.999 for its moment estimates.")
+  (docs / "rope.txt").write_text("Rotary position embeddings rotate query and key pairs.")
+  store.KnowledgeBase.open(tmp_path / "cli").ingest(docs, WordEmbedder(), max_tokens=256,
+                                                    log=print)
+  return tmp_path / "cli"
+
+
+def test_the_kb_folder_is_read_only_from_the_ui(model_dir, data_dir, tmp_path):
+  folder = cli_built_kb(tmp_path)
+  before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
+  settings = web_fixtures.settings_for(model_dir, data_dir, tmp_path / "work", kb=str(folder))
+  with TestClient(web_fixtures.make_app(settings)) as c:
+    described = c.get("/ui/kb/cli").json()
+    assert described["writable"] is False and described["total_chunks"] == 2
+    assert c.post("/ui/kb", json={"name": "cli"}).status_code == 200  # it exists: nothing made
+    for r in (upload(c, "cli", "new.txt", b"Some text."), c.post("/ui/kb/cli/ingest"),
+              c.delete("/ui/kb/cli/documents/adam.txt")):
+      assert r.status_code == 403 and r.json()["detail"] == (
+          "knowledge base 'cli' is the server's --kb folder, read-only from the web UI; start "
+          "the server with --kb_writable to change it here."), r.text
+  assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before
+
+
+def test_a_ui_ingest_of_a_writable_cli_store_keeps_its_chunks(model_dir, data_dir, tmp_path):
+  folder = cli_built_kb(tmp_path)
+  settings = web_fixtures.settings_for(model_dir, data_dir, tmp_path / "work", kb=str(folder),
+                                       kb_writable=True)
+  with TestClient(web_fixtures.make_app(settings)) as c:
+    before = c.get("/ui/kb/cli").json()
+    assert before["writable"] is True and before["total_chunks"] == 2
+    assert c.post("/ui/kb/cli/ingest").status_code == 200
+    done = wait_for(lambda: c.get("/ui/kb/cli/ingest").json(),
+                    lambda p: p["state"] not in ("reading", "embedding"))
+    assert done["state"] == "done" and done["message"].startswith(
+        "0 added, 0 updated, 0 unchanged, 0 removed, 0 skipped; 2 chunks"), done
+    assert c.get("/ui/kb/cli").json()["chunks"] == before["chunks"]
+
+
+def test_an_existing_document_is_replaced_only_when_asked(client, settings):
+  client.post("/ui/kb", json={"name": "docs"})
+  assert upload(client, "docs", "a.txt", b"first").status_code == 200
+  again = upload(client, "docs", "a.txt", b"second")
+  assert again.status_code == 409 and again.json()["detail"] == (
+      "a.txt is already a document of this knowledge base; upload it with replace=true to "
+      "replace it.")
+  document = settings.kb_root / "docs" / kb.DOCUMENTS / "a.txt"
+  assert document.read_bytes() == b"first"
+  r = client.post("/ui/kb/docs/documents?replace=true",
+                  files={"file": ("a.txt", b"second", "text/plain")})
+  assert r.status_code == 200 and document.read_bytes() == b"second"
+  r = client.post("/ui/kb/docs/documents", data={"replace": "true"},
+                  files={"file": ("a.txt", b"third", "text/plain")})
+  assert r.status_code == 200 and document.read_bytes() == b"third"
+
+
+def test_the_number_of_knowledge_bases_is_bounded(model_dir, data_dir, tmp_path):
+  settings = web_fixtures.settings_for(model_dir, data_dir, tmp_path / "work", max_kbs=2)
+  with TestClient(web_fixtures.make_app(settings)) as c:
+    assert c.post("/ui/kb", json={"name": "a"}).status_code == 200
+    assert c.post("/ui/kb", json={"name": "b"}).status_code == 200
+    over = c.post("/ui/kb", json={"name": "c"})
+    assert over.status_code == 409 and over.json()["detail"] == (
+        "this server already has 2 knowledge bases, its limit; add documents to one of them "
+        "instead.")
+    assert c.post("/ui/kb", json={"name": "a"}).status_code == 200  # not a new one
+    assert c.get("/ui/info").json()["kbs"] == ["a", "b"]
+
+
+def test_one_ingest_at_a_time_across_knowledge_bases(settings):
+  release = threading.Event()
+
+  class Gated(WordEmbedder):
+    def encode(self, texts, progress=False):
+      release.wait(30)
+      return super().encode(texts, progress)
+
+  with TestClient(web_fixtures.make_app(settings, Gated())) as c:
+    for name in ("a", "b"):
+      c.post("/ui/kb", json={"name": name})
+      upload(c, name, "x.txt", b"Some words.")
+    assert c.post("/ui/kb/a/ingest").status_code == 200
+    other = c.post("/ui/kb/b/ingest")
+    assert other.status_code == 409 and other.json()["detail"] == (
+        "knowledge base 'a' is ingesting; one ingest runs at a time, so retry when it is done.")
+    release.set()
+    wait_for(lambda: c.get("/ui/kb/a/ingest").json(), lambda p: p["state"] == "done")
+    assert c.post("/ui/kb/b/ingest").status_code == 200
+
+
+def test_kb_responses_name_no_server_paths(client, settings):
+  client.post("/ui/kb", json={"name": "docs"})
+  upload(client, "docs", "adam.md", web_fixtures.DOCUMENT.encode())
+  upload(client, "docs", "empty.txt", b"   ")
+  client.post("/ui/kb/docs/ingest")
+  done = wait_for(lambda: client.get("/ui/kb/docs/ingest").json(),
+                  lambda p: p["state"] not in ("reading", "embedding"))
+  assert "skipped documents/empty.txt" in done["message"], done
+  final = client.post("/api/chat", json={
+      "model": "kb/docs", "stream": False,
+      "messages": [{"role": "user", "content": web_fixtures.QUESTION}]}).json()
+  assert final["sources"][0]["source"] == "documents/adam.md"
+  shown = json.dumps([done, client.get("/ui/kb/docs").json(), final])
+  assert str(Path(settings.work_dir).resolve()) not in shown
+  assert str(Path(settings.work_dir)) not in shown
+
+
 # -- fine-tune jobs -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("field, value", [

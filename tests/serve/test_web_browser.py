@@ -163,6 +163,7 @@ def test_a_tiny_fine_tune_draws_its_loss_and_exports(page, server):
                          timeout=90_000)
   assert page.locator("#ft-curve .loss-point").count() == web_fixtures.TINY_JOB["max_steps"]
   assert re.match(r"step 3/3, loss \d", page.inner_text("#ft-steps"))
+  assert page.is_disabled("#ft-resume")  # a finished job has nothing to resume
   page.click("#ft-export")
   page.wait_for_function(
       "document.getElementById('ft-export-path').textContent.includes('adapter')",
@@ -199,6 +200,11 @@ def test_stop_ends_a_running_fine_tune(page):
   page.click("#ft-stop")
   page.wait_for_function("document.getElementById('ft-state').textContent == 'stopped'")
   assert page.is_enabled("#ft-start")
+  page.click("#ft-resume")  # the trainer starts again in the job's folder
+  page.wait_for_function("document.getElementById('ft-state').textContent == 'running'")
+  assert page.is_disabled("#ft-resume") and page.is_disabled("#ft-delete")
+  page.click("#ft-stop")
+  page.wait_for_function("document.getElementById('ft-state').textContent == 'stopped'")
 
 
 def test_evaluate_and_predict_shows_the_scores_and_answers_beside_labels(browser, tmp_path):

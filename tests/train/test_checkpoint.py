@@ -2,6 +2,7 @@
 
 import re
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -34,3 +35,22 @@ def test_the_last_n_and_the_best_are_kept_and_restored(tmp_path):
 def test_restoring_from_an_empty_folder_names_it(tmp_path):
   with pytest.raises(FileNotFoundError, match=re.escape(f"no checkpoint in {tmp_path}.")):
     checkpoint_lib.restore(tmp_path, checkpoint_lib.abstract_like(_state(0)))
+
+
+def test_a_checkpoint_of_another_model_is_named_and_keys_still_fit(tmp_path):
+  # PRNG keys are saved as their raw data (shape (2,)); a state holding one must still fit.
+  state = {"w": jnp.ones((2, 3)), "key": jax.random.key(0)}
+  checkpoints = checkpoint_lib.Checkpoints(tmp_path, best_metric=None)
+  checkpoints.save(1, state)
+  checkpoints.wait()
+  checkpoints.close()
+  restored = checkpoint_lib.restore(tmp_path, checkpoint_lib.abstract_like(state))
+  np.testing.assert_array_equal(jax.random.key_data(restored["key"]),
+                                jax.random.key_data(state["key"]))
+  other = checkpoint_lib.abstract_like({"w": jnp.ones((2, 4)), "key": jax.random.key(0)})
+  with pytest.raises(ValueError, match=re.escape(
+      f"{tmp_path / 'last' / '1'} holds a checkpoint of another model: w is (2, 3) there "
+      "and (2, 4) in this run")):
+    checkpoint_lib.restore(tmp_path, other)
+  with pytest.raises(ValueError, match=r"its w has no place in this run"):
+    checkpoint_lib.restore(tmp_path, checkpoint_lib.abstract_like({"key": jax.random.key(0)}))

@@ -274,12 +274,21 @@ async function uploadFiles(event) {
   const name = currentKb();
   if (!name) { showError("Create or pick a knowledge base first."); return; }
   const chosen = [...$("kb-files").files];
+  const path = `/ui/kb/${encodeURIComponent(name)}/documents`;
+  const send = (file, query) => {
+    const form = new FormData();
+    form.append("file", file, file.name);
+    return fetch(path + query, { method: "POST", body: form, headers: headers() });
+  };
   try {
     for (const [i, file] of chosen.entries()) {
       $("kb-status").textContent = `uploading ${file.name} (${i + 1}/${chosen.length})`;
-      const form = new FormData();
-      form.append("file", file, file.name);
-      await api(`/ui/kb/${encodeURIComponent(name)}/documents`, { method: "POST", body: form });
+      let response = await send(file, "");
+      // an existing name is refused (409) so that nothing is replaced without asking
+      if (response.status === 409 && confirm(`${file.name} is already in ${name}. Replace it?`)) {
+        response = await send(file, "?replace=true");
+      }
+      if (!response.ok && response.status !== 409) throw new Error(await errorText(response));
     }
     $("kb-files").value = "";
     await refreshKb();
