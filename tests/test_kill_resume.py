@@ -259,8 +259,9 @@ def test_server_job_killed_and_resumed_ends_bit_for_bit_like_an_uninterrupted_jo
   monkeypatch.chdir(REPO)
   jobs = jobs_lib.Jobs(tmp_path / "jobs", str(tiny_llama_dir), toy_data_dir, max_running=2)
   # the SFT test's config as the form says it (lora_alpha 8 = 2 x rank, its default there), so
-  # these trainers find their step compiled in the XLA cache when that test ran first
-  form = {"dataset": "toy", "max_steps": STEPS, "save_steps": 1, "logging_steps": 1,
+  # these trainers find their step compiled in the XLA cache when that test ran first; a
+  # checkpoint every 2 steps, so the kill can land between saves and steps are replayed
+  form = {"dataset": "toy", "max_steps": STEPS, "save_steps": 2, "logging_steps": 1,
           "cutoff_len": 32, "lora_rank": 4, "lora_alpha": 8, "lora_dropout": 0.1,
           "learning_rate": 3e-2, "per_device_train_batch_size": 2,
           "gradient_accumulation_steps": 1}
