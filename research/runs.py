@@ -100,20 +100,28 @@ class Run:
 
   with Run("runs/x", config) as run:
     run.log(step, loss=...)
+
+  `continues_from`: the step a training run starts after (its checkpoint's; 0 when fresh). The
+  rows an interrupted run logged past it are dropped, since this run logs those steps again, as
+  TensorBoard's purge_step drops their events; None keeps every row (a log of claims).
   """
 
-  def __init__(self, workdir, config=None, tensorboard: bool = True):
+  def __init__(self, workdir, config=None, tensorboard: bool = True,
+               continues_from: int | None = None):
     self.dir = Path(workdir)
     self.dir.mkdir(parents=True, exist_ok=True)
     self.config = config
     if config is not None:
       snapshot = config.to_dict() if hasattr(config, "to_dict") else dict(config)
       files.write_json(self.dir / "config.json", snapshot)
+    if continues_from is not None:
+      _drop_rows_after(self.dir / "metrics.jsonl", continues_from)
     self._metrics = open(self.dir / "metrics.jsonl", "a", encoding="utf-8")
     self._tb = None
     if tensorboard:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      self._tb = SummaryWriter(logdir=str(self.dir / "tb"))
+      purge = None if continues_from is None else continues_from + 1
+      self._tb = SummaryWriter(logdir=str(self.dir / "tb"), purge_step=purge)
     self._start = time.time()
 
   def log(self, step: int, **metrics) -> None:
@@ -140,6 +148,23 @@ class Run:
 
   def __exit__(self, *exc):
     self.close()
+
+
+def _drop_rows_after(path: Path, step: int) -> None:
+  """Rewrites a metrics log without its rows past `step` (and a half-written last line, which a
+  killed run can leave); untouched when it has none."""
+  if not path.is_file():
+    return
+  lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+  kept = []
+  for line in lines:
+    try:
+      if json.loads(line)["step"] <= step and line.endswith("\n"):
+        kept.append(line)
+    except (json.JSONDecodeError, KeyError, TypeError):
+      pass  # the torn line of a killed write
+  if len(kept) < len(lines):
+    files.write_text(path, "".join(kept))
 
 
 def _plain(value):

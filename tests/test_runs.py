@@ -35,6 +35,21 @@ def test_run_writes_config_metrics_and_tensorboard(tmp_path):
   assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "run" / "tb").iterdir())
 
 
+def test_a_run_continuing_from_a_checkpoint_drops_the_rows_it_logs_again(tmp_path):
+  # what a run killed after logging steps 1-3, with a checkpoint at step 2, leaves: the row of
+  # step 3, which the resumed run logs again, and a line torn by the kill
+  path = tmp_path / "metrics.jsonl"
+  path.write_text("".join(json.dumps({"step": s, "loss": 4.0 - s}) + "\n" for s in (1, 2, 3))
+                  + '{"step": 4, "lo')
+  with runs.Run(tmp_path, continues_from=2, tensorboard=False) as run:
+    run.log(3, loss=0.5)
+  assert [(r["step"], r["loss"]) for r in runs.read_metrics(tmp_path)] == [
+      (1, 3.0), (2, 2.0), (3, 0.5)]
+  with runs.Run(tmp_path, tensorboard=False) as run:  # a log of claims keeps every row
+    run.log(0, holds=1.0)
+  assert [r["step"] for r in runs.read_metrics(tmp_path)] == [1, 2, 3, 0]
+
+
 def test_seed_everything_is_reproducible():
   import jax
   a = jax.random.normal(runs.seed_everything(7), (3,))

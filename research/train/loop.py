@@ -125,7 +125,7 @@ def train(model, tx, batches, settings: Settings, *, objective=step_lib.lm_objec
                        peak_flops=math.nan if peak_flops is None else peak_flops,
                        trainable_parameters=size(parts.params),
                        frozen_parameters=size(frozen_master))
-  run = runs.Run(workdir, snapshot) if workdir is not None else None
+  run = runs.Run(workdir, snapshot, continues_from=start) if workdir is not None else None
   bar = runs.progress(total=end, initial=start, desc=settings.desc, disable=not show_progress)
   times, rates = [], []
   try:
@@ -188,7 +188,10 @@ def train(model, tx, batches, settings: Settings, *, objective=step_lib.lm_objec
     if flops_per_token is not None:
       result.mfu = flops_lib.mfu(flops_per_token, result.tokens_per_s, peak_flops)
   if workdir is not None and result.history:
-    save_loss_curve(result.history, result.evals, Path(workdir) / "training_loss.png")
+    earlier = [r for r in runs.read_metrics(workdir) if r["step"] <= start]  # before a resume
+    save_loss_curve([r for r in earlier if "loss" in r] + result.history,
+                    [r for r in earlier if "eval_loss" in r] + result.evals,
+                    Path(workdir) / "training_loss.png")
   return result
 
 

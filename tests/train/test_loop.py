@@ -60,7 +60,7 @@ def test_loss_falls_and_metrics_and_figure_are_written(tmp_path):
   assert result.ms_per_iter > 0 and 0 < result.mfu < 1
 
 
-def test_killed_at_k_and_resumed_equals_uninterrupted_bit_for_bit(tmp_path):
+def test_killed_at_k_and_resumed_equals_uninterrupted_bit_for_bit(tmp_path, monkeypatch):
   k = 6
   config = train_config(steps=2 * k, checkpoint_every=k)
   model = tiny_model(dropout=0.1)  # dropout keys must replay too
@@ -69,11 +69,15 @@ def test_killed_at_k_and_resumed_equals_uninterrupted_bit_for_bit(tmp_path):
   first = lm.pretrain(model, config, windows(), workdir=tmp_path / "resumed",
                       stop_at=k, peak_flops=1e11, show_progress=False)
   assert int(first.state.step) == k
+  curves = []
+  monkeypatch.setattr(loop, "save_loss_curve", lambda history, evals, path: curves.append(
+      [r["step"] for r in history]))
   second = lm.pretrain(model, config, windows(), workdir=tmp_path / "resumed",
                        peak_flops=1e11, show_progress=False)
   assert second.start_step == k and int(second.state.step) == 2 * k
   for a, b in zip(_params(whole), _params(second)):
     np.testing.assert_array_equal(a, b)
+  assert curves == [list(range(1, 2 * k + 1))]  # the figure shows the whole run, not its tail
 
 
 class _CorruptAfter(windows_lib.Windows):
