@@ -31,3 +31,16 @@ class WordEmbedder:
 @pytest.fixture
 def word_embedder():
   return WordEmbedder()
+
+
+def gated_embedder(release):
+  """A WordEmbedder class whose encode waits for `release` (an ingest held mid-way)."""
+
+  class Gated(WordEmbedder):
+
+    def encode(self, texts, progress=False):
+      release.wait(30)
+      return super().encode(texts, progress)
+
+  return Gated
+

@@ -10,6 +10,7 @@ import pytest
 from research.rag import extract
 from research.rag import kb
 from tests.rag.conftest import WordEmbedder
+from tests.rag.conftest import gated_embedder
 
 ALLOWED = extract.suffixes()
 
@@ -86,11 +87,7 @@ def test_one_ingest_at_a_time_and_a_failure_is_shown(tmp_path):
   folder = kb.create(tmp_path / "docs")
   kb.add_document(folder, "a.txt", b"Some words.", ALLOWED)
   release = threading.Event()
-
-  class Gated(WordEmbedder):
-    def encode(self, texts, progress=False):
-      release.wait(30)
-      return super().encode(texts, progress)
+  Gated = gated_embedder(release)
 
   ingests = kb.Ingests()
   ingests.start("docs", folder, Gated)
@@ -168,11 +165,7 @@ def test_a_failed_ingest_after_a_delete_puts_the_document_back(tmp_path):
 
 def test_one_ingest_at_a_time_on_the_whole_server(tmp_path):
   release = threading.Event()
-
-  class Gated(WordEmbedder):
-    def encode(self, texts, progress=False):
-      release.wait(30)
-      return super().encode(texts, progress)
+  Gated = gated_embedder(release)
 
   ingests = kb.Ingests()
   for name in ("a", "b"):

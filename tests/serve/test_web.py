@@ -16,6 +16,7 @@ from research.rag import kb
 from research.serve import jobs as jobs_lib
 from research.serve import web
 from tests.rag.conftest import WordEmbedder
+from tests.rag.conftest import gated_embedder
 from tests.serve import web_fixtures
 
 LIMIT = 4000  # bytes per uploaded file in these tests
@@ -208,11 +209,7 @@ def test_deleting_a_document_takes_its_chunks_out_and_keeps_the_rest(client, set
 
 def test_ingest_progress_while_it_embeds_and_one_ingest_at_a_time(settings):
   release = threading.Event()
-
-  class Gated(WordEmbedder):
-    def encode(self, texts, progress=False):
-      release.wait(30)
-      return super().encode(texts, progress)
+  Gated = gated_embedder(release)
 
   with TestClient(web_fixtures.make_app(settings, Gated())) as c:
     c.post("/ui/kb", json={"name": "docs"})
@@ -312,11 +309,7 @@ def test_the_number_of_knowledge_bases_is_bounded(model_dir, data_dir, tmp_path)
 
 def test_one_ingest_at_a_time_across_knowledge_bases(settings):
   release = threading.Event()
-
-  class Gated(WordEmbedder):
-    def encode(self, texts, progress=False):
-      release.wait(30)
-      return super().encode(texts, progress)
+  Gated = gated_embedder(release)
 
   with TestClient(web_fixtures.make_app(settings, Gated())) as c:
     for name in ("a", "b"):
