@@ -32,6 +32,7 @@ from pathlib import Path
 
 import fastapi
 from fastapi import responses
+from starlette import formparsers
 
 from research.rag import kb as kb_lib
 from research.serve import auth
@@ -198,8 +199,10 @@ def router(services) -> fastapi.APIRouter:
       _error(413, f"The upload is {int(length)} bytes, over the limit of {limit} bytes per file.")
     try:
       form = await request.form(max_files=1, max_fields=1)
-    except Exception as e:  # pylint: disable=broad-except  (a malformed multipart body)
+    except formparsers.MultiPartException as e:  # its messages are written for the client
       _error(400, f"expected a multipart form with one file in the field 'file' ({e}).")
+    except Exception:  # pylint: disable=broad-except  (a body the parser could not read)
+      _error(400, "expected a multipart form with one file in the field 'file'.")
     upload_file = form.get("file")
     if upload_file is None or isinstance(upload_file, str):
       _error(400, "expected a multipart form with one file in the field 'file'.")
