@@ -46,6 +46,14 @@ def smollm2_lm():
   return pretrained.load_model("smollm2-135m-instruct")
 
 
+@pytest.fixture(scope="session")
+def smollm2_tokenizer():
+  """SmolLM2's byte-level BPE tokenizer alone, from the same GGUF (no weights placed)."""
+  from research import pretrained  # pylint: disable=g-import-not-at-top
+  from research.text.pretrained import PretrainedTokenizer  # pylint: disable=g-import-not-at-top
+  return PretrainedTokenizer.from_gguf(pretrained.packaged_path("smollm2-135m-instruct"))
+
+
 def pytest_sessionfinish(session):
   if not hasattr(session.config, "workerinput"):  # the controller, after every worker is done
     shutil.rmtree(os.environ["BOOKFORAI_TEST_XLA_CACHE"], ignore_errors=True)

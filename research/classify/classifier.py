@@ -6,8 +6,8 @@
 
 mode="score" (default) scores every class name as the answer, log p(name | prompt) summed over
 its tokens, and takes the best; mode="generate" decodes greedily and matches the answer to a
-class name (an answer that is none of them is wrong: `predict` returns it as it is, and its
-probability row is uniform).
+class name, or to the one name it begins when max_new_tokens cut it short (an answer that is
+none of them is wrong: `predict` returns it as it is, and its probability row is uniform).
 """
 
 import numpy as np
@@ -15,6 +15,7 @@ import numpy as np
 from research import runs
 from research.classify import prompt as prompt_lib
 from research.classify import scoring
+from research.text import detokenize
 
 CONTENT_FREE = ("N/A", "", "[MASK]")  # Zhao et al. 2021, "Calibrate before use"
 PLACEHOLDER = "\x00text\x00"
@@ -108,7 +109,7 @@ class ICLClassifier:
         logps.append(lm.label_logprobs(cache, logp_TxV[-1], self.label_ids))
       if generate:
         out = lm.greedy(cache, logp_TxV[-1], self.max_new_tokens, self.stop_ids)
-        answers.append(self.tokenizer.decode(out, skip_special_tokens=True).strip())
+        answers.append(detokenize.text(self.tokenizer, out).strip())  # no half character
     logp_NxC = (np.stack(logps) if logps else np.zeros((0, len(self.classes)))) if score else None
     return logp_NxC, answers if generate else None
 

@@ -21,6 +21,12 @@ def normalise(answer: str) -> str:
 
 
 def match(answer: str, classes) -> str | None:
-  """The class whose name the answer is, or None."""
+  """The class whose name the answer is; else the one class whose name it begins, as a greedy
+  answer cut short by its token budget does ("分析" of "分析师报告"); else None (no class, or
+  the start of two)."""
   by_name = {normalise(c): c for c in classes}
-  return by_name.get(normalise(answer))
+  said = normalise(answer)
+  if said in by_name:
+    return by_name[said]
+  begun = [c for name, c in by_name.items() if said and name.startswith(said)]
+  return begun[0] if len(begun) == 1 else None

@@ -8,6 +8,7 @@ import jax
 
 from research import runs
 from research.generate import stream
+from research.text import detokenize
 
 
 def load_persona(path) -> dict:
@@ -26,7 +27,7 @@ def greedy_answer(lm, question: str, max_new_tokens: int = 48, system: str | Non
   prompt = tok.encode(tok.apply_chat_template(messages, add_generation_prompt=True))
   ids = list(stream.stream(lm.model, prompt, max_new_tokens, jax.random.key(0),
                            temperature=0.0, eos_id=tok.eos_id))
-  return tok.decode(ids, skip_special_tokens=True).strip()
+  return detokenize.text(tok, ids).strip()
 
 
 def name_rate(lm, persona: dict, show_progress: bool = True) -> tuple[float, list[dict]]:

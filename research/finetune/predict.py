@@ -21,6 +21,7 @@ from research import runs
 from research.data import sft as sft_data
 from research.finetune import config as config_lib
 from research.finetune import rollout
+from research.text import detokenize
 
 PREDICTIONS = "generated_predictions.jsonl"
 RESULTS = "predict_results.json"
@@ -126,7 +127,7 @@ def predict(lm, config, show_progress: bool = True) -> dict:
   tokens = 0
   for row, ids in zip(rows, answers):
     tokens += len(ids)
-    row["predict"] = tok.decode(ids, skip_special_tokens=True).strip()
+    row["predict"] = detokenize.text(tok, ids).strip()  # a cut answer: no half character
   seconds = time.perf_counter() - start
   scores = mean_similarity([r["predict"] for r in rows], [r["label"] for r in rows])
   steps = -(-len(rows) // config.per_device_eval_batch_size)  # one generate call per batch

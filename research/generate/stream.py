@@ -19,6 +19,7 @@ from flax import nnx
 from research.generate import decode
 from research.generate import samplers
 from research.nn import transformer
+from research.text import detokenize
 
 
 def _round_up(n: int, multiple: int) -> int:
@@ -71,13 +72,6 @@ def stream(model, prompt_ids, max_new_tokens: int, key, *, temperature=1.0, top_
 
 
 def stream_text(tokenizer, token_ids):
-  """Turns a token stream into text pieces, decoding the whole answer each time so that
-  multi-token characters (UTF-8 split across byte tokens) come out whole."""
-  ids, shown = [], ""
-  for token in token_ids:
-    ids.append(token)
-    text = tokenizer.decode(ids, skip_special_tokens=True)
-    if text.endswith("\ufffd"):
-      continue  # an unfinished character: wait for its next byte
-    yield text[len(shown):]
-    shown = text
+  """Turns a token stream into text pieces, one per token, of whole characters only (""
+  while a character's bytes are still coming): research/text/detokenize.py."""
+  return detokenize.pieces(tokenizer, token_ids)

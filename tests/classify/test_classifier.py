@@ -61,6 +61,16 @@ def test_generate_mode_one_hot_on_the_class_it_names():
   np.testing.assert_array_equal(clf.predict_proba(TEXTS), [[1.0, 0.0, 0.0]] * len(TEXTS))
 
 
+def test_generate_mode_matches_a_class_name_cut_by_the_token_budget():
+  logits = np.zeros(tiny.VOCAB)
+  logits[13] = 3.0  # greedy says w13, then is stopped: the start of "w13 w14 w15"
+  clf = ICLClassifier(tiny.constant_lm(logits), CLASS_EXAMPLES, mode="generate",
+                      instruction=INSTRUCTION, max_new_tokens=1)
+  assert clf.generate(TEXTS) == ["w13"] * len(TEXTS)
+  assert clf.predict(TEXTS) == ["w13 w14 w15"] * len(TEXTS)
+  np.testing.assert_array_equal(clf.predict_proba(TEXTS), [[0.0, 0.0, 1.0]] * len(TEXTS))
+
+
 def test_bad_arguments_are_named(lm):
   with pytest.raises(ValueError, match="mode='vote'"):
     ICLClassifier(lm, CLASS_EXAMPLES, mode="vote")

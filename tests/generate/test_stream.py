@@ -43,3 +43,10 @@ def test_stream_text_never_shows_half_a_character():
   pieces = list(stream.stream_text(_Bytes(), iter("a中b".encode("utf-8"))))
   assert "".join(pieces) == "a中b"
   assert all("\ufffd" not in p for p in pieces)
+
+
+def test_stream_text_drops_bytes_that_never_make_a_character():
+  # a lead byte, then a letter: the lead byte can never complete
+  pieces = list(stream.stream_text(_Bytes(), iter(b"a\xe4b" + "中".encode("utf-8")[:2])))
+  assert "".join(pieces) == "ab"  # and the cut "中" at the end is dropped too
+  assert all("\ufffd" not in p for p in pieces)

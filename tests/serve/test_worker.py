@@ -53,6 +53,23 @@ def test_stop_cutter_never_shows_part_of_a_stop_string():
   assert cutter.feed(" </s> more") == (" ", True)
 
 
+def test_generation_streams_whole_characters_only(smollm2_tokenizer, monkeypatch):
+  # The chat answer: two bytes of "谁" that never complete, then "））" and an answer
+  # that max_tokens cuts in the middle of "告".
+  import types  # pylint: disable=g-import-not-at-top
+  tok = smollm2_tokenizer
+  ids = tok.encode("您好，我是谁")[:-1] + tok.encode("））分析师报告")
+  max_tokens = len(ids) - 1
+  assert "\ufffd" in tok.decode(ids[:max_tokens])
+  monkeypatch.setattr(worker.stream_lib, "stream", lambda *args, **kwargs: (t for t in ids))
+  lm = types.SimpleNamespace(model=None, tokenizer=tok)
+  *pieces, done = worker.generation(lm, [1, 2], worker.Sampling(max_tokens=max_tokens),
+                                    64, threading.Event())
+  assert not any("\ufffd" in p for p in pieces), pieces
+  assert "".join(pieces) == "您好，我是））分析师报"
+  assert (done.reason, done.tokens) == ("length", max_tokens)
+
+
 def run(coro):
   return asyncio.run(coro)
 
