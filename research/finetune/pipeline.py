@@ -35,8 +35,9 @@ def run(config, check_base: bool = True, show_progress: bool = True) -> dict:
                "evals": result.evals[-1:]}
     print(f"finetune: {result.steps} steps, final loss {summary['final_loss']}, "
           f"{result.tokens_per_s:.0f} tokens/s")
-  else:  # predict only: config.model as it is (a base model or an export directory)
-    lm, summary = pretrained.load_model(config.model), {"stage": config.stage, "steps": 0}
+  else:  # predict only: config.model as it is (a base model or an export), and its adapter
+    lm = pretrained.load_model(config.model, adapter=config.get("adapter_name_or_path") or None)
+    summary = {"stage": config.stage, "steps": 0}
   if config.export_dir and config.get("do_train", True):
     export.export(lm, config.export_dir, lora_dropout=config.lora_dropout,
                   rslora=config.use_rslora)
