@@ -377,3 +377,12 @@ def test_export_and_chat_scripts_take_the_yamls(tiny_model_dir, adapter_dir, tmp
   assert run.returncode == 0, run.stderr
   assert run.stdout.count("ignored here: ") == 1 and "infer_backend=huggingface" in run.stdout
   assert len(run.stdout.splitlines()) == 2  # the ignored line, then the answer
+
+
+def test_the_server_loads_the_adapter(tiny_model_dir, adapter_dir, tmp_path):
+  from research.serve import services  # pylint: disable=g-import-not-at-top
+  from research.serve import settings  # pylint: disable=g-import-not-at-top
+  served = services.Services(settings.Settings(model=str(tiny_model_dir), adapter=adapter_dir,
+                                               work_dir=tmp_path)).lm()
+  assert {hf_names.module_to_hf(p) for p, _ in lora.lora_layers(served.model)} == set(
+      peft_adapter.read(adapter_dir).weights)
