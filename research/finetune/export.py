@@ -17,6 +17,7 @@ from research import pretrained
 from research.nn import lora
 from third_party import hf_checkpoint
 from third_party import hf_names
+from third_party import peft_adapter
 
 
 def hf_config(config, tokenizer) -> dict:
@@ -147,5 +148,4 @@ def merge_adapter(model_source: str, adapter, export_dir) -> Path:
 
 def read_adapter_config(directory) -> dict:
   """A PEFT adapter_config.json: a JSON object with at least r and lora_alpha."""
-  from third_party import peft_adapter  # pylint: disable=g-import-not-at-top
   return peft_adapter.read_config(directory)
