@@ -189,7 +189,7 @@ def from_yaml(path, log=print) -> ml_collections.ConfigDict:
       value = ",".join(map(str, value))
     target = _RENAMED.get(key, key)
     if target not in config:
-      near = difflib.get_close_matches(key, [*config.keys(), *_RENAMED], n=1)
+      near = difflib.get_close_matches(key, [*config.keys(), *_RENAMED, *NO_OPS], n=1)
       hint = f"; the nearest one is {near[0]!r}" if near else ""
       raise ValueError(f"{path}: setting {key!r} is not a fine-tuning knob here{hint}.")
     if value is not None:  # `key: null` keeps the default

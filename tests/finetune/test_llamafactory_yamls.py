@@ -270,7 +270,8 @@ def test_training_examples_are_read_unchanged(tiny_model_dir, dataset_dir, tmp_p
 def test_a_key_that_is_not_llama_factorys_stops_with_its_name(tmp_path):
   path = tmp_path / "typo.yaml"
   path.write_text("stage: sft\ndataloader_num_worker: 4\n")
-  with pytest.raises(ValueError, match=r"typo\.yaml: setting 'dataloader_num_worker' is not"):
+  with pytest.raises(ValueError, match=r"typo\.yaml: setting 'dataloader_num_worker' is not .*"
+                     r"nearest one is 'dataloader_num_workers'"):
     config_lib.from_yaml(path, log=None)
   path.write_text("resume_from_checkpoint: saves/old/checkpoint-500\n")
   with pytest.raises(ValueError, match=r"'resume_from_checkpoint'=.*output_dir"):
