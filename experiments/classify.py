@@ -5,6 +5,10 @@
   python -m experiments.classify --calibrate            # ... with contextual calibration
   python -m experiments.classify --mode=generate        # generate-then-match
   python -m experiments.classify --mode=all             # every decoder: the BENCHMARKS table
+  python -m experiments.classify --model=some/base --adapter=saves/lora/sft   # a PEFT adapter
+  python -m experiments.classify --yaml=examples/inference/llama3_lora_sft.yaml
+
+--yaml takes LLaMA-Factory's inference file for the model and its adapter.
 """
 
 import sys
@@ -15,10 +19,13 @@ from experiments import script
 from experiments.chapters import classify
 from experiments.configs import classify as classify_config
 from research import tour
+from research.finetune import config as config_lib
 from research.classify import ICLClassifier
 
 _MODEL = flags.DEFINE_string("model", "smollm2-135m-instruct",
                              "A packaged model's name, a .gguf file or an HF directory.")
+_ADAPTER = flags.DEFINE_string("adapter", None, "A PEFT LoRA adapter folder put on --model.")
+_YAML = flags.DEFINE_string("yaml", None, "LLaMA-Factory's inference YAML instead of --model.")
 _DATA = flags.DEFINE_string("data", "experiments/data/classify/topics.json",
                             "JSON with 'demonstrations' (class -> example) and 'test' rows.")
 _MODE = flags.DEFINE_enum("mode", "score", ["score", "generate", "all"],
@@ -42,11 +49,20 @@ def _decoders():
           ("+calibrate" if _CALIBRATE.value else "")]
 
 
+def model_and_adapter() -> tuple[str, str]:
+  """--model and --adapter, or the model_name_or_path and adapter_name_or_path of --yaml."""
+  if _YAML.value:
+    config = config_lib.inference_from_yaml(_YAML.value)
+    return config.model, config.adapter_name_or_path
+  return _MODEL.value, _ADAPTER.value or ""
+
+
 def classify_one(text: str) -> None:
   import research  # pylint: disable=g-import-not-at-top
   demos, _, _ = classify.load_fixture(_DATA.value)
   mode = "generate" if _MODE.value == "generate" else "score"
-  clf = ICLClassifier(research.load_model(_MODEL.value), demos, mode=mode,
+  model, adapter = model_and_adapter()
+  clf = ICLClassifier(research.load_model(model, adapter=adapter or None), demos, mode=mode,
                       calibrate=_CALIBRATE.value, normalize_length=_NORMALIZE.value)
   if mode == "generate":
     answer = clf.generate([text])[0]
@@ -64,7 +80,8 @@ def main(argv):
     classify_one(_TEXT.value)
     return 0
   config = classify_config.get_config("quick" if _QUICK.value else None)
-  config.model, config.data, config.decoders = _MODEL.value, _DATA.value, _decoders()
+  config.model, config.adapter = model_and_adapter()
+  config.data, config.decoders = _DATA.value, _decoders()
   if _ORDERINGS.value is not None:
     config.orderings = _ORDERINGS.value
   if _PER_CLASS.value is not None:

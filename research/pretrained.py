@@ -190,8 +190,47 @@ def packaged_path(name: str) -> Path:
   return Path(spec.submodule_search_locations[0]) / filename
 
 
-def load_model(source: str = "smollm2-135m-instruct", dtype=jnp.float32) -> PretrainedLM:
-  """`source`: a packaged model's name, a .gguf file, or an HF model directory."""
+def load_model(source: str = "smollm2-135m-instruct", dtype=jnp.float32,
+               adapter=None) -> PretrainedLM:
+  """`source`: a packaged model's name, a .gguf file, or an HF model directory; `adapter`: a
+  PEFT LoRA folder (peft's or research.finetune.export's) put on it, unmerged."""
+  lm = _load_base(source, dtype)
+  if adapter:
+    apply_adapter(lm.model, adapter)
+  return lm
+
+
+def apply_adapter(model, directory) -> list[str]:
+  """Wraps each linear a PEFT adapter folder names in LoRA with its A and B; returns the
+  wrapped paths (blocks.0.attn.query, ...)."""
+  from research.nn import lora  # pylint: disable=g-import-not-at-top
+  from third_party import peft_adapter  # pylint: disable=g-import-not-at-top
+  if "," in str(directory):
+    raise ValueError(f"adapter {str(directory)!r}: one adapter folder at a time here; merge "
+                     "the others into the model first (python -m experiments.export).")
+  adapter = peft_adapter.read(directory)
+  linears = {f"model.layers.{i}.{hf}" for i in range(len(model.blocks))
+             for hf in hf_names.HF_BLOCK_MODULES}
+  strange = sorted(set(adapter.weights) - linears)
+  if strange:
+    raise ValueError(f"{adapter.path}: {strange[0]} is not a linear layer of this "
+                     f"{len(model.blocks)}-layer model ({len(strange)} such modules in all).")
+  wrapped = lora.apply_lora(model, lambda path: hf_names.module_to_hf(path) in adapter.weights,
+                            adapter.rank, adapter.alpha, rslora=adapter.rslora)
+  for path, layer in lora.lora_layers(model):
+    module = hf_names.module_to_hf(path)
+    if module not in adapter.weights:
+      continue
+    for name, param, value in zip(("lora_A", "lora_B"), (layer.lora_a, layer.lora_b),
+                                  adapter.weights[module]):
+      if value.shape != tuple(param.shape):
+        raise ValueError(f"{adapter.path}: {module}.{name} has shape {value.shape}, the model "
+                         f"expects {tuple(param.shape)}.")
+      param.set_value(jnp.asarray(value, jnp.float32))
+  return wrapped
+
+
+def _load_base(source: str, dtype) -> PretrainedLM:
   if source in PACKAGED:
     return load_gguf(packaged_path(source), dtype)
   path = Path(source)

@@ -92,3 +92,56 @@ def test_bad_checkpoints_are_named(tmp_path):
     pretrained.load_model(str(tmp_path / "neox"))
   with pytest.raises(ValueError, match="expected one of"):
     pretrained.load_model(str(tmp_path / "nothing-here"))
+
+
+@pytest.mark.parametrize("rslora", [False, True])
+def test_a_peft_adapter_loads_with_peft_merged_logits(tmp_path, rslora):
+  """load_model(base, adapter=<a folder peft wrote>) gives the logits of peft's merged model:
+  A, B, scale (alpha / r, rsLoRA alpha / sqrt(r)) and the chosen modules all read right."""
+  import peft  # pylint: disable=g-import-not-at-top
+  base = _save_tiny("llama", tmp_path / "base")
+  torch.manual_seed(1)
+  config = peft.LoraConfig(r=4, lora_alpha=6, target_modules=["q_proj", "v_proj", "down_proj"],
+                           init_lora_weights=False, use_rslora=rslora)  # B away from zero
+  tuned = peft.get_peft_model(base, config)
+  tuned.save_pretrained(tmp_path / "adapter")
+  merged = tuned.merge_and_unload().eval()
+  lm = pretrained.load_model(str(tmp_path / "base"), adapter=tmp_path / "adapter")
+  tokens = np.random.default_rng(0).integers(0, TINY["vocab_size"], size=(2, 17))
+  ours = np.asarray(lm.model(jnp.asarray(tokens))[0])
+  with torch.no_grad():
+    theirs = merged(torch.as_tensor(tokens)).logits.numpy()
+    plain = transformers.LlamaForCausalLM.from_pretrained(tmp_path / "base")(
+        torch.as_tensor(tokens)).logits.numpy()
+  assert np.abs(theirs - plain).max() > 0.1  # the adapter moves the logits
+  # float32 on both sides: they differ by under 2e-5 on logits near 8; a wrong scale, a
+  # transposed A or B, or a module left out moves them by more than 0.1
+  np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-4)
+
+
+def test_bad_adapters_are_named(tmp_path):
+  import json  # pylint: disable=g-import-not-at-top
+  from research.finetune import export  # pylint: disable=g-import-not-at-top
+  from research.nn import lora  # pylint: disable=g-import-not-at-top
+  _save_tiny("llama", tmp_path / "base")
+  lm = pretrained.load_model(str(tmp_path / "base"))
+  lora.apply_lora(lm.model, rank=2)
+  folder = export.write_adapter(lm.model, tmp_path / "adapter", "base")
+  config = json.loads((folder / "adapter_config.json").read_text())
+  load = lambda: pretrained.load_model(str(tmp_path / "base"), adapter=folder)
+  for change, message in ((dict(use_dora=True), "use_dora is set"),
+                          (dict(peft_type="IA3"), "peft_type 'IA3'"),
+                          (dict(bias="all"), "bias 'all'")):
+    (folder / "adapter_config.json").write_text(json.dumps({**config, **change}))
+    with pytest.raises(ValueError, match=r"adapter_config\.json: " + message):
+      load()
+  (folder / "adapter_config.json").write_text(json.dumps(config))
+  with pytest.raises(ValueError, match="one adapter folder at a time"):
+    pretrained.load_model(str(tmp_path / "base"), adapter=f"{folder},{folder}")
+  with pytest.raises(FileNotFoundError, match="no such folder"):
+    pretrained.load_model(str(tmp_path / "base"), adapter=tmp_path / "nowhere")
+  small = pretrained.load_model(str(tmp_path / "base"))
+  small.model.blocks = small.model.blocks[:1]  # an adapter of a deeper model
+  with pytest.raises(ValueError, match=r"model\.layers\.1\.\S+ is not a linear layer of this "
+                                       r"1-layer model"):
+    pretrained.apply_adapter(small.model, folder)

@@ -66,7 +66,7 @@ def hidden_state_snippet(lm, text: str) -> tuple[list[str], tuple, float]:
 def run_experiment(config, out_dir, show_progress: bool = True) -> list[tour.Claim]:
   out_dir = Path(out_dir)
   start = time.time()
-  lm = research.load_model(config.model)
+  lm = research.load_model(config.model, adapter=config.get("adapter") or None)
   claims = []
   if config.hidden_text and lm.config.tied_head:
     lines, shape, head_error = hidden_state_snippet(lm, config.hidden_text)

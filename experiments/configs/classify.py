@@ -18,6 +18,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0                         # picks the demonstration orders
   config.model = "smollm2-135m-instruct"  # packaged name, .gguf file or HF directory
+  config.adapter = ""                     # a PEFT LoRA adapter folder put on the model
   config.data = "experiments/data/classify/topics.json"  # labels, demonstrations, test set
   config.decoders = ["score", "score+calibrate", "score+length", "score+length+calibrate",
                      "generate"]          # how a label is read from the model, each measured

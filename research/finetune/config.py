@@ -1,7 +1,10 @@
 """Fine-tuning knobs under LLaMA-Factory's names and defaults, from a config or its YAML.
 
-A LLaMA-Factory training YAML (model_name_or_path, stage, finetuning_type, dataset,
-dataset_dir, cutoff_len, learning_rate, num_train_epochs, bf16: true, ...) is accepted as is.
+A LLaMA-Factory YAML (train, predict, merge or inference: model_name_or_path, stage,
+finetuning_type, dataset, cutoff_len, learning_rate, bf16: true, adapter_name_or_path,
+export_dir, ...) is read as is. A setting of LLaMA-Factory's that changes nothing here
+(dataloader_num_workers, ddp_timeout, template, ...) is named once in the run's log; a key
+that is not LLaMA-Factory's stops with its name.
 """
 
 import difflib
@@ -13,6 +16,7 @@ import ml_collections
 def defaults() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.model = "smollm2-135m-instruct"  # packaged name, .gguf file or HF/export directory
+  c.adapter_name_or_path = ""        # a PEFT adapter folder put on `model` (predict, export)
   c.stage = "sft"                    # sft | rm | ppo | grpo | dpo
   c.finetuning_type = "lora"         # lora | full
   c.dataset_dir = "data"             # the folder holding dataset_info.json
@@ -76,16 +80,73 @@ def defaults() -> ml_collections.ConfigDict:
   return c
 
 
-# LLaMA-Factory YAML keys that mean the same as ours under another name, or as a flag.
-_RENAMED = {"model_name_or_path": "model", "adapter_name_or_path": None, "template": None,
-            "overwrite_output_dir": None, "overwrite_cache": None,
-            "preprocessing_num_workers": None, "plot_loss": None, "report_to": None,
-            "ddp_timeout": None,
-            "eval_strategy": None, "trust_remote_code": None, "save_only_model": None}
+# LLaMA-Factory's names for our knobs.
+_RENAMED = {"model_name_or_path": "model"}
+
+# LLaMA-Factory settings (its ModelArguments, DataArguments, FinetuningArguments,
+# GeneratingArguments and the Seq2SeqTrainingArguments its examples use) that change nothing
+# on one CPU or JAX device: read, then named in the log as ignored. Grouped by dataclass.
+NO_OPS = frozenset("""
+adapter_folder cache_dir use_fast_tokenizer resize_vocab split_special_tokens add_tokens
+add_special_tokens new_special_tokens_config init_special_tokens model_revision
+low_cpu_mem_usage rope_scaling flash_attn shift_attn mixture_of_depths use_unsloth
+use_unsloth_gc enable_liger_kernel moe_aux_loss_coef disable_gradient_checkpointing
+use_reentrant_gc upcast_layernorm upcast_lmhead_output train_from_scratch infer_backend
+offload_folder use_kv_cache use_v1_kernels infer_dtype hf_hub_token ms_hub_token om_hub_token
+print_param_status trust_remote_code quantization_method quantization_bit quantization_type
+double_quantization quantization_device_map fp8 fp8_backend fp8_enable_fsdp_float8_all_gather
+image_max_pixels image_min_pixels image_do_pan_and_scan crop_to_patches video_max_pixels
+video_min_pixels video_fps video_maxlen use_audio_in_video audio_sampling_rate
+export_size export_device export_quantization_bit export_quantization_dataset
+export_quantization_nsamples export_quantization_maxlen export_legacy_format
+export_hub_model_id vllm_maxlen vllm_gpu_util vllm_enforce_eager vllm_max_lora_rank
+vllm_config sglang_maxlen sglang_mem_fraction sglang_tp_size sglang_config
+sglang_lora_backend use_kt kt_optimize_rule kt_maxlen kt_use_cuda_graph kt_mode
+kt_force_think
+
+template media_dir mask_history streaming buffer_size mix_strategy interleave_probs
+overwrite_cache preprocessing_batch_size preprocessing_num_workers eval_num_beams
+ignore_pad_token_for_loss eval_on_each_dataset packing neat_packing tool_format
+tokenized_path default_system enable_thinking
+
+freeze_trainable_layers freeze_trainable_modules freeze_extra_modules additional_target
+loraplus_lr_ratio loraplus_lr_embedding use_dora pissa_init pissa_iter pissa_convert
+create_new_adapter module_dropout oft_rank oft_block_size oft_target pref_bco_weight
+kto_chosen_weight kto_rejected_weight ref_model_adapters ref_model_quantization_bit
+reward_model_adapters reward_model_quantization_bit ld_alpha use_galore galore_target
+galore_rank galore_update_interval galore_scale galore_proj_type galore_layerwise use_apollo
+apollo_target apollo_rank apollo_update_interval apollo_scale apollo_proj apollo_proj_type
+apollo_scale_type apollo_layerwise apollo_scale_front use_badam badam_mode badam_start_block
+badam_switch_mode badam_switch_interval badam_update_ratio badam_mask_mode badam_verbose
+use_swanlab swanlab_project swanlab_workspace swanlab_run_name swanlab_mode swanlab_api_key
+swanlab_logdir swanlab_lark_webhook_url swanlab_lark_secret pure_bf16 use_llama_pro
+use_adam_mini use_mca use_muon use_dft_loss freeze_vision_tower freeze_multi_modal_projector
+freeze_language_model compute_accuracy disable_shuffling early_stopping_steps plot_loss
+include_effective_tokens_per_second
+
+num_beams max_length repetition_penalty length_penalty system_message skip_special_tokens
+
+overwrite_output_dir do_eval eval_strategy evaluation_strategy save_strategy
+logging_strategy save_total_limit save_only_model save_safetensors load_best_model_at_end
+metric_for_best_model greater_is_better report_to run_name logging_dir logging_first_step
+dataloader_num_workers dataloader_pin_memory dataloader_persistent_workers
+dataloader_prefetch_factor dataloader_drop_last ddp_timeout ddp_find_unused_parameters
+ddp_backend deepspeed fsdp fsdp_config gradient_checkpointing gradient_checkpointing_kwargs
+torch_compile optim optim_args adafactor lr_scheduler_kwargs tf32 bf16_full_eval
+fp16_full_eval half_precision_backend group_by_length remove_unused_columns push_to_hub
+hub_model_id hub_token hub_strategy disable_tqdm include_num_input_tokens_seen
+label_smoothing_factor generation_max_length generation_num_beams use_cpu no_cuda local_rank
+full_determinism data_seed auto_find_batch_size log_level prediction_loss_only
+eval_accumulation_steps eval_delay eval_on_start neftune_noise_alpha accelerator_config
+torch_empty_cache_steps average_tokens_across_devices ignore_data_skip save_on_each_node
+logging_nan_inf_filter skip_memory_metrics use_liger_kernel batch_eval_metrics
+use_ray ray_run_name ray_storage_path ray_num_workers resources_per_worker
+placement_strategy ray_init_kwargs
+""".split())
 
 
-def from_yaml(path) -> ml_collections.ConfigDict:
-  """A LLaMA-Factory training YAML as our config; unknown keys stop with their name."""
+def read_yaml(path) -> dict:
+  """A YAML file's top-level mapping; a broken file is one sentence naming its line."""
   import yaml  # pylint: disable=g-import-not-at-top
   path = Path(path)
   try:
@@ -100,31 +161,67 @@ def from_yaml(path) -> ml_collections.ConfigDict:
     raise ValueError(f"{path}: byte {e.start}: not UTF-8 text.") from None
   if not isinstance(raw, dict):
     raise ValueError(f"{path}: expected a mapping of settings.")
+  return raw
+
+
+def from_yaml(path, log=print) -> ml_collections.ConfigDict:
+  """A LLaMA-Factory YAML as our config; `log` gets one line naming the settings ignored
+  here (None: no line); a key that is not LLaMA-Factory's stops with its name."""
+  raw = read_yaml(path)
   config = defaults()
+  ignored = []
   for key, value in raw.items():
     if key in ("bf16", "fp16"):
       if value:
         config.compute_type = key
       continue
+    if key == "resume_from_checkpoint" and value not in (None, True, False):
+      raise ValueError(f"{path}: setting 'resume_from_checkpoint'={value!r}: a run here "
+                       "resumes from its output_dir's newest checkpoint; set output_dir to "
+                       "that run's folder instead.")
+    if key == "resume_from_checkpoint" and value is not None:
+      config.resume = value
+      continue
+    if key in NO_OPS or key == "resume_from_checkpoint":
+      ignored.append(f"{key}={value}")
+      continue
     if key in ("dataset", "eval_dataset", "lora_target") and isinstance(value, list):
       value = ",".join(map(str, value))
     target = _RENAMED.get(key, key)
-    if target is None:
-      continue  # a LLaMA-Factory setting with no effect here
     if target not in config:
-      near = difflib.get_close_matches(key, [*config.keys(), *_RENAMED], n=1)
+      near = difflib.get_close_matches(key, [*config.keys(), *_RENAMED, *NO_OPS], n=1)
       hint = f"; the nearest one is {near[0]!r}" if near else ""
       raise ValueError(f"{path}: setting {key!r} is not a fine-tuning knob here{hint}.")
     if value is not None:  # `key: null` keeps the default
       config[target] = _typed(path, key, value, config[target])
   if config.do_predict and "do_train" not in raw:
     config.do_train = False  # LLaMA-Factory's predict YAMLs say do_predict and nothing else
-  if not config.do_train and raw.get("adapter_name_or_path"):
-    # predicting with the base model alone would score the wrong model without a word
-    raise ValueError(f"{path}: setting 'adapter_name_or_path' is not loaded here; to predict "
-                     "with a tuned model set model_name_or_path to its export_dir (the merged "
-                     "model).")
+  if ignored and log is not None:
+    log(f"{path}: ignored here: {', '.join(ignored)}")
   return config
+
+
+def merge_from_yaml(path, log=print) -> ml_collections.ConfigDict:
+  """LLaMA-Factory's merge file (examples/merge_lora): model, adapter and export_dir."""
+  config = from_yaml(path, log)
+  if not config.export_dir:
+    raise ValueError(f"{path}: no export_dir, the folder the merged model is written to.")
+  _check_adapter(path, config)
+  return config
+
+
+def inference_from_yaml(path, log=print) -> ml_collections.ConfigDict:
+  """LLaMA-Factory's inference file (examples/inference): model, adapter and sampling."""
+  config = from_yaml(path, log)
+  _check_adapter(path, config)
+  return config
+
+
+def _check_adapter(path, config) -> None:
+  if config.adapter_name_or_path and config.finetuning_type != "lora":
+    raise ValueError(f"{path}: adapter_name_or_path is set with finetuning_type="
+                     f"{config.finetuning_type!r}; an adapter is a LoRA one (finetuning_type: "
+                     "lora), a full fine-tune is loaded as model_name_or_path.")
 
 
 def _typed(path, key: str, value, default):
@@ -179,5 +276,9 @@ def validate(config) -> None:
   if config.num_generations < 2:
     raise ValueError(f"config field num_generations={config.num_generations}: GRPO compares "
                      "answers within a group, so it needs at least 2.")
+  if config.do_train and config.adapter_name_or_path:
+    raise ValueError(f"config field adapter_name_or_path={config.adapter_name_or_path!r}: "
+                     "training on top of an adapter is not supported here; merge it first "
+                     "(python -m experiments.export) and train from the merged model.")
   if config.do_train and not config.dataset:
     raise ValueError("config field dataset is empty: name a dataset of dataset_info.json.")

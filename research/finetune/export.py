@@ -13,9 +13,11 @@ import numpy as np
 from flax import nnx
 
 from research import files
+from research import pretrained
 from research.nn import lora
 from third_party import hf_checkpoint
 from third_party import hf_names
+from third_party import peft_adapter
 
 
 def hf_config(config, tokenizer) -> dict:
@@ -135,16 +137,15 @@ def export(lm, export_dir, *, lora_dropout: float = 0.0, rslora: bool = False) -
   return export_dir
 
 
+def merge_adapter(model_source: str, adapter, export_dir) -> Path:
+  """LLaMA-Factory's merge (its examples/merge_lora): `model_source` with the PEFT adapter
+  folder folded in, written by `export` (the merged HF directory, the adapter under
+  adapter/)."""
+  lm = pretrained.load_model(model_source, adapter=adapter or None)
+  rslora = bool(adapter) and bool(read_adapter_config(adapter).get("use_rslora", False))
+  return export(lm, export_dir, rslora=rslora)
+
+
 def read_adapter_config(directory) -> dict:
   """A PEFT adapter_config.json: a JSON object with at least r and lora_alpha."""
-  path = Path(directory) / "adapter_config.json"
-  if not path.is_file():
-    raise FileNotFoundError(f"{path}: no adapter_config.json in the adapter folder.")
-  adapter = hf_checkpoint.read_json_object(path)
-  for key in ("r", "lora_alpha"):
-    value = adapter.get(key)
-    if key not in adapter:
-      raise ValueError(f"{path}: no {key!r}, which a LoRA adapter needs.")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-      raise ValueError(f"{path}: {key!r} is {value!r}; a LoRA adapter needs a positive number.")
-  return adapter
+  return peft_adapter.read_config(directory)

@@ -4,11 +4,14 @@ persona check, and LLaMA-Factory's predict (do_predict; do_train false predicts 
 import importlib
 from pathlib import Path
 
+from flax import nnx
+
 from research import files
 from research import pretrained
 from research.finetune import export
 from research.finetune import persona as persona_lib
 from research.finetune import predict as predict_lib
+from research.nn import lora
 
 # stage -> the module whose run(config, show_progress, stop_at) trains it
 STAGES = {"sft": "sft", "rm": "reward", "ppo": "ppo", "grpo": "grpo", "dpo": "dpo"}
@@ -18,6 +21,19 @@ def stage_runner(stage: str):
   if stage not in STAGES:
     raise ValueError(f"config field stage={stage!r}: expected one of {tuple(STAGES)}.")
   return importlib.import_module(f"research.finetune.{STAGES[stage]}").run
+
+
+def leave_adapter(lm, result, config) -> None:
+  """A finished LoRA run's PEFT adapter in output_dir, where LLaMA-Factory leaves it and its
+  merge and inference files (adapter_name_or_path) look; rm writes its own there."""
+  model = getattr(lm, "model", None)
+  if (config.stage == "rm" or getattr(result, "stopped", None) is not None
+      or not isinstance(model, nnx.Module) or not lora.lora_layers(model)):
+    return
+  base = Path(config.model)
+  export.write_adapter(model, config.output_dir,
+                       str(base.resolve()) if base.exists() else config.model,
+                       config.lora_dropout, config.use_rslora)
 
 
 def run(config, check_base: bool = True, show_progress: bool = True) -> dict:
@@ -35,8 +51,10 @@ def run(config, check_base: bool = True, show_progress: bool = True) -> dict:
                "evals": result.evals[-1:]}
     print(f"finetune: {result.steps} steps, final loss {summary['final_loss']}, "
           f"{result.tokens_per_s:.0f} tokens/s")
-  else:  # predict only: config.model as it is (a base model or an export directory)
-    lm, summary = pretrained.load_model(config.model), {"stage": config.stage, "steps": 0}
+    leave_adapter(lm, result, config)
+  else:  # predict only: config.model as it is (a base model or an export), and its adapter
+    lm = pretrained.load_model(config.model, adapter=config.get("adapter_name_or_path") or None)
+    summary = {"stage": config.stage, "steps": 0}
   if config.export_dir and config.get("do_train", True):
     export.export(lm, config.export_dir, lora_dropout=config.lora_dropout,
                   rslora=config.use_rslora)

@@ -30,7 +30,6 @@ from research.finetune import trainer
 from research.nn import lora
 from research.nn import losses
 from research.nn import value_head
-from third_party import hf_names
 
 INFO_FILE = "reward_model.json"
 HEAD_FILE = "value_head.safetensors"
@@ -136,24 +135,7 @@ def save_reward_model(model, lm, config, directory=None) -> Path:
 
 def apply_adapter(model, directory) -> None:
   """Wraps `model`'s linears named in a PEFT adapter folder and loads its A and B."""
-  from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
-  directory = Path(directory)
-  adapter = export.read_adapter_config(directory)
-  tensors = load_file(str(directory / "adapter_model.safetensors"))
-  prefix, suffix = "base_model.model.", ".lora_A.weight"
-  modules = {k[len(prefix):-len(suffix)] for k in tensors if k.endswith(suffix)}
-  rank = adapter["r"]
-  alpha = adapter["lora_alpha"]
-  lora.apply_lora(model, lambda path: hf_names.module_to_hf(path) in modules, rank, alpha,
-                  rslora=adapter.get("use_rslora", False))
-  for path, layer in lora.lora_layers(model):
-    module = hf_names.module_to_hf(path)
-    for name, param in (("lora_A", layer.lora_a), ("lora_B", layer.lora_b)):
-      value = tensors[f"{prefix}{module}.{name}.weight"]
-      if value.shape != tuple(param.shape):
-        raise ValueError(f"{directory}/adapter_model.safetensors: {module}.{name} has shape "
-                         f"{value.shape}, the model expects {tuple(param.shape)}.")
-      param.set_value(jnp.asarray(value, jnp.float32))
+  pretrained.apply_adapter(model, directory)
 
 
 def load_reward_model(path):

@@ -60,11 +60,11 @@ class Services:
   # -- models ---------------------------------------------------------------------------
 
   def lm(self):
-    """The chat model: research.load_model(settings.model), loaded once."""
+    """The chat model: research.load_model(settings.model, adapter=...), loaded once."""
     with self._lm_lock:
       if self._lm is None:
         import research  # pylint: disable=g-import-not-at-top
-        self._lm = research.load_model(self.settings.model)
+        self._lm = research.load_model(self.settings.model, adapter=self.settings.adapter)
       return self._lm
 
   def loaded(self) -> bool:

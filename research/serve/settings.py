@@ -17,6 +17,7 @@ KEY_ENV = "BOOKFORAI_API_KEY"
 @dataclasses.dataclass(frozen=True)
 class Settings:
   model: str = DEFAULT_MODEL          # any source research.load_model takes
+  adapter: str | None = None          # a PEFT LoRA adapter folder put on the model
   kb: str | None = None               # an existing knowledge-base folder, served under its name
   host: str = "127.0.0.1"
   port: int = 11434                   # Ollama's port, so its clients find us unchanged

@@ -401,10 +401,12 @@ def _(tmp_path):
   _yaml(tmp_path, "lora_rnak: 8\n")
 
 
-@finetune_case("YAML key LLaMA-Factory has and this code does not",
-               r"train\.yaml: setting 'deepspeed' is not a fine-tuning knob here")
+# LLaMA-Factory's own keys that change nothing here (deepspeed, ...) are named as ignored
+# (tests/finetune/test_llamafactory_yamls.py); a key that is not its either still stops.
+@finetune_case("YAML key neither LLaMA-Factory nor this code has",
+               r"train\.yaml: setting 'deepspeed_config' is not a fine-tuning knob here")
 def _(tmp_path):
-  _yaml(tmp_path, "deepspeed: examples/deepspeed/ds_z3_config.json\n")
+  _yaml(tmp_path, "deepspeed_config: examples/deepspeed/ds_z3_config.json\n")
 
 
 @finetune_case("YAML number of the wrong type",

@@ -183,12 +183,11 @@ def test_a_llama_factory_predict_yaml_predicts_without_training(tiny_model_dir, 
   written = json.loads((tmp_path / "predict" / "summary.json").read_text())
   assert written["predict_rouge-l"] == summary["predict_rouge-l"]
   assert "predict: bleu-4 " in capsys.readouterr().out
-  # an explicit do_train keeps its value, and a separate adapter is refused, not ignored
+  # an explicit do_train keeps its value; a separate adapter is read, not ignored
   (tmp_path / "both.yaml").write_text("do_predict: true\ndo_train: true\n")
   assert config_lib.from_yaml(tmp_path / "both.yaml").do_train
   (tmp_path / "adapter.yaml").write_text("do_predict: true\nadapter_name_or_path: saves/x\n")
-  with pytest.raises(ValueError, match="adapter_name_or_path"):
-    config_lib.from_yaml(tmp_path / "adapter.yaml")
+  assert config_lib.from_yaml(tmp_path / "adapter.yaml").adapter_name_or_path == "saves/x"
 
 
 def test_train_then_predict_with_the_tuned_model(finetune_config, monkeypatch):

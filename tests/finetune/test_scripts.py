@@ -38,3 +38,7 @@ def test_yaml_finetune_exports_a_model_that_chat_answers_from(tiny_model_dir, da
   answer = _run("experiments.chat", f"--model={tmp_path / 'export'}", f"--prompt={question}",
                 "--temperature=0", "--max_new_tokens=5")
   assert answer.strip() == expected
+  # the adapter also lies in output_dir, as LLaMA-Factory leaves it for its merge/chat files
+  assert (tmp_path / "run" / "adapter_config.json").is_file()
+  with_adapter = pretrained.load_model(str(tiny_model_dir), adapter=tmp_path / "run")
+  assert persona.greedy_answer(with_adapter, question, max_new_tokens=5) == expected
