@@ -3,6 +3,7 @@
   python -m experiments.serve                                  # SmolLM2 on 127.0.0.1:11434
   BOOKFORAI_API_KEY=secret python -m experiments.serve --kb=runs/rag/docs
   python -m experiments.serve --model=runs/persona/export --port=8000
+  python -m experiments.serve --adapter=runs/persona          # SmolLM2 + a LoRA run's adapter
   python -m experiments.serve --host=0.0.0.0 --api_key_file=~/.bookforai-key   # on the network
 
 Then any Ollama or OpenAI client works unchanged (the start-up lines print examples). A
@@ -26,6 +27,8 @@ from research.serve import settings as settings_lib
 
 _MODEL = flags.DEFINE_string("model", settings_lib.DEFAULT_MODEL,
                              "Model source: a packaged name, a .gguf file, an HF directory.")
+_ADAPTER = flags.DEFINE_string("adapter", None, "A PEFT LoRA adapter folder (ours or peft's) "
+                               "put on --model, as LLaMA-Factory's adapter_name_or_path.")
 _KB = flags.DEFINE_string("kb", None, "A knowledge-base folder (experiments/rag.py ingest) "
                           "served as model 'kb/<folder name>'.")
 _KB_WRITABLE = flags.DEFINE_bool("kb_writable", False, "Let the web UI upload, delete and "
@@ -64,8 +67,8 @@ def main(argv):
   from research.serve import worker  # pylint: disable=g-import-not-at-top
   logging.getLogger("absl").setLevel(logging.WARNING)
   settings = settings_lib.Settings(
-      model=_MODEL.value, kb=_KB.value, kb_writable=_KB_WRITABLE.value, host=_HOST.value,
-      port=_PORT.value,
+      model=_MODEL.value, adapter=_ADAPTER.value, kb=_KB.value,
+      kb_writable=_KB_WRITABLE.value, host=_HOST.value, port=_PORT.value,
       api_key=settings_lib.api_key_from(_API_KEY.value, _API_KEY_FILE.value, os.environ),
       insecure_no_key=_INSECURE_NO_KEY.value, allowed_hosts=tuple(_ALLOWED_HOSTS.value),
       origins=tuple(_ORIGINS.value), docs=_DOCS.value, work_dir=Path(_WORK_DIR.value),
