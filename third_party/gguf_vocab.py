@@ -24,7 +24,8 @@ def tokenizer_from_gguf(gguf) -> tokenizers.Tokenizer:
     raise ValueError(f"{gguf.path}: tokenizer.ggml.model is {kind!r}; only byte-level BPE "
                      "('gpt2') vocabularies are supported.")
   tokens = gguf_file.required(gguf, "tokenizer.ggml.tokens")
-  merges = [tuple(m.split(" ", 1)) for m in gguf_file.required(gguf, "tokenizer.ggml.merges")]
+  # A vocabulary without merges (one written from a word-level tokenizer) has none to store.
+  merges = [tuple(m.split(" ", 1)) for m in meta.get("tokenizer.ggml.merges", [])]
   vocab = {token: i for i, token in enumerate(tokens)}
   tok = tokenizers.Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False,
                                         byte_fallback=False))

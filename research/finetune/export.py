@@ -15,6 +15,7 @@ from flax import nnx
 from research import files
 from research import pretrained
 from research.nn import lora
+from third_party import gguf_write
 from third_party import hf_checkpoint
 from third_party import hf_names
 from third_party import peft_adapter
@@ -101,8 +102,15 @@ def write_adapter(model, directory, base_model: str, dropout: float = 0.0,
   return directory
 
 
-def export(lm, export_dir, *, lora_dropout: float = 0.0, rslora: bool = False) -> Path:
-  """Writes the merged HF directory, and the PEFT adapter under adapter/ when there is one.
+def gguf_name(kind: str) -> str:
+  return f"model.{kind}.gguf"
+
+
+def export(lm, export_dir, *, lora_dropout: float = 0.0, rslora: bool = False,
+           gguf_types=("f32",)) -> Path:
+  """Writes the merged HF directory, the PEFT adapter under adapter/ when there is one, and
+  for each of `gguf_types` ("f32", "f16", "q8_0"; empty for none; LLaMA-Factory has no such
+  setting) the merged model as model.<type>.gguf with an Ollama Modelfile FROM the first.
 
   Everything is written into a temporary folder beside `export_dir`, then renamed into
   place; an export already there is replaced only once the new one is complete.
@@ -118,6 +126,7 @@ def export(lm, export_dir, *, lora_dropout: float = 0.0, rslora: bool = False) -
                                                 "config": dataclasses.asdict(lm.config)})
       if lora.lora_layers(lm.model):
         write_adapter(lm.model, tmp / "adapter", lm.source, lora_dropout, rslora)
+      write_gguf(lm, tmp, gguf_types)
     except OSError as e:  # a full disk, a quota: name the export, not a temporary file
       reason = (e.strerror or str(e)).rstrip(".")
       kept = ("the previous export there is unchanged" if export_dir.exists()
@@ -135,6 +144,21 @@ def export(lm, export_dir, *, lora_dropout: float = 0.0, rslora: bool = False) -
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
   return export_dir
+
+
+def write_gguf(lm, directory: Path, gguf_types) -> None:
+  """model.<type>.gguf for each type, and the Modelfile naming the first."""
+  gguf_types = list(dict.fromkeys(gguf_types))
+  for kind in gguf_types:
+    if kind not in gguf_write.TYPES:
+      raise ValueError(f"GGUF type {kind!r} is not one of {', '.join(gguf_write.TYPES)}.")
+  if not gguf_types:
+    return
+  tensors, config = merged_tensors(lm.model), hf_config(lm.config, lm.tokenizer)
+  for kind in gguf_types:
+    gguf_write.write(directory / gguf_name(kind), tensors, config, lm.tokenizer, kind)
+  files.write_text(directory / "Modelfile", gguf_write.modelfile(gguf_name(gguf_types[0]),
+                                                                 lm.tokenizer))
 
 
 def merge_adapter(model_source: str, adapter, export_dir) -> Path:
