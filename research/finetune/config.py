@@ -76,6 +76,8 @@ def defaults() -> ml_collections.ConfigDict:
   c.seed = 42                        # data order, LoRA init and dropout
   c.output_dir = "runs/finetune"     # metrics, checkpoints, loss curve
   c.export_dir = ""                  # the merged model and its adapter ("": no export)
+  c.export_gguf = "f32"              # ours, not LLaMA-Factory's: GGUF types written beside the
+                                     # export, comma-separated f32,f16,q8_0 ("": none)
   c.resume = True                    # continue from output_dir's newest checkpoint
   return c
 

@@ -161,13 +161,18 @@ def write_gguf(lm, directory: Path, gguf_types) -> None:
                                                                  lm.tokenizer))
 
 
-def merge_adapter(model_source: str, adapter, export_dir) -> Path:
+def gguf_types(setting: str) -> tuple[str, ...]:
+  """The types of the export_gguf setting: "f32,f16" -> ("f32", "f16"); "" -> ()."""
+  return tuple(t.strip().lower() for t in setting.split(",") if t.strip())
+
+
+def merge_adapter(model_source: str, adapter, export_dir, gguf=("f32",)) -> Path:
   """LLaMA-Factory's merge (its examples/merge_lora): `model_source` with the PEFT adapter
   folder folded in, written by `export` (the merged HF directory, the adapter under
-  adapter/)."""
+  adapter/, and the GGUF files of `gguf`)."""
   lm = pretrained.load_model(model_source, adapter=adapter or None)
   rslora = bool(adapter) and bool(read_adapter_config(adapter).get("use_rslora", False))
-  return export(lm, export_dir, rslora=rslora)
+  return export(lm, export_dir, rslora=rslora, gguf_types=gguf)
 
 
 def read_adapter_config(directory) -> dict:

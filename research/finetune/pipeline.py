@@ -57,7 +57,8 @@ def run(config, check_base: bool = True, show_progress: bool = True) -> dict:
     summary = {"stage": config.stage, "steps": 0}
   if config.export_dir and config.get("do_train", True):
     export.export(lm, config.export_dir, lora_dropout=config.lora_dropout,
-                  rslora=config.use_rslora)
+                  rslora=config.use_rslora,
+                  gguf_types=export.gguf_types(config.get("export_gguf", "f32")))
     print(f"finetune: merged model in {config.export_dir}, PEFT adapter in "
           f"{Path(config.export_dir) / 'adapter'}")
   if config.get("persona", ""):

@@ -641,6 +641,11 @@ DISK_FULL = [
     Case("disk full while writing an export's tokenizer",
          _export_on_full_disk("research.finetune.export.write_tokenizer"), _EXPORT,
          _export_unchanged),
+    Case("disk full while writing an export's GGUF tensors",  # after its header is written
+         _export_on_full_disk("gguf.GGUFWriter.write_tensors_to_file"), _EXPORT,
+         _export_unchanged),
+    Case("disk full while writing an export's Modelfile",
+         _export_on_full_disk("research.files.write_text"), _EXPORT, _export_unchanged),
     Case("disk full while writing an export's adapter",
          _export_on_full_disk("safetensors.numpy.save_file"), _EXPORT, _export_unchanged),
 ]
