@@ -131,3 +131,20 @@ def test_an_unknown_gguf_type_is_named(exported, tmp_path):
   with pytest.raises(ValueError, match=r"GGUF type 'q4_k' is not one of f32, f16, q8_0"):
     export.export(lm, tmp_path / "export", gguf_types=("q4_k",))
   assert not list(tmp_path.iterdir())
+
+
+def test_the_export_script_writes_the_gguf_types_of_its_flag(tiny_model_dir, tmp_path,
+                                                              capsys):
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from absl.testing import flagsaver  # pylint: disable=g-import-not-at-top
+  from experiments import export as script  # pylint: disable=g-import-not-at-top
+  merge = tmp_path / "merge.yaml"
+  merge.write_text(f"model_name_or_path: {tiny_model_dir}\nexport_dir: {tmp_path / 'out'}\n"
+                   "export_gguf: f32\n")
+  with flagsaver.flagsaver():
+    flags.FLAGS(["export", f"--yaml={merge}", "--gguf=f16,q8_0"])
+    script.main([])
+  assert sorted(p.name for p in (tmp_path / "out").glob("*.gguf")) == [
+      "model.f16.gguf", "model.q8_0.gguf"]
+  assert (tmp_path / "out" / "Modelfile").read_text().startswith("FROM ./model.f16.gguf\n")
+  assert "merged into" in capsys.readouterr().out
