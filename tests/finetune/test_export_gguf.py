@@ -148,3 +148,20 @@ def test_the_export_script_writes_the_gguf_types_of_its_flag(tiny_model_dir, tmp
       "model.f16.gguf", "model.q8_0.gguf"]
   assert (tmp_path / "out" / "Modelfile").read_text().startswith("FROM ./model.f16.gguf\n")
   assert "merged into" in capsys.readouterr().out
+
+
+def test_a_tied_qwen2_with_qkv_biases_reads_the_same_from_its_gguf(tmp_path):
+  from tests.finetune import test_export  # pylint: disable=g-import-not-at-top
+  lm = test_export._tuned(test_export._base_dir(tmp_path / "base", "qwen2", tied=True))  # pylint: disable=protected-access
+  out = export.export(lm, tmp_path / "export")
+  tokens = torch.as_tensor(test_export.TOKENS)
+  with torch.no_grad():
+    reference = transformers.AutoModelForCausalLM.from_pretrained(
+        str(out), dtype=torch.float32)(tokens).logits.numpy()
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(
+        str(out), gguf_file="model.f32.gguf", dtype=torch.float32)(tokens).logits.numpy()
+  _close(theirs, reference, "f32")
+  ours = pretrained.load_model(str(out / "model.f32.gguf"))
+  ours = np.asarray(ours.model(jnp.asarray(test_export.TOKENS))[0])
+  # JAX and torch sum in different orders: float32 rounding, a few ulps of the logits' scale.
+  assert np.abs(ours - reference).max() <= 1e-5 * np.abs(reference).max()
