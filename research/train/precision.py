@@ -1,8 +1,8 @@
 """The compute dtype a run asks for, checked against the device that will run it.
 
-XLA:CPU emulates bfloat16 (and float16) matmuls unless the CPU has bf16 dot-product
-instructions (AVX512_BF16 or AMX); emulated, a LoRA step is tens of times slower than in
-float32. So on such a CPU a low-precision request computes in float32 instead, and the run
+XLA:CPU emulates bfloat16 (and float16) matmuls unless the CPU has AMX tiles for them;
+AVX512_BF16 alone is not enough (measured in BENCHMARKS.md: a Zen CPU with it runs a LoRA SFT
+step in bf16 at 0.57x its float32 speed). So on such a CPU a low-precision request computes in float32 instead, and the run
 says so once. GPUs and TPUs keep what was asked.
 
   dtype, note = precision.effective_dtype("bfloat16")   # note: one line for the log, or ""
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import jax
 
-FAST_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+FAST_BF16_FLAGS = ("amx_bf16",)
 # BOOKFORAI_CPU_BF16=1 forces the low-precision path on any CPU (tests, benchmarks of the
 # emulated path); =0 forces the float32 fallback.
 FORCE_ENV = "BOOKFORAI_CPU_BF16"
@@ -61,6 +61,6 @@ def effective_dtype(requested: str, device=None, cpuinfo: str | None = None) -> 
   if requested == "bfloat16" and set(flags) & set(FAST_BF16_FLAGS):
     return requested, ""
   # float16 has no fast CPU matmuls at all here (AVX512_FP16 is not used by XLA:CPU's dots)
-  what = "AVX512_BF16/AMX" if requested == "bfloat16" else "fast float16 matmuls"
+  what = "AMX bf16" if requested == "bfloat16" else "fast float16 matmuls"
   return "float32", (f"{requested}: this CPU ({name}, no {what}) would emulate "
                      f"{requested} matmuls, several times slower; computing in float32.")
