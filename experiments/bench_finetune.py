@@ -2,6 +2,7 @@
 
   python -m experiments.bench_finetune --what=decode   # greedy KV-cache decode vs transformers
   python -m experiments.bench_finetune --what=sft      # LoRA vs full SFT: tokens/s, peak RSS
+  python -m experiments.bench_finetune --what=precision   # LoRA SFT: fp32, bf16 emulated, bf16
 
 decode: SmolLM2-135M-Instruct, one prompt, greedy, `--new_tokens`; ours is
 decode.generate (one jitted while_loop), theirs is transformers' generate on the same GGUF
@@ -9,6 +10,8 @@ decode.generate (one jitted while_loop), theirs is transformers' generate on the
 sft: each mode runs in its own child process (peak RSS is per process), same model, batch,
 sequence length and steps; tokens/s is all timed tokens over all timed seconds (and the
 median step's beside it).
+precision: LoRA SFT children in fp32, in bf16 forced onto the CPU's emulated bf16 matmuls
+(BOOKFORAI_CPU_BF16=1: the path before issue 15) and in bf16 as it runs by default now.
 """
 
 import json
@@ -23,7 +26,8 @@ from absl import flags
 
 from experiments import script
 
-_WHAT = flags.DEFINE_enum("what", "decode", ["decode", "sft", "sft_child"], "Which benchmark.")
+_WHAT = flags.DEFINE_enum("what", "decode", ["decode", "sft", "sft_child", "precision"],
+                         "Which benchmark.")
 _NEW = flags.DEFINE_integer("new_tokens", 64, "Tokens to generate per decode run.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed runs of each side.")
 _THREADS = flags.DEFINE_integer("threads", 2, "torch threads (this machine has 2 cores).")
@@ -31,6 +35,8 @@ _MODE = flags.DEFINE_string("mode", "lora", "sft_child: lora or full.")
 _STEPS = flags.DEFINE_integer("steps", 6, "SFT steps per mode (the first one compiles).")
 _BATCH = flags.DEFINE_integer("batch", 4, "SFT batch size.")
 _LENGTH = flags.DEFINE_integer("length", 128, "SFT sequence length.")
+_COMPUTE = flags.DEFINE_enum("compute_type", "fp32", ["fp32", "bf16", "fp16"],
+                             "sft_child: the config's compute_type.")
 
 PROMPT = "Explain in a few sentences why gradient descent needs a learning rate."
 
@@ -90,6 +96,7 @@ def sft_child():
   import tempfile  # pylint: disable=g-import-not-at-top
   config = config_lib.defaults()
   config.finetuning_type = _MODE.value
+  config.compute_type = _COMPUTE.value
   config.max_steps, config.logging_steps, config.save_steps = _STEPS.value, 1, 10**6
   config.per_device_train_batch_size, config.gradient_accumulation_steps = _BATCH.value, 1
   config.learning_rate = 1e-5
@@ -107,7 +114,10 @@ def sft_child():
   timed = result.history[1:]  # the first step compiles
   tokens_per_s = (sum(r["tokens_per_s"] * r["seconds"] for r in timed)
                   / sum(r["seconds"] for r in timed))  # all tokens over all time, as before
-  print(json.dumps({"mode": _MODE.value, "tokens_per_s": round(tokens_per_s, 1),
+  print(json.dumps({"mode": _MODE.value, "compute_type": _COMPUTE.value,
+                    "dtype": trainer.compute_dtype(config)[0],
+                    "steps_per_s": round(1000 / result.ms_per_iter, 3),
+                    "tokens_per_s": round(tokens_per_s, 1),
                     "median_step_tokens_per_s": round(result.tokens_per_s, 1),
                     "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
                                          / 1024, 1)}))
@@ -127,9 +137,30 @@ def bench_sft():
           results["lora"]["tokens_per_s"] / results["full"]["tokens_per_s"], 2)}))
 
 
+def bench_precision():
+  results = {}
+  for name, compute_type, force in (("fp32", "fp32", None), ("bf16_emulated", "bf16", "1"),
+                                    ("bf16_default", "bf16", None)):
+    env = dict(os.environ)
+    env.pop("BOOKFORAI_CPU_BF16", None)
+    if force:
+      env["BOOKFORAI_CPU_BF16"] = force
+    proc = subprocess.run([sys.executable, "-m", "experiments.bench_finetune", "--what=sft_child",
+                           "--mode=lora", f"--compute_type={compute_type}",
+                           f"--steps={_STEPS.value}", f"--batch={_BATCH.value}",
+                           f"--length={_LENGTH.value}"], capture_output=True, text=True,
+                          check=True, env=env)
+    results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(json.dumps({name: results[name]}), flush=True)
+  fp32 = results["fp32"]["steps_per_s"]
+  print(json.dumps({f"steps_per_s_ratio_{k}_over_fp32": round(v["steps_per_s"] / fp32, 3)
+                    for k, v in results.items() if k != "fp32"}))
+
+
 def main(argv):
   del argv
-  {"decode": bench_decode, "sft": bench_sft, "sft_child": sft_child}[_WHAT.value]()
+  {"decode": bench_decode, "sft": bench_sft, "sft_child": sft_child,
+   "precision": bench_precision}[_WHAT.value]()
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from flax import nnx
 from research import optim
 from research.nn import lora
 from research.train import loop
+from research.train import precision
 from research.train import state as state_lib
 
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
@@ -50,9 +51,18 @@ def total_steps(config, steps_per_epoch: int) -> int:
   return config.max_steps or int(math.ceil(config.num_train_epochs * steps_per_epoch))
 
 
+def compute_dtype(config, device=None) -> tuple[str, str]:
+  """(the dtype the step computes in, a line saying why it is not the one asked, or "").
+
+  bf16/fp16 on a CPU without fast bf16 matmuls compute in float32 (precision.py); fp16 keeps
+  its loss scaling then, harmless in float32, so its checkpoints have one shape everywhere.
+  """
+  return precision.effective_dtype(DTYPES[config.compute_type], device)
+
+
 def settings(config, total: int, evaluates: bool) -> loop.Settings:
   return loop.Settings(
-      steps=total, dtype=DTYPES[config.compute_type],
+      steps=total, dtype=compute_dtype(config)[0],
       loss_scaling=config.compute_type == "fp16", seed=config.seed,
       eval_every=(config.eval_steps or config.logging_steps) if evaluates else 0,
       checkpoint_every=config.save_steps, keep=2, log_every=config.logging_steps,
@@ -68,6 +78,9 @@ def train(model, config, batches, val_batches, objective, *, reference=None, tra
   `trainable`: the filter of what trains (default: trainable_filter(config)).
   """
   total = total_steps(config, batches.steps_per_epoch)
+  note = compute_dtype(config)[1]
+  if note:
+    print(f"{config.stage}: {note}")
   return loop.train(model, make_optimizer(config, total), batches,
                     settings(config, total, bool(val_batches)), objective=objective,
                     trainable=trainable or trainable_filter(config), reference=reference,

@@ -159,10 +159,12 @@ def train(model, tx, batches, settings: Settings, *, objective=step_lib.lm_objec
         times.append(seconds)
         rates.append(row["tokens_per_s"])
       result.history.append(row)
-      bar.update(1)
-      bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_s']:.0f}",
+      # the postfix first: update() draws the bar, so this step's rate shows now, not a step
+      # late; 3 significant digits, so a slow step's 0.4 tokens/s does not read as 0
+      bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_s']:.3g}",
                       **({"mfu": f"{100 * row['mfu']:.1f}%"} if "mfu" in row else {}),
                       refresh=False)
+      bar.update(1)
       eval_row = None
       if eval_batches is not None and settings.eval_every and (
           done % settings.eval_every == 0 or done == end):

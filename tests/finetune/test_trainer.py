@@ -17,7 +17,8 @@ def test_schedules_warm_up_then_decay():
     assert float(schedule(110)) == pytest.approx(end, abs=1e-6)
 
 
-def test_steps_dtype_and_cadence_follow_the_config():
+def test_steps_dtype_and_cadence_follow_the_config(monkeypatch):
+  monkeypatch.setenv("BOOKFORAI_CPU_BF16", "1")  # as on a device with fast bf16 and fp16
   config = config_lib.defaults()
   config.num_train_epochs, config.logging_steps, config.save_steps = 2.5, 3, 7
   assert trainer.total_steps(config, steps_per_epoch=3) == 8  # ceil(2.5 x 3)
