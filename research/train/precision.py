@@ -1,9 +1,9 @@
 """The compute dtype a run asks for, checked against the device that will run it.
 
 XLA:CPU emulates bfloat16 (and float16) matmuls unless the CPU has AMX tiles for them;
-AVX512_BF16 alone is not enough (measured in BENCHMARKS.md: a Zen CPU with it runs a LoRA SFT
-step in bf16 at 0.57x its float32 speed). So on such a CPU a low-precision request computes in float32 instead, and the run
-says so once. GPUs and TPUs keep what was asked.
+AVX512_BF16 alone is not enough (BENCHMARKS.md: a Zen CPU that has it runs a LoRA SFT step in
+bf16 slower than in float32). So on such a CPU a low-precision request computes in float32
+instead, and the run says so once. GPUs and TPUs keep what was asked.
 
   dtype, note = precision.effective_dtype("bfloat16")   # note: one line for the log, or ""
 """
