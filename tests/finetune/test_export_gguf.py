@@ -133,23 +133,6 @@ def test_an_unknown_gguf_type_is_named(exported, tmp_path):
   assert not list(tmp_path.iterdir())
 
 
-def test_the_export_script_writes_the_gguf_types_of_its_flag(tiny_model_dir, tmp_path,
-                                                              capsys):
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  from absl.testing import flagsaver  # pylint: disable=g-import-not-at-top
-  from experiments import export as script  # pylint: disable=g-import-not-at-top
-  merge = tmp_path / "merge.yaml"
-  merge.write_text(f"model_name_or_path: {tiny_model_dir}\nexport_dir: {tmp_path / 'out'}\n"
-                   "export_gguf: f32\n")
-  with flagsaver.flagsaver():
-    flags.FLAGS(["export", f"--yaml={merge}", "--gguf=f16,q8_0"])
-    script.main([])
-  assert sorted(p.name for p in (tmp_path / "out").glob("*.gguf")) == [
-      "model.f16.gguf", "model.q8_0.gguf"]
-  assert (tmp_path / "out" / "Modelfile").read_text().startswith("FROM ./model.f16.gguf\n")
-  assert "merged into" in capsys.readouterr().out
-
-
 def test_a_tied_qwen2_with_qkv_biases_reads_the_same_from_its_gguf(tmp_path):
   from tests.finetune import test_export  # pylint: disable=g-import-not-at-top
   lm = test_export._tuned(test_export._base_dir(tmp_path / "base", "qwen2", tied=True))  # pylint: disable=protected-access

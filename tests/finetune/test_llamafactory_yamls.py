@@ -363,12 +363,18 @@ def _env():
 def test_export_and_chat_scripts_take_the_yamls(tiny_model_dir, adapter_dir, tmp_path):
   merge = _write(tmp_path, "merge", MERGE, model=tiny_model_dir, adapter=adapter_dir,
                  out=tmp_path / "merged")
-  run = subprocess.run([sys.executable, "-m", "experiments.export", f"--yaml={merge}"],
+  run = subprocess.run([sys.executable, "-m", "experiments.export", f"--yaml={merge}",
+                        "--gguf=f16,q8_0"],
                        capture_output=True, text=True, env=_env(), timeout=300, check=False)
   assert run.returncode == 0, run.stderr
   assert run.stdout.count("ignored here: ") == 1 and "export_size=1" in run.stdout
   assert (tmp_path / "merged" / "config.json").is_file()
   assert (tmp_path / "merged" / "adapter" / "adapter_config.json").is_file()
+  # --gguf overrides the file's export_gguf (f32 by default)
+  assert sorted(p.name for p in (tmp_path / "merged").glob("*.gguf")) == [
+      "model.f16.gguf", "model.q8_0.gguf"]
+  modelfile = (tmp_path / "merged" / "Modelfile").read_text()
+  assert modelfile.startswith("FROM ./model.f16.gguf\n")
   inference = tmp_path / "inference.yaml"
   inference.write_text(INFERENCE["inference/lora_sft"].format(
       model=tiny_model_dir, adapter=adapter_dir) + "do_sample: false\nmax_new_tokens: 3\n")
