@@ -5,8 +5,9 @@
   python -m experiments.rag ingest --kb=runs/rag/kb --docs=experiments/data/rag/corpus.jsonl
   python -m experiments.rag eval --kb=runs/rag/kb --qrels=experiments/data/rag/qrels.tsv
 
-`ingest` takes a folder (.txt, .md, .html; .pdf with pypdf), one file, or a BEIR corpus.jsonl;
-re-running it embeds only what changed. `ask` streams the answer and lists the cited sources.
+`ingest` takes a folder (.txt, .md, .html, .pdf with a text layer, .docx), one file, or a BEIR
+corpus.jsonl; re-running it embeds only what changed. `ask` streams the answer and lists the
+cited sources, a PDF's with its pages ("paper.pdf p. 3").
 `eval` needs a store built from a BEIR corpus; queries come from --queries, by default the
 queries.jsonl beside the qrels.
 """
@@ -72,7 +73,8 @@ def ask(embedder, question: str):
   if result.sources:
     print("sources:")
     for (n, source, index), hit in zip(result.sources, result.hits):
-      print(f"  [{n}] {_short(source)} chunk {index} (score {hit.score:.3f}: "
+      print(f"  [{n}] {store.cite(_short(source), kb.rows[hit.row])} chunk {index} "
+            f"(score {hit.score:.3f}: "
             f"cosine {hit.vector:.3f}, keyword {hit.keyword:.3f})")
 
 

@@ -5,6 +5,9 @@ NO_ANSWER and the model is never called, so it cannot guess.
   result = answer.ask(lambda: research.load_model(), retriever, rows, "question?")
   for piece in result.pieces: print(piece, end="")     # streamed
   result.sources                                      # [(n, source, chunk index)]
+
+Each passage is shown as "[n] (from file.pdf p. 3) ..." (store.cite), so an answer can name
+the page as well as the file.
 """
 
 import dataclasses
@@ -14,6 +17,7 @@ from typing import Callable, Iterator
 import jax
 
 from research.rag import retrieve
+from research.rag import store
 
 NO_ANSWER = "The knowledge base has no answer to this question."
 SYSTEM = ("You answer questions using only the numbered context passages. Cite the passage "
@@ -32,7 +36,7 @@ class Result:
 
 
 def context_block(rows: list[dict]) -> str:
-  return "\n\n".join(f"[{n}] (from {Path(r['source']).name}) {r['text'].strip()}"
+  return "\n\n".join(f"[{n}] (from {store.cite(Path(r['source']).name, r)}) {r['text'].strip()}"
                      for n, r in enumerate(rows, 1))
 
 

@@ -1,9 +1,16 @@
 """Text out of documents: .txt and .md as they are, .html through the standard library's
-parser (scripts and styles dropped, block elements become paragraph breaks), .pdf through
-pypdf when it is installed. Anything else, or anything unreadable, is None plus a reason."""
+parser (scripts and styles dropped, block elements become paragraph breaks), .pdf's text
+layer through pypdf (each page's text, pages a paragraph apart, and where each page starts),
+.docx through python-docx (paragraphs, headings and table rows in document order). Anything
+else, or anything unreadable, is None plus a reason.
 
+  document, why = extract.extract("paper.pdf")
+  document.text, document.pages(start, end)           # (first, last) page of text[start:end]
+"""
+
+import bisect
+import dataclasses
 import html.parser
-import importlib.util
 import re
 from pathlib import Path
 
@@ -11,6 +18,8 @@ MAX_BYTES = 64 << 20  # a document larger than this is skipped: it would be read
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")
 HTML_SUFFIXES = (".html", ".htm")
 PDF_SUFFIXES = (".pdf",)
+DOCX_SUFFIXES = (".docx",)
+TABLE_CELL = " | "  # between the cells of a table row; rows are lines, a table one paragraph
 
 _BLOCKS = {"p", "div", "br", "li", "ul", "ol", "tr", "table", "section", "article", "header",
            "footer", "h1", "h2", "h3", "h4", "h5", "h6", "pre", "blockquote", "title", "hr"}
@@ -18,8 +27,21 @@ _SKIP = {"script", "style", "noscript", "template", "svg"}
 
 
 def suffixes() -> tuple[str, ...]:
-  pdf = PDF_SUFFIXES if importlib.util.find_spec("pypdf") is not None else ()
-  return TEXT_SUFFIXES + HTML_SUFFIXES + pdf
+  return TEXT_SUFFIXES + HTML_SUFFIXES + PDF_SUFFIXES + DOCX_SUFFIXES
+
+
+@dataclasses.dataclass(frozen=True)
+class Document:
+  text: str
+  page_starts: tuple[int, ...] = ()  # a PDF's: where page 1, 2, ... begins in text
+
+  def pages(self, start: int, end: int) -> tuple[int, int] | None:
+    """The first and last page (from 1) of text[start:end]; None without pages. An empty
+    page starts where the next one does, so bisect_right passes over it."""
+    if not self.page_starts:
+      return None
+    return (bisect.bisect_right(self.page_starts, start),
+            bisect.bisect_right(self.page_starts, max(start, end - 1)))
 
 
 class _HtmlText(html.parser.HTMLParser):
@@ -75,10 +97,58 @@ def _decode(data: bytes, path) -> str:
     raise ValueError(f"not UTF-8 text (byte {e.start})") from None
 
 
-def _pdf_text(path: Path) -> str:
+def _pdf(path: Path) -> Document:
+  """Its pages' text a paragraph apart; ValueError for a PDF that is encrypted, has no text
+  layer, or that pypdf cannot parse."""
   import pypdf  # pylint: disable=g-import-not-at-top
-  reader = pypdf.PdfReader(str(path))
-  return "\n\n".join((page.extract_text() or "") for page in reader.pages)
+  from pypdf import errors  # pylint: disable=g-import-not-at-top
+  try:
+    reader = pypdf.PdfReader(str(path))  # tries the empty password of an encrypted one
+    pages = [(page.extract_text() or "").strip() for page in reader.pages]
+  except errors.FileNotDecryptedError:
+    raise ValueError("encrypted PDF that needs a password; save a copy without one and "
+                     "ingest that") from None
+  except errors.DependencyError:  # AES needs the cryptography package, which we do not pin
+    raise ValueError("encrypted PDF (AES); save a copy without encryption and ingest "
+                     "that") from None
+  except (errors.PyPdfError, KeyError, TypeError, AttributeError, IndexError) as e:
+    raise ValueError(f"not a readable PDF ({type(e).__name__}: {e})") from None
+  if not any(pages):
+    raise ValueError("no text layer (a scanned PDF?); run OCR on it first")
+  starts, at = [], 0
+  for text in pages:
+    starts.append(at)
+    at += len(text) + 2 if text else 0
+  return Document("\n\n".join(text for text in pages if text), tuple(starts))
+
+
+def _docx_blocks(container):
+  """The text of each paragraph and table of a document or table cell, in order."""
+  from docx import table as docx_table  # pylint: disable=g-import-not-at-top
+  for item in container.iter_inner_content():
+    if isinstance(item, docx_table.Table):
+      rows = []
+      for row in item.rows:
+        cells, seen = [], []
+        for cell in row.cells:
+          if not any(cell._tc is s for s in seen):  # a merged cell: once per column spanned
+            seen.append(cell._tc)
+            cells.append(" ".join(_docx_blocks(cell)))
+        if any(c.strip() for c in cells):
+          rows.append(TABLE_CELL.join(c.strip() for c in cells))
+      yield "\n".join(rows)
+    else:
+      yield item.text
+
+
+def _docx(path: Path) -> Document:
+  import docx  # pylint: disable=g-import-not-at-top
+  try:
+    document = docx.Document(str(path))
+  except Exception as e:  # pylint: disable=broad-except  (zip, XML and package errors)
+    raise ValueError(f"not a readable Word document ({type(e).__name__})") from None
+  blocks = (b.strip() for b in _docx_blocks(document))
+  return Document("\n\n".join(b for b in blocks if b))
 
 
 def too_big(path) -> str | None:
@@ -89,8 +159,8 @@ def too_big(path) -> str | None:
   return None
 
 
-def extract(path) -> tuple[str | None, str | None]:
-  """(text, None) for a readable document; (None, reason) otherwise."""
+def extract(path) -> tuple[Document | None, str | None]:
+  """(document, None) for a readable document; (None, reason) otherwise."""
   path = Path(path)
   suffix = path.suffix.lower()
   if suffix not in suffixes():
@@ -101,15 +171,16 @@ def extract(path) -> tuple[str | None, str | None]:
     if not path.stat().st_size:
       return None, "empty file"
     if suffix in PDF_SUFFIXES:
-      text = _pdf_text(path)
+      document = _pdf(path)
+    elif suffix in DOCX_SUFFIXES:
+      document = _docx(path)
     else:
       text = _decode(path.read_bytes(), path)
-      if suffix in HTML_SUFFIXES:
-        text = html_to_text(text)
+      document = Document(html_to_text(text) if suffix in HTML_SUFFIXES else text)
   except (OSError, ValueError) as e:
     return None, str(e)
-  except Exception as e:  # pylint: disable=broad-except  (pypdf raises many kinds)
+  except Exception as e:  # pylint: disable=broad-except  (a parser's own error on odd input)
     return None, f"{type(e).__name__}: {e}"
-  if not text.strip():
+  if not document.text.strip():
     return None, "no text"
-  return text, None
+  return document, None

@@ -100,10 +100,19 @@ def describe(folder) -> dict:
                 "chunks": counts.get(str(f.resolve()), 0)}
                for f in (sorted(docs.iterdir()) if docs.is_dir() else [])
                if f.is_file() and not f.name.startswith(".")]
-  chunks = [{"source": Path(r["source"]).name, "chunk": r["chunk"], "tokens": r.get("tokens"),
-             "text": r["text"]} for r in base.rows[:CHUNKS_SHOWN]]
+  chunks = [_shown(r) for r in base.rows[:CHUNKS_SHOWN]]
   return {"documents": documents, "chunks": chunks, "total_chunks": len(base),
           "sources": len(counts)}
+
+
+def _shown(row: dict) -> dict:
+  """A chunk as the page lists it: its file's name (no folder), "cite" with the page."""
+  name = Path(row["source"]).name
+  shown = {"source": name, "chunk": row["chunk"], "tokens": row.get("tokens"),
+           "text": row["text"], "cite": store.cite(name, row)}
+  if "pages" in row:
+    shown["pages"] = row["pages"]
+  return shown
 
 
 @dataclasses.dataclass

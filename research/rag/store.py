@@ -2,7 +2,9 @@
 
   manifest.json         settings, the generation, and per source: content hash and chunk count
   vectors-<gen>.npy     N x D float32 unit vectors, rows grouped by source
-  chunks-<gen>.jsonl    N rows of metadata: source, chunk index, character span, tokens, text
+  chunks-<gen>.jsonl    N rows of metadata: source, chunk index, character span, tokens, text,
+                        and for a PDF's chunks "pages": [first, last] (cite(name, row) says
+                        "file.pdf p. 3" or "file.pdf pp. 3-4")
 
 Why arrays on disk and not LanceDB or DuckDB: a knowledge base of this size (100k chunks x
 384 floats = 150 MB) fits in memory, and exact search is one matmul of a few milliseconds
@@ -51,6 +53,14 @@ class Report:
     return (f"{len(self.added)} added, {len(self.updated)} updated, {len(self.unchanged)} "
             f"unchanged, {len(self.removed)} removed, {len(self.skipped)} skipped; "
             f"{self.chunks} chunks in the store")
+
+
+def cite(name: str, row: dict) -> str:
+  """How a chunk is cited: the source's name, with its page or pages when it has them."""
+  if not row.get("pages"):
+    return name
+  first, last = row["pages"]
+  return f"{name} p. {first}" if first == last else f"{name} pp. {first}-{last}"
 
 
 def _sha256(data: bytes) -> str:
@@ -141,11 +151,11 @@ class KnowledgeBase:
     same_settings = all(self.manifest.get(k) == v for k, v in settings.items())
     old = self.manifest["files"] if same_settings else {}
     report = Report()
-    texts: dict[str, tuple[str, str | None]] = {}  # source -> (text, doc id)
+    texts: dict[str, tuple[extract.Document, str | None]] = {}  # source -> (document, doc id)
     hashes: dict[str, str] = {}
     if docs.is_file() and docs.suffix == ".jsonl":
       for source, (text, doc_id) in beir_documents(docs).items():
-        texts[source] = (text, doc_id)
+        texts[source] = (extract.Document(text), doc_id)
         hashes[source] = _sha256(text.encode())
       under = lambda s: s.startswith(f"{docs}#")
     else:
@@ -164,11 +174,11 @@ class KnowledgeBase:
         if old.get(source, {}).get("sha256") == digest:
           hashes[source] = digest
           continue
-        text, why = extract.extract(path)
-        if text is None:
+        document, why = extract.extract(path)
+        if document is None:
           report.skipped.append((source, why))
           continue
-        texts[source] = (text, None)
+        texts[source] = (document, None)
         hashes[source] = digest
       under = lambda s: s == str(docs) or s.startswith(f"{docs}/")
     if not same_settings:
@@ -207,19 +217,21 @@ class KnowledgeBase:
 
     pending = []  # (source, chunk) for the changed and the new
     for source in report.added + report.updated:
-      text, doc_id = texts[source]
-      pieces = chunk.split(text, embedder.count_tokens, max_tokens, overlap)
+      document, doc_id = texts[source]
+      pieces = chunk.split(document.text, embedder.count_tokens, max_tokens, overlap)
       new_files[source] = {"sha256": hashes[source], "chunks": len(pieces)}
       if doc_id is not None:
         new_files[source]["doc_id"] = doc_id
-      pending += [(source, doc_id, i, c) for i, c in enumerate(pieces)]
+      pending += [(source, document, doc_id, i, c) for i, c in enumerate(pieces)]
     if pending:
       new_vectors.append(embedder.encode([c.text for *_, c in pending], progress=progress))
-      for source, doc_id, i, c in pending:
+      for source, document, doc_id, i, c in pending:
         row = {"source": source, "chunk": i, "start": c.start, "end": c.end,
                "tokens": c.tokens, "text": c.text}
         if doc_id is not None:
           row["doc_id"] = doc_id
+        if pages := document.pages(c.start, c.end):
+          row["pages"] = list(pages)
         new_rows.append(row)
     vectors_NxD = (np.concatenate(new_vectors).astype(np.float32) if new_vectors
                    else np.zeros((0, embedder.dim), np.float32))

@@ -14,8 +14,8 @@ that ask for what this server cannot do (n > 1, tools, logprobs, images) get a 4
 A knowledge-base answer (model "kb/<name>", or "kb": "<name>" via extra_body) answers the
 last user message (research.rag.answer, from the retrieved passages; greedy unless the
 request sets a temperature, then sampled with top_p, top_k, min_p and seed) and carries
-"sources": [{"n", "source", "chunk", "text", "score"}] at the top level of the response,
-or of the final streamed chunk (the one with finish_reason).
+"sources": [{"n", "source", "chunk", "text", "score", "cite"}, plus "pages" for a PDF's] at
+the top level of the response, or of the final streamed chunk (the one with finish_reason).
 """
 
 import base64

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from research import files
+from research.rag import answer
 from research.rag import store
+from tests.rag import documents
 
 
 def _docs(tmp_path):
@@ -123,3 +125,34 @@ def test_new_chunk_settings_never_drop_sources_from_elsewhere(tmp_path, word_emb
                                        r"max_tokens=256, overlap=64, dim=16; ingest with"):
     kb.ingest(two, word_embedder, log=print)  # the default max_tokens=512
   assert len(store.KnowledgeBase.open(tmp_path / "kb")) == 2
+
+
+# Every word names its page (w1a is on page 1), so a chunk's pages can be read off its words.
+PDF_PAGES = [["w1a w1b w1c.", "w1d w1e."], ["w2a w2b."], ["w3a w3b w3c w3d."]]
+
+
+def test_pdf_chunks_know_their_pages_and_a_scan_in_the_folder_is_skipped(tmp_path,
+                                                                         word_embedder):
+  docs = tmp_path / "docs"
+  docs.mkdir()
+  documents.write_pdf(docs / "paper.pdf", PDF_PAGES)
+  documents.write_pdf(docs / "scan.pdf", [None])
+  documents.write_docx(docs / "notes.docx", [("heading", "Notes"), ("paragraph", "Plain.")])
+  logged = []
+  kb = store.KnowledgeBase.open(tmp_path / "kb")
+  report = kb.ingest(docs, word_embedder, max_tokens=8, overlap=0, log=logged.append)
+  assert sorted(s.rsplit("/", 1)[1] for s in report.added) == ["notes.docx", "paper.pdf"]
+  assert logged == [f"skipped {docs / 'scan.pdf'}: no text layer (a scanned PDF?); run OCR "
+                    "on it first"]
+  rows = [r for r in kb.rows if r["source"].endswith("paper.pdf")]
+  assert " ".join(r["text"] for r in rows).split() == " ".join(
+      " ".join(lines) for lines in PDF_PAGES).split()
+  for row in rows:
+    on = [int(w[1]) for w in row["text"].split()]
+    assert row["pages"] == [min(on), max(on)], row
+  assert [r["pages"] for r in rows] == [[1, 1], [2, 3]]  # page 1 fills a chunk, 2 and 3 share
+  assert [store.cite("paper.pdf", r) for r in rows] == ["paper.pdf p. 1", "paper.pdf pp. 2-3"]
+  assert "(from paper.pdf pp. 2-3) w2a w2b." in answer.context_block(rows)
+  assert [r["text"] for r in kb.rows if r["source"].endswith("notes.docx")] == [
+      "Notes\n\nPlain."]
+  assert all("pages" not in r for r in kb.rows if not r["source"].endswith(".pdf"))

@@ -111,7 +111,7 @@ def test_knowledge_base_answer_carries_sources(client, server):
   assert sources and sources[0]["n"] == 1
   assert sources[0]["source"].endswith("rope.txt") and sources[0]["chunk"] == 0
   assert "Rotary" in sources[0]["text"] and sources[0]["score"] > 0.2
-  assert set(sources[0]) == {"n", "source", "chunk", "text", "score"}
+  assert set(sources[0]) == {"n", "source", "chunk", "text", "score", "cite"}
   streamed = _raw_chat(server, body)
   assert streamed[-1]["done"] and streamed[-1]["sources"] == sources
   assert all("sources" not in part for part in streamed[:-1])

@@ -97,7 +97,7 @@ def test_knowledge_base_answer_carries_sources(client):
   done = client.chat.completions.create(model="kb/notes", messages=question, max_tokens=8)
   sources = done.model_extra["sources"]
   assert sources[0]["source"].endswith("rope.txt") and sources[0]["n"] == 1
-  assert set(sources[0]) == {"n", "source", "chunk", "text", "score"}
+  assert set(sources[0]) == {"n", "source", "chunk", "text", "score", "cite"}
   chunks = list(client.chat.completions.create(model="kb/notes", messages=question,
                                                max_tokens=8, stream=True))
   last = [c for c in chunks if c.choices and c.choices[0].finish_reason][0]

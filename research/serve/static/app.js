@@ -190,6 +190,7 @@ async function refreshKb(select) {
   const name = currentKb();
   $("kb-limits").textContent = `Files up to ${info.max_upload_bytes.toLocaleString()} bytes, ` +
     `of type ${info.suffixes.join(" ")}.`;
+  $("kb-files").accept = info.suffixes.join(",");
   if (!name) { renderKb({ documents: [], chunks: [], total_chunks: 0, ingest: {} }); return; }
   const state = await api(`/ui/kb/${encodeURIComponent(name)}`);
   renderKb(state);
@@ -227,7 +228,8 @@ function chunkItem(c, n) {
   const meta = document.createElement("span");
   meta.className = "meta";
   const score = c.score === undefined ? "" : `, score ${Number(c.score).toFixed(3)}`;
-  meta.textContent = `${n === null ? "" : `[${n}] `}${c.source.split("/").pop()} chunk ${c.chunk}${score}`;
+  // "cite" is the file's name, with the pages of a PDF's chunk: "paper.pdf p. 3"
+  meta.textContent = `${n === null ? "" : `[${n}] `}${c.cite} chunk ${c.chunk}${score}`;
   li.append(meta, document.createTextNode(c.text));
   return li;
 }
