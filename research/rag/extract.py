@@ -146,7 +146,8 @@ def _docx(path: Path) -> Document:
   try:
     document = docx.Document(str(path))
   except Exception as e:  # pylint: disable=broad-except  (zip, XML and package errors)
-    raise ValueError(f"not a readable Word document ({type(e).__name__})") from None
+    raise ValueError("not a readable Word document: expected a .docx package, a zip with "
+                     f"word/document.xml ({type(e).__name__})") from None
   blocks = (b.strip() for b in _docx_blocks(document))
   return Document("\n\n".join(b for b in blocks if b))
 

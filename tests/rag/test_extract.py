@@ -76,7 +76,8 @@ def test_a_docx_gives_headings_paragraphs_and_tables_in_order(tmp_path):
                            "name | beta1\nAdam | 0.9\n\nSGD has no state.")
   (tmp_path / "fake.docx").write_bytes(b"PK\x03\x04 not really a zip")
   assert extract.extract(tmp_path / "fake.docx") == (
-      None, "not a readable Word document (PackageNotFoundError)")
+      None, "not a readable Word document: expected a .docx package, a zip with "
+      "word/document.xml (PackageNotFoundError)")
 
 
 def test_utf16_with_its_byte_order_mark_is_text(tmp_path):
