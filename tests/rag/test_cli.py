@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from research.rag import store
+from tests.rag import documents
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -23,10 +26,17 @@ def test_ingest_ask_eval_from_the_command_line(tmp_path):
   for path in (REPO / "experiments/data/rag/docs").iterdir():
     (docs / path.name).write_bytes(path.read_bytes())
   (docs / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00")
+  documents.write_pdf(docs / "lion.pdf", [["Lion keeps one moving average."],
+                                          ["It steps by the sign of the update."]])
+  documents.write_pdf(docs / "scan.pdf", [None])
+  documents.write_docx(docs / "sgd.docx", [("heading", "SGD"), ("paragraph", "No state.")])
   proc = _rag("ingest", f"--kb={tmp_path / 'kb'}", f"--docs={docs}")
   assert proc.returncode == 0, proc.stderr
-  assert "3 added" in proc.stdout and "1 skipped" in proc.stdout
+  assert "5 added" in proc.stdout and "2 skipped" in proc.stdout
   assert "logo.png" in proc.stderr
+  assert "scan.pdf: no text layer (a scanned PDF?); run OCR on it first" in proc.stderr
+  rows = {Path(r["source"]).name: r for r in store.KnowledgeBase.open(tmp_path / "kb").rows}
+  assert rows["lion.pdf"]["pages"] == [1, 2] and rows["sgd.docx"]["text"] == "SGD\n\nNo state."
   proc = _rag("ask", f"--kb={tmp_path / 'kb'}", "Who won the football world cup in 1998?")
   assert proc.returncode == 0, proc.stderr
   assert "The knowledge base has no answer" in proc.stdout and "sources:" not in proc.stdout

@@ -15,11 +15,13 @@ from fastapi.testclient import TestClient
 from research.rag import kb
 from research.serve import jobs as jobs_lib
 from research.serve import web
+from tests.rag import documents
 from tests.rag.conftest import WordEmbedder
 from tests.rag.conftest import gated_embedder
 from tests.serve import web_fixtures
 
 LIMIT = 4000  # bytes per uploaded file in these tests
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +169,40 @@ def test_ingest_in_the_background_then_list_documents_and_chunks(client):
   answer = "".join(line["message"]["content"] for line in lines)
   assert "[1]" in answer and lines[-1]["done"]
   assert lines[-1]["sources"][0]["n"] == 1
+
+
+def test_pdf_and_docx_uploads_are_ingested_and_answers_cite_the_page(model_dir, data_dir,
+                                                                      tmp_path):
+  # python-docx's own template alone is some 36 kB, over the LIMIT of the other tests
+  settings = web_fixtures.settings_for(model_dir, data_dir, tmp_path / "work",
+                                       max_upload_bytes=100_000)
+  # two short pages, one chunk (tests/rag/test_store.py has chunks of a page each)
+  pdf = documents.pdf_bytes([[line] for line in web_fixtures.DOCUMENT.split("\n\n")[:2]])
+  docx = documents.write_docx(tmp_path / "sgd.docx", [
+      ("heading", "SGD"), ("paragraph", "Plain SGD takes a step against the gradient."),
+      ("table", [["optimizer", "state"], ["SGD", "none"]])]).read_bytes()
+  with TestClient(web_fixtures.make_app(settings)) as c:
+    assert {".pdf", ".docx"} <= set(c.get("/ui/info").json()["suffixes"])
+    c.post("/ui/kb", json={"name": "docs"})
+    for name, data, mime in (("adam.pdf", pdf, "application/pdf"), ("sgd.docx", docx, DOCX)):
+      r = c.post("/ui/kb/docs/documents", files={"file": (name, data, mime)})
+      assert r.status_code == 200 and r.json() == {"name": name, "bytes": len(data)}, r.text
+    c.post("/ui/kb/docs/ingest")
+    done = wait_for(lambda: c.get("/ui/kb/docs/ingest").json(),
+                    lambda p: p["state"] not in ("reading", "embedding"))
+    assert done["state"] == "done" and "2 added" in done["message"], done
+    chunks = c.get("/ui/kb/docs").json()["chunks"]
+    assert [(ch["cite"], ch.get("pages")) for ch in chunks] == [
+        ("adam.pdf pp. 1-2", [1, 2]), ("sgd.docx", None)]
+    assert chunks[1]["text"] == ("SGD\n\nPlain SGD takes a step against the gradient.\n\n"
+                                 "optimizer | state\nSGD | none")
+    final = c.post("/api/chat", json={
+        "model": "kb/docs", "stream": False,
+        "messages": [{"role": "user", "content": web_fixtures.QUESTION}]}).json()
+    first = final["sources"][0]
+    assert (first["source"], first["cite"], first["pages"]) == (
+        "documents/adam.pdf", "adam.pdf pp. 1-2", [1, 2]), final["sources"]
+    assert "0.999" in first["text"]
 
 
 def test_deleting_a_document_takes_its_chunks_out_and_keeps_the_rest(client, settings):
