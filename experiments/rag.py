@@ -74,8 +74,7 @@ def ask(embedder, question: str):
     print("sources:")
     for (n, source, index), hit in zip(result.sources, result.hits):
       print(f"  [{n}] {store.cite(_short(source), kb.rows[hit.row])} chunk {index} "
-            f"(score {hit.score:.3f}: "
-            f"cosine {hit.vector:.3f}, keyword {hit.keyword:.3f})")
+            f"(score {hit.score:.3f}: cosine {hit.vector:.3f}, keyword {hit.keyword:.3f})")
 
 
 def _short(source: str) -> str:

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from research.serve import launch
+from tests.rag import documents
 from tests.serve import web_fixtures
 
 
@@ -115,12 +116,13 @@ def test_upload_ingest_and_a_cited_answer(page, tmp_path):
   page.fill("#kb-new-name", "notes")
   page.click("#kb-create button")
   wait_until(page, "document.getElementById('kb-select').value == 'notes'")
-  doc = tmp_path / "adam.md"
-  doc.write_text(web_fixtures.DOCUMENT)
+  assert ".pdf" in page.get_attribute("#kb-files", "accept").split(",")
+  doc = documents.write_pdf(tmp_path / "adam.pdf",
+                            [[line] for line in web_fixtures.DOCUMENT.split("\n\n")])
   page.set_input_files("#kb-files", str(doc))
   page.click("#kb-upload button")
   page.wait_for_selector("#kb-documents tbody tr")
-  assert page.inner_text("#kb-documents tbody td") == "adam.md"
+  assert page.inner_text("#kb-documents tbody td") == "adam.pdf"
   page.click("#kb-ingest")
   wait_until(page, "document.getElementById('kb-status').textContent.startsWith('done')")
   assert page.locator("#kb-chunks li").count() >= 1
@@ -132,11 +134,12 @@ def test_upload_ingest_and_a_cited_answer(page, tmp_path):
   assert cite.inner_text() == "[1]"
   cited = page.locator("#kb-sources li.cited")
   assert cited.count() == 1 and cited.get_attribute("id") == "source-1"
+  assert page.inner_text("#source-1 .meta").startswith("[1] adam.pdf pp. 1-3 chunk 0, score")
   cite.hover()
   assert "focus" in page.get_attribute("#source-1", "class")
   # delete, after the page's confirm: the document and its chunks leave the lists
   page.once("dialog", lambda dialog: dialog.accept())
-  page.click("#kb-documents tbody button[title='delete adam.md and its chunks']")
+  page.click("#kb-documents tbody button[title='delete adam.pdf and its chunks']")
   wait_until(page, "document.querySelectorAll('#kb-documents tbody tr').length == 0")
   wait_until(page, "document.getElementById('kb-status').textContent.includes('1 removed')")
   assert page.locator("#kb-chunks li").count() == 0
