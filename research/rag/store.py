@@ -17,7 +17,8 @@ generation whole and readable. Old generations are deleted after the commit.
 
 Incremental ingest: a source whose content hash (and chunking settings) are unchanged keeps
 its rows; a changed one is re-chunked and re-embedded; one that is gone is removed; one that
-cannot be read is skipped with a warning and keeps whatever rows it had. Sources outside the
+cannot be read is skipped with a warning and keeps whatever rows it had; a PDF whose chunks
+have no pages (stored before they were kept) is read again. Sources outside the
 ingested folder are kept; new chunking settings re-chunk every source, so they are refused
 while the store holds sources from elsewhere.
 """
@@ -150,6 +151,9 @@ class KnowledgeBase:
     settings = {"max_tokens": max_tokens, "overlap": overlap, "dim": embedder.dim}
     same_settings = all(self.manifest.get(k) == v for k, v in settings.items())
     old = self.manifest["files"] if same_settings else {}
+    paged = {r["source"] for r in self.rows if "pages" in r}
+    old = {s: f if s in paged or Path(s).suffix.lower() not in extract.PDF_SUFFIXES
+           else dict(f, sha256="") for s, f in old.items()}  # a PDF read before pages were kept
     report = Report()
     texts: dict[str, tuple[extract.Document, str | None]] = {}  # source -> (document, doc id)
     hashes: dict[str, str] = {}

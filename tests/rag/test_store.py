@@ -1,5 +1,6 @@
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -156,3 +157,20 @@ def test_pdf_chunks_know_their_pages_and_a_scan_in_the_folder_is_skipped(tmp_pat
   assert [r["text"] for r in kb.rows if r["source"].endswith("notes.docx")] == [
       "Notes\n\nPlain."]
   assert all("pages" not in r for r in kb.rows if not r["source"].endswith(".pdf"))
+
+
+def test_a_pdf_ingested_before_pages_were_kept_is_read_again(tmp_path, word_embedder):
+  docs = tmp_path / "docs"
+  docs.mkdir()
+  documents.write_pdf(docs / "paper.pdf", PDF_PAGES)
+  (docs / "a.txt").write_text("Alpha.")
+  kb = store.KnowledgeBase.open(tmp_path / "kb")
+  kb.ingest(docs, word_embedder, max_tokens=8, overlap=0)
+  paged = list(kb.rows)
+  kb._commit(kb.manifest, kb.vectors_NxD,  # pylint: disable=protected-access
+             [{k: v for k, v in r.items() if k != "pages"} for r in kb.rows])
+  report = store.KnowledgeBase.open(tmp_path / "kb").ingest(docs, word_embedder, max_tokens=8,
+                                                           overlap=0)
+  assert [Path(s).name for s in report.updated] == ["paper.pdf"]
+  assert [Path(s).name for s in report.unchanged] == ["a.txt"]
+  assert store.KnowledgeBase.open(tmp_path / "kb").rows == paged
