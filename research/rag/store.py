@@ -18,9 +18,9 @@ generation whole and readable. Old generations are deleted after the commit.
 Incremental ingest: a source whose content hash (and chunking settings) are unchanged keeps
 its rows; a changed one is re-chunked and re-embedded; one that is gone is removed; one that
 cannot be read is skipped with a warning and keeps whatever rows it had; a PDF whose chunks
-have no pages (stored before they were kept) is read again. Sources outside the
-ingested folder are kept; new chunking settings re-chunk every source, so they are refused
-while the store holds sources from elsewhere.
+have no pages (stored before they were kept) is read again. Sources outside the ingested
+folder are kept; new chunking settings re-chunk every source, so they are refused while the
+store holds sources from elsewhere.
 """
 
 import dataclasses
