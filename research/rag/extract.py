@@ -112,7 +112,8 @@ def _pdf(path: Path) -> Document:
     raise ValueError("encrypted PDF (AES); save a copy without encryption and ingest "
                      "that") from None
   except (errors.PyPdfError, KeyError, TypeError, AttributeError, IndexError) as e:
-    raise ValueError(f"not a readable PDF ({type(e).__name__}: {e})") from None
+    raise ValueError(f"not a readable PDF ({type(e).__name__}: {' '.join(str(e).split())})"
+                     ) from None
   if not any(pages):
     raise ValueError("no text layer (a scanned PDF?); run OCR on it first")
   starts, at = [], 0
