@@ -83,3 +83,10 @@ def test_full_finetuning_trains_every_parameter(finetune_config):
   after = _params(tuned.model, nnx.Param)
   assert result.history[-1]["loss"] < result.history[0]["loss"]
   assert all(np.any(after[k] != before[k]) for k in before)
+
+
+def test_length_buckets_are_few_and_pad_less_than_twice():
+  lengths = range(1, 2049)
+  buckets = {sft.bucket(n) for n in lengths}
+  assert buckets == {32, 64, 128, 256, 512, 1024, 2048}  # 7 programs for cutoff_len 2048
+  assert all(n <= sft.bucket(n) < max(2 * n, 33) for n in lengths)
