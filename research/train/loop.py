@@ -71,6 +71,7 @@ class TrainResult:
   compiled_steps: int = 0          # steps that met a new batch shape (each compiles a program)
   mfu: float = math.nan
   peak_flops: float = math.nan     # the measured matmul FLOP/s the MFU divides by
+  peak_machine: str = ""           # what that peak was measured on (flops.machine_peak)
   trainable_parameters: int = 0
   frozen_parameters: int = 0
 
@@ -120,11 +121,14 @@ def train(model, tx, batches, settings: Settings, *, objective=step_lib.lm_objec
       schedule=schedule, state_sharding=state_sharding)
   eval_step = step_lib.make_eval_step(parts.eval_graphdef, objective, dtype=settings.dtype,
                                       reference=reference)
+  peak_machine = ""
   if flops_per_token is not None and peak_flops is None:
-    peak_flops = flops_lib.measure_matmul_peak()
+    peak = flops_lib.machine_peak()
+    peak_flops, peak_machine = peak.flops, peak.machine
   size = lambda tree: sum(x.size for x in jax.tree.leaves(tree))
   result = TrainResult(parts.eval_graphdef, state, frozen_master, [], [], start_step=start,
                        peak_flops=math.nan if peak_flops is None else peak_flops,
+                       peak_machine=peak_machine,
                        trainable_parameters=size(parts.params),
                        frozen_parameters=size(frozen_master))
   run = runs.Run(workdir, snapshot, continues_from=start) if workdir is not None else None
