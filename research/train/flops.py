@@ -7,6 +7,9 @@ number; the figure is printed with what it was measured on:
 
   peak = flops.machine_peak()          # measured the first time, read from the cache after
   print(peak.describe(mfu))            # MFU 23% of 105 GFLOP/s measured on AMD EPYC, 2 cores
+
+A peak measured while the machine was busy stays low until its entry is deleted from
+~/.cache/bookforai/matmul_peak.json (the next run measures it again).
 """
 
 import dataclasses
