@@ -27,7 +27,10 @@ from research import cache
 from research import files
 from research.train import precision
 
-SIZES = (512, 1024, 2048)
+# n of the n x n matmuls timed: a CPU's cores are busy from a few hundred on; an accelerator
+# needs thousands
+CPU_SIZES = (256, 512, 1024)
+ACCELERATOR_SIZES = (2048, 4096, 8192)
 REPEATS = 9
 CACHE_FILE = "matmul_peak.json"
 
@@ -42,11 +45,13 @@ class Peak:
             f"{self.machine}")
 
 
-def measure_matmul_peak(sizes=SIZES, dtype: str = "float32", repeats: int = REPEATS,
+def measure_matmul_peak(sizes=None, dtype: str = "float32", repeats: int = REPEATS,
                         timer=time.perf_counter) -> float:
   """The best over `sizes` of the median FLOP/s of `repeats` jitted n x n matmuls (2 n^3
   FLOPs each): small sizes leave cores idle, so the best size is the machine's peak, and the
   median at each keeps one slow repeat (a neighbour's burst of work) out of it."""
+  if sizes is None:
+    sizes = CPU_SIZES if jax.devices()[0].platform == "cpu" else ACCELERATOR_SIZES
   matmul = jax.jit(jnp.matmul)
   best = 0.0
   for n in sizes:
@@ -85,7 +90,7 @@ def machine_peak(dtype: str = "float32", cache_file: Path | None = None, measure
   if isinstance(entry, dict) and isinstance(entry.get("flops"), (int, float)):
     return Peak(float(entry["flops"]), name)
   flops = (measure or measure_matmul_peak)(dtype=dtype)
-  known[key] = {"flops": flops, "sizes": list(SIZES), "repeats": REPEATS,
+  known[key] = {"flops": flops, "repeats": REPEATS,
                 "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
   files.write_json(path, known)
   return Peak(flops, name)
