@@ -36,6 +36,7 @@ from research.train import state as state_lib
 from research.train import step as step_lib
 
 FP16_START_SCALE = 2.0 ** 15
+BAR_WINDOW = 50  # steps the progress bar's steady figures are the median of
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,12 +215,14 @@ def train(model, tx, batches, settings: Settings, *, objective=step_lib.lm_objec
 
 def _postfix(row, first_step_s, times, rates, steps_left, flops_per_token, peak_flops) -> dict:
   """The bar's figures: loss, the first step's seconds, then (once a step has run without
-  compiling) the steady s/step, tokens/s, MFU and time left over those steps alone; 3
-  significant digits, so a slow step's 0.4 tokens/s does not read as 0."""
+  compiling) the steady s/step, tokens/s, MFU and time left, medians over the last
+  BAR_WINDOW such steps; 3 significant digits, so a slow step's 0.4 tokens/s does not read
+  as 0."""
   shown = {"loss": f"{row['loss']:.3f}", "first_step": f"{first_step_s:.3g}s"}
   if not times:
     return shown
-  seconds, rate = statistics.median(times), statistics.median(rates)
+  seconds = statistics.median(times[-BAR_WINDOW:])
+  rate = statistics.median(rates[-BAR_WINDOW:])
   shown.update(s_step=f"{seconds:.3g}", tok_s=f"{rate:.3g}")
   if flops_per_token is not None:
     shown["mfu"] = f"{100 * flops_lib.mfu(flops_per_token, rate, peak_flops):.1f}%"
