@@ -71,14 +71,14 @@ def main(argv):
         entry[1], metrics = entry[0](entry[1], batches[i % len(batches)])
         float(metrics["loss"])
         times[name].append(time.perf_counter() - tick)
-  peak = flops.measure_matmul_peak()
+  peak = flops.machine_peak()
   tokens = config.batch_size * config.context_length
   flops_per_token = count.flops_per_token(model_config, config.context_length)
   print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r} load={os.getloadavg()[0]:.2f} "
-        f"peak_gflops={peak / 1e9:.0f}")
+        f"peak_gflops={peak.flops / 1e9:.0f} (measured on {peak.machine})")
   medians = {name: statistics.median(t) for name, t in times.items()}
   for name, median in medians.items():
-    mfu = flops.mfu(flops_per_token, tokens / median, peak)
+    mfu = flops.mfu(flops_per_token, tokens / median, peak.flops)
     print(f"{name:6s} ms_per_iter median={1000 * median:.2f} "
           f"p10={1000 * np.percentile(times[name], 10):.2f} tokens_per_s={tokens / median:.0f} "
           f"mfu={100 * mfu:.1f}%")

@@ -9,6 +9,10 @@ runs, with one sentence naming the key and the nearest field (research/runs.py c
 
   script.run(main)      # app.run(main), but a bad input prints its one sentence and exits 2
 
+Every script keeps its compiled programs between runs (research/cache.py): in
+~/.cache/bookforai/jax unless `--compilation_cache=<folder>` or `--compilation_cache=off` (or
+the environment variable BOOKFORAI_COMPILATION_CACHE) says otherwise.
+
 A bad input (a file, a field, a dataset the user gave) raises one of USER_ERRORS with one
 sentence that names it; the script prints that sentence alone, with no traceback, unless
 `--verbosity=1` or the environment variable BOOKFORAI_TRACEBACK=1 asks for it.
@@ -22,12 +26,17 @@ from absl import app
 from absl import flags
 from ml_collections.config_flags import config_flags
 
+from research import cache
 from research import runs
 from research import tour
 
 CONFIGS = Path(__file__).parent / "configs"
 USER_ERRORS = (ValueError, OSError, LookupError)
 BAD_INPUT_EXIT = 2
+
+_COMPILATION_CACHE = flags.DEFINE_string(
+    "compilation_cache", None, "Where compiled programs are kept between runs, or 'off'. "
+    f"Default: ${cache.COMPILATION_ENV}, else ~/.cache/bookforai/jax.")
 
 
 def sentence(error: BaseException) -> str:
@@ -50,6 +59,7 @@ def run(main) -> None:
   """app.run(main); a bad input ends the script with its sentence alone and exit status 2."""
 
   def guarded(argv):
+    cache.enable_compilation_cache(_COMPILATION_CACHE.value)
     try:
       return main(argv)
     except USER_ERRORS as e:

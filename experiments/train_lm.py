@@ -11,6 +11,7 @@ from experiments import script
 from research import runs
 from research.generate import decode
 from research.train import distributed
+from research.train import flops
 from research.train import lm
 
 _CONFIG = script.config_flag("train_lm")
@@ -31,7 +32,8 @@ def main(argv):
       print(f"--- {name} ---\n{text}\n")
   if config.get("full_val_eval", False):
     print(f"full validation loss {run.full_eval_loss:.4f} (every non-overlapping window)")
-  print(f"peak fp32 matmul {result.peak_flops / 1e9:.0f} GFLOP/s, MFU {100 * result.mfu:.1f}%")
+  peak = flops.Peak(result.peak_flops, result.peak_machine or "the machine given")
+  print(peak.describe(result.mfu) + " (fp32 matmul peak)")
   print(f"eval_loss={run.eval_loss:.4f} ms_per_iter={result.ms_per_iter:.2f} "
         f"tokens_per_s={result.tokens_per_s:.0f}")
 

@@ -25,18 +25,19 @@ import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # One compile per program for the whole run: tests build the same tiny models and steps again
 # and again (each pretrain call jits afresh), and XLA's persistent cache hands back the
-# compiled executable instead. The folder is made by the controlling process (xdist workers
-# inherit its environment, so they share it), is new for every run, and is removed at the end.
+# compiled executable instead. Nothing is written to the user's cache: the project's cache
+# folder (compiled programs, the measured matmul peak) is one made by the controlling process
+# (xdist workers and the scripts tests start inherit its environment, so they share it), new
+# for every run and removed at the end.
 import shutil  # pylint: disable=g-import-not-at-top,wrong-import-position
 import tempfile  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+from research import cache  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 if "PYTEST_XDIST_WORKER" not in os.environ:
-  os.environ["BOOKFORAI_TEST_XLA_CACHE"] = tempfile.mkdtemp(prefix="bookforai-test-xla-")
-jax.config.update("jax_compilation_cache_dir", os.environ["BOOKFORAI_TEST_XLA_CACHE"])
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  os.environ[cache.ROOT_ENV] = tempfile.mkdtemp(prefix="bookforai-test-cache-")
+  os.environ.pop(cache.COMPILATION_ENV, None)  # the user's own setting is not the tests'
+cache.enable_compilation_cache()
 
 
 @pytest.fixture(scope="session")
@@ -56,4 +57,4 @@ def smollm2_tokenizer():
 
 def pytest_sessionfinish(session):
   if not hasattr(session.config, "workerinput"):  # the controller, after every worker is done
-    shutil.rmtree(os.environ["BOOKFORAI_TEST_XLA_CACHE"], ignore_errors=True)
+    shutil.rmtree(os.environ[cache.ROOT_ENV], ignore_errors=True)

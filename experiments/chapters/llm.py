@@ -27,6 +27,7 @@ from research.nn import dropout as dropout_lib
 from research.nn import losses
 from research.nn import norms
 from research.nn import transformer
+from research.train import flops
 from research.train import lm
 
 
@@ -181,7 +182,8 @@ def run_experiment(config, out_dir, log=print) -> list[tour.Claim]:
   result = run.result
   log(f"trained {count.parameter_count(run.model_config):,} parameters for {config.steps} "
       f"steps: eval loss {run.eval_loss:.3f}, {result.ms_per_iter:.1f} ms/step, "
-      f"{result.tokens_per_s:.0f} tokens/s, MFU {100 * result.mfu:.1f}%")
+      f"{result.tokens_per_s:.0f} tokens/s, "
+      f"{flops.Peak(result.peak_flops, result.peak_machine).describe(result.mfu)}")
   unigram = lm.unigram_cross_entropy(run.train_windows.tokens, run.val_windows.tokens,
                                      run.tokenizer.vocab_size)
   log(f"validation loss {run.eval_loss:.3f} nats/token; unigram frequencies {unigram:.3f}; "

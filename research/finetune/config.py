@@ -88,6 +88,8 @@ _RENAMED = {"model_name_or_path": "model"}
 # LLaMA-Factory settings (its ModelArguments, DataArguments, FinetuningArguments,
 # GeneratingArguments and the Seq2SeqTrainingArguments its examples use) that change nothing
 # on one CPU or JAX device: read, then named in the log as ignored. Grouped by dataclass.
+# (packing and neat_packing are not done here yet: rows are padded to power-of-two length
+# buckets instead (sft.bucket), which bounds the programs a run compiles.)
 NO_OPS = frozenset("""
 adapter_folder cache_dir use_fast_tokenizer resize_vocab split_special_tokens add_tokens
 add_special_tokens new_special_tokens_config init_special_tokens model_revision

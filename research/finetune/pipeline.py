@@ -47,10 +47,13 @@ def run(config, check_base: bool = True, show_progress: bool = True) -> dict:
                "final_loss": result.history[-1]["loss"] if result.history else None,
                "trainable_parameters": result.trainable_parameters,
                "base_parameters": result.frozen_parameters,
-               "tokens_per_s": result.tokens_per_s, "history": result.history[-1:],
+               "tokens_per_s": result.tokens_per_s, "first_step_s": result.first_step_s,
+               "s_per_step": result.ms_per_iter / 1000,
+               "compiled_steps": result.compiled_steps, "history": result.history[-1:],
                "evals": result.evals[-1:]}
-    print(f"finetune: {result.steps} steps, final loss {summary['final_loss']}, "
-          f"{result.tokens_per_s:.0f} tokens/s")
+    print(f"finetune: {result.steps} steps ({result.compiled_steps} compiled a program), "
+          f"final loss {summary['final_loss']}; first step {result.first_step_s:.1f} s, the "
+          f"others {result.ms_per_iter / 1000:.2f} s/step, {result.tokens_per_s:.0f} tokens/s")
     leave_adapter(lm, result, config)
   else:  # predict only: config.model as it is (a base model or an export), and its adapter
     lm = pretrained.load_model(config.model, adapter=config.get("adapter_name_or_path") or None)

@@ -101,7 +101,7 @@ def reference_model(config, model):
 
 def sample(model, prompts: list[list[int]], sampling: Sampling, key) -> list[list[int]]:
   """Each prompt's answer ids (EOS included), all rows in one jitted batch: the prompts are
-  left-padded to a multiple of 16 tokens so the decoder compiles for few shapes."""
+  left-padded to a length bucket (sft.bucket) so the decoder compiles for few shapes."""
   width = sft.bucket(max(map(len, prompts)))
   prompt_BxP = np.full((len(prompts), width), sampling.pad_id, np.int32)
   for i, ids in enumerate(prompts):
@@ -117,7 +117,7 @@ def sample(model, prompts: list[list[int]], sampling: Sampling, key) -> list[lis
 def rollout_arrays(prompts: list[list[int]], answers: list[list[int]], pad_id: int,
                    length: int | None = None) -> dict:
   """tokens, inputs, targets, mask and the lengths of prompt + answer rows, padded to
-  `length` + 1 tokens (default: the longest row, rounded up to a multiple of 16)."""
+  `length` + 1 tokens (default: the longest row's sft.bucket)."""
   totals = [len(p) + len(a) for p, a in zip(prompts, answers)]
   length = length or sft.bucket(max(totals) - 1)
   if max(totals) > length + 1:

@@ -47,9 +47,17 @@ class StepBatches:
     return {k: v.reshape(shape + v.shape[1:]) for k, v in arrays.items()}
 
 
-def bucket(length: int, multiple: int = 16) -> int:
-  """Pads lengths up to a multiple, so the step compiles for few shapes."""
-  return int(math.ceil(length / multiple) * multiple)
+SHORTEST_BUCKET = 32
+
+
+def bucket(length: int) -> int:
+  """The padded length of a batch whose longest row is `length`: a power of two from 32 up.
+
+  Every padded length is one more program to compile, the slowest part of a short run
+  (BENCHMARKS.md, "Compile once"), so a run sees at most log2(cutoff_len / 32) + 1 of them;
+  the price is at most twice the tokens of the longest row.
+  """
+  return max(SHORTEST_BUCKET, 1 << max(int(length) - 1, 0).bit_length())
 
 
 def sft_arrays(rows, pad_id: int) -> dict:

@@ -681,4 +681,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+  from research import cache  # pylint: disable=g-import-not-at-top
+  cache.enable_compilation_cache()  # the server's folder, which it left in the environment
   sys.exit(main(sys.argv[1:]))

@@ -36,6 +36,7 @@ from research.train import state as state_lib
 from research.train import step as step_lib
 
 FP16_START_SCALE = 2.0 ** 15
+BAR_WINDOW = 50  # steps the progress bar's steady figures are the median of
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,10 +66,13 @@ class TrainResult:
   evals: list[dict]                # step, eval_loss, ...
   stopped: str | None = None       # "non-finite" when a NaN/Inf loss stopped the run
   start_step: int = 0
-  ms_per_iter: float = math.nan    # median over the steps of this run, compile excluded
-  tokens_per_s: float = math.nan   # median step's real tokens per second
+  ms_per_iter: float = math.nan    # median over the steps that compiled nothing
+  tokens_per_s: float = math.nan   # median step's real tokens per second, same steps
+  first_step_s: float = math.nan   # the run's first step: compiling its program, then running it
+  compiled_steps: int = 0          # steps that met a new batch shape (each compiles a program)
   mfu: float = math.nan
   peak_flops: float = math.nan     # the measured matmul FLOP/s the MFU divides by
+  peak_machine: str = ""           # what that peak was measured on (flops.machine_peak)
   trainable_parameters: int = 0
   frozen_parameters: int = 0
 
@@ -118,16 +122,22 @@ def train(model, tx, batches, settings: Settings, *, objective=step_lib.lm_objec
       schedule=schedule, state_sharding=state_sharding)
   eval_step = step_lib.make_eval_step(parts.eval_graphdef, objective, dtype=settings.dtype,
                                       reference=reference)
+  peak_machine = ""
   if flops_per_token is not None and peak_flops is None:
-    peak_flops = flops_lib.measure_matmul_peak()
+    peak = flops_lib.machine_peak()
+    peak_flops, peak_machine = peak.flops, peak.machine
   size = lambda tree: sum(x.size for x in jax.tree.leaves(tree))
   result = TrainResult(parts.eval_graphdef, state, frozen_master, [], [], start_step=start,
                        peak_flops=math.nan if peak_flops is None else peak_flops,
+                       peak_machine=peak_machine,
                        trainable_parameters=size(parts.params),
                        frozen_parameters=size(frozen_master))
   run = runs.Run(workdir, snapshot, continues_from=start) if workdir is not None else None
-  bar = runs.progress(total=end, initial=start, desc=settings.desc, disable=not show_progress)
-  times, rates = [], []
+  # tqdm's own rate and time left would average the compiling steps in for minutes; the
+  # postfix shows the first step apart and the steady rate of the steps that compiled nothing
+  bar = runs.progress(total=end, initial=start, desc=settings.desc, disable=not show_progress,
+                      bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+  times, rates, shapes = [], [], set()
   try:
     for step in range(start, end):
       if hasattr(batches, "collect"):  # rollouts by the policy as it is now
@@ -136,6 +146,9 @@ def train(model, tx, batches, settings: Settings, *, objective=step_lib.lm_objec
       batch = batches.step_batch(step)
       extra = batches.metrics(step) if hasattr(batches, "metrics") else {}
       tokens = real_tokens(batch)
+      shape = tuple(sorted((k, np.shape(v)) for k, v in batch.items()))
+      compiles = shape not in shapes  # a new shape: the step compiles before it runs
+      shapes.add(shape)
       placed = place(batch, mesh, micro_batches=True)
       tick = time.perf_counter()
       state, metrics = train_step(state, placed, frozen)
@@ -155,15 +168,18 @@ def train(model, tx, batches, settings: Settings, *, objective=step_lib.lm_objec
         row["epoch"] = done / batches.steps_per_epoch
       if flops_per_token is not None:
         row["mfu"] = flops_lib.mfu(flops_per_token, row["tokens_per_s"], peak_flops)
-      if step > start:  # the first step of a run compiles
+      if step == start:
+        result.first_step_s = seconds
+      if compiles:
+        result.compiled_steps += 1
+      else:
         times.append(seconds)
         rates.append(row["tokens_per_s"])
       result.history.append(row)
-      # the postfix first: update() draws the bar, so this step's rate shows now, not a step
-      # late; 3 significant digits, so a slow step's 0.4 tokens/s does not read as 0
-      bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_s']:.3g}",
-                      **({"mfu": f"{100 * row['mfu']:.1f}%"} if "mfu" in row else {}),
-                      refresh=False)
+      # the postfix first: update() draws the bar, so this step's figures show now, not a step
+      # late
+      bar.set_postfix(_postfix(row, result.first_step_s, times, rates, end - done,
+                               flops_per_token, peak_flops), refresh=False)
       bar.update(1)
       eval_row = None
       if eval_batches is not None and settings.eval_every and (
@@ -195,6 +211,31 @@ def train(model, tx, batches, settings: Settings, *, objective=step_lib.lm_objec
                     [r for r in earlier if "eval_loss" in r] + result.evals,
                     Path(workdir) / "training_loss.png")
   return result
+
+
+def _postfix(row, first_step_s, times, rates, steps_left, flops_per_token, peak_flops) -> dict:
+  """The bar's figures: loss, the first step's seconds, then (once a step has run without
+  compiling) the steady s/step, tokens/s, MFU and time left, medians over the last
+  BAR_WINDOW such steps; 3 significant digits, so a slow step's 0.4 tokens/s does not read
+  as 0."""
+  shown = {"loss": f"{row['loss']:.3f}", "first_step": f"{first_step_s:.3g}s"}
+  if not times:
+    return shown
+  seconds = statistics.median(times[-BAR_WINDOW:])
+  rate = statistics.median(rates[-BAR_WINDOW:])
+  shown.update(s_step=f"{seconds:.3g}", tok_s=f"{rate:.3g}")
+  if flops_per_token is not None:
+    shown["mfu"] = f"{100 * flops_lib.mfu(flops_per_token, rate, peak_flops):.1f}%"
+  shown["left"] = _clock(seconds * steps_left)
+  return shown
+
+
+def _clock(seconds: float) -> str:
+  """mm:ss, or h:mm:ss from an hour on (tqdm's form)."""
+  minutes, secs = divmod(int(round(seconds)), 60)
+  if minutes >= 60:
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+  return f"{minutes:02d}:{secs:02d}"
 
 
 def _initial_state(model, tx, trainable, mesh, loss_scale, fresh: bool):

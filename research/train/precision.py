@@ -42,6 +42,11 @@ def _this_cpu() -> tuple[str, frozenset]:
   return name, frozenset(flags)
 
 
+def cpu_name() -> str:
+  """This machine's CPU model, as /proc/cpuinfo names it."""
+  return _this_cpu()[0]
+
+
 def effective_dtype(requested: str, device=None, cpuinfo: str | None = None) -> tuple[str, str]:
   """(the dtype to compute in, one line saying why it differs from `requested`, or "").
 

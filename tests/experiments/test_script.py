@@ -99,3 +99,48 @@ def test_the_notebooks_pasted_dataset_info_is_one_line_from_finetune(tmp_path):
       f"error: {tmp_path / 'dataset_info.json'}: line 4: not valid JSON (Extra data)."], \
       done.stderr
   assert not (tmp_path / "out").exists()
+
+
+# A script that jits one small function and says how many compiled programs it found in the
+# persistent cache (JAX records an event for each hit).
+_JIT_SCRIPT = """
+import jax, jax.numpy as jnp
+from experiments import script
+hits = []
+jax.monitoring.register_event_listener(
+    lambda name, **_: hits.append(name) if name == "/jax/compilation_cache/cache_hits" else None)
+def main(argv):
+  jax.jit(lambda x: jnp.tanh(x) * 3.0 + 1.0)(jnp.arange(7.0)).block_until_ready()
+  print("hits", len(hits))
+script.run(main)
+"""
+
+
+def _run_jit_script(*args, env=None):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  done = subprocess.run([sys.executable, "-c", _JIT_SCRIPT, *args], capture_output=True,
+                        text=True, timeout=120, check=False, env=env)
+  assert done.returncode == 0, done.stderr
+  return int(done.stdout.split()[-1])
+
+
+def test_a_second_run_finds_the_first_ones_compiled_program(tmp_path):
+  folder = tmp_path / "jax"
+  assert _run_jit_script(f"--compilation_cache={folder}") == 0
+  assert any(folder.iterdir())  # small CPU programs are kept too
+  assert _run_jit_script(f"--compilation_cache={folder}") >= 1
+
+
+def test_the_cache_can_be_turned_off_and_defaults_to_the_users_cache(tmp_path):
+  env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "home-cache")}
+  for name in ("BOOKFORAI_CACHE_DIR", "BOOKFORAI_COMPILATION_CACHE"):
+    env.pop(name, None)
+  assert _run_jit_script("--compilation_cache=off", env=env) == 0
+  assert not (tmp_path / "home-cache").exists()
+  env["BOOKFORAI_COMPILATION_CACHE"] = "off"
+  assert _run_jit_script(env=env) == 0
+  assert not (tmp_path / "home-cache").exists()
+  del env["BOOKFORAI_COMPILATION_CACHE"]
+  _run_jit_script(env=env)
+  assert any((tmp_path / "home-cache" / "bookforai" / "jax").iterdir())

@@ -83,3 +83,35 @@ def test_full_finetuning_trains_every_parameter(finetune_config):
   after = _params(tuned.model, nnx.Param)
   assert result.history[-1]["loss"] < result.history[0]["loss"]
   assert all(np.any(after[k] != before[k]) for k in before)
+
+
+def test_length_buckets_are_few_and_pad_less_than_twice():
+  lengths = range(1, 2049)
+  buckets = {sft.bucket(n) for n in lengths}
+  assert buckets == {32, 64, 128, 256, 512, 1024, 2048}  # 7 programs for cutoff_len 2048
+  assert all(n <= sft.bucket(n) < max(2 * n, 33) for n in lengths)
+
+
+def test_the_bar_shows_the_first_step_apart_and_the_steady_rate_without_compiles(
+    finetune_config, monkeypatch, capsys):
+  monkeypatch.setattr(sft, "SHORTEST_BUCKET", 8)  # the toy rows then fall in several buckets
+  config = finetune_config(max_steps=8, per_device_train_batch_size=1,
+                           gradient_accumulation_steps=1)
+  _, result = sft.run(config, show_progress=True)
+  lm, _, train_examples, _ = sft.prepare(config)
+  rows = sft.encode_examples(lm.tokenizer, train_examples, config, "test")
+  batches = sft.StepBatches(rows, 1, 1, 0, config.seed)
+  first_seen, steady = set(), []
+  for step, row in enumerate(result.history):
+    shape = batches.step_batch(step)["inputs"].shape
+    if shape in first_seen:
+      steady.append(row)
+    first_seen.add(shape)
+  assert len(first_seen) > 1 and steady  # else this test checks nothing
+  assert result.compiled_steps == len(first_seen)
+  assert result.first_step_s == result.history[0]["seconds"]
+  assert result.tokens_per_s == pytest.approx(np.median([r["tokens_per_s"] for r in steady]))
+  assert result.ms_per_iter == pytest.approx(1000 * np.median([r["seconds"] for r in steady]))
+  drawn = [d for d in capsys.readouterr().err.replace("\r", "\n").splitlines() if "/8 [" in d]
+  assert "first_step=" in drawn[-1] and f"tok_s={result.tokens_per_s:.3g}" in drawn[-1]
+  assert "s/step" not in drawn[-1] and "step/s" not in drawn[-1]  # no rate with compiles in
