@@ -1,6 +1,12 @@
 """Ollama's native API: /api/chat, /api/generate, /api/embed, /api/tags, /api/version, and
 /api/show, /api/ps, /api/embeddings, which the ollama CLI and older clients call.
 
+The request's "model" names one of the registry's models (services.use: loaded on first
+use, one resident at a time, unloaded "keep_alive" after its last request); a created
+model's SYSTEM comes first unless the conversation has its own, and its PARAMETERs are the
+options the request leaves out. /api/create, /api/copy, /api/delete and /api/pull are in
+models_api.py.
+
 Streams are NDJSON (one JSON object a line) unless "stream": false. The last object has
 done=true, done_reason ("stop" or "length"), and the counts and times in nanoseconds:
 prompt_eval_count, prompt_eval_duration, eval_count, eval_duration, total_duration.
