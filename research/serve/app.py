@@ -23,6 +23,7 @@ from starlette import exceptions as starlette_exceptions
 
 from research.serve import auth
 from research.serve import limits
+from research.serve import models_api
 from research.serve import ollama_api
 from research.serve import openai_api
 from research.serve import services as services_lib
@@ -142,6 +143,7 @@ def create_app(settings: Settings, services: services_lib.Services | None = None
                      max_upload_bytes=settings.max_upload_bytes, api_key=settings.api_key,
                      hosts=hosts, docs=settings.docs)
   app.include_router(ollama_api.router(services))
+  app.include_router(models_api.router(services))
   app.include_router(openai_api.router(services))
   app.include_router(web.router(services))
   return app

@@ -425,6 +425,7 @@ class Jobs:
       if not target.is_dir():
         return None
       return {"state": "finished", "path": self._show(target),
+              "model": export_model_name(job.id),
               "adapter": self._show(target / "adapter") if (target / "adapter").is_dir()
                          else None}
     return {"state": "failed", "message": self._message(job.dir / "export.log")}
@@ -514,6 +515,11 @@ class Jobs:
       if record is not None:
         job.stopped = True
         end_recorded(record)
+
+
+def export_model_name(job_id: str) -> str:
+  """The name a job's export is served under (research.serve.registry)."""
+  return f"ft-{job_id}"
 
 
 def tuned_source(job_dir) -> str | None:

@@ -1,6 +1,12 @@
 """Ollama's native API: /api/chat, /api/generate, /api/embed, /api/tags, /api/version, and
 /api/show, /api/ps, /api/embeddings, which the ollama CLI and older clients call.
 
+The request's "model" names one of the registry's models (services.use: loaded on first
+use, one resident at a time, unloaded "keep_alive" after its last request); a created
+model's SYSTEM comes first unless the conversation has its own, and its PARAMETERs are the
+options the request leaves out. /api/create, /api/copy, /api/delete and /api/pull are in
+models_api.py.
+
 Streams are NDJSON (one JSON object a line) unless "stream": false. The last object has
 done=true, done_reason ("stop" or "length"), and the counts and times in nanoseconds:
 prompt_eval_count, prompt_eval_duration, eval_count, eval_duration, total_duration.
@@ -191,6 +197,24 @@ def _tag(name: str, family: str) -> dict:
                                     "parameter_size": "", "quantization_level": ""}}
 
 
+def with_parameters(entry, options: Options | None) -> Options | None:
+  """The request's options over the model's PARAMETER defaults (research.serve.registry)."""
+  if not entry.parameters:
+    return options
+  given = options.model_dump(exclude_none=True) if options else {}
+  return Options(**{**entry.parameters, **given})
+
+
+def loaded_models(services: services_lib.Services) -> list[dict]:
+  entry, left_s = services.resident()
+  if entry is None:
+    return []
+  expires = ("2999-01-01T00:00:00Z" if left_s == float("inf") else
+             (datetime.datetime.now(datetime.timezone.utc)
+              + datetime.timedelta(seconds=left_s)).isoformat().replace("+00:00", "Z"))
+  return [dict(_tag(entry.name, "llama"), expires_at=expires, size_vram=0, context_length=0)]
+
+
 def router(services: services_lib.Services) -> fastapi.APIRouter:
   api = fastapi.APIRouter(prefix="/api", tags=["ollama"])
 
@@ -227,13 +251,16 @@ def router(services: services_lib.Services) -> fastapi.APIRouter:
     """Chat: NDJSON stream of {"message": {"role": "assistant", "content": piece}} objects."""
     _refuse_unsupported(body)
     kb = services.resolve_model(body.model, body.kb)
-    await run_in_threadpool(services.lm)
+    entry = await run_in_threadpool(services.use, body.model, body.keep_alive)
     message = lambda text: {"message": {"role": "assistant", "content": text}}
     if not body.messages:
+      services.unload_when_due()  # keep_alive 0 with no messages: unload now
       return load_only(body.model, "message", {"role": "assistant", "content": ""})
-    settings = sampling(body.options, services.settings.max_new_tokens, kb is not None)
+    settings = sampling(with_parameters(entry, body.options), services.settings.max_new_tokens,
+                        kb is not None)
     services.check_stops(settings.stop, "options.stop")
-    messages = [{"role": m.role, "content": m.content or ""} for m in body.messages]
+    messages = entry.with_system([{"role": m.role, "content": m.content or ""}
+                                  for m in body.messages])
     stream = await services.chat(messages, settings, kb)
     return await respond(request, stream, body.model, body.stream is not False, message, message)
 
@@ -250,17 +277,19 @@ def router(services: services_lib.Services) -> fastapi.APIRouter:
     if services.resolve_model(body.model) is not None:
       raise services_lib.RequestError(400, "model: knowledge bases answer through /api/chat "
                                       "and /v1/chat/completions.")
-    await run_in_threadpool(services.lm)
+    entry = await run_in_threadpool(services.use, body.model, body.keep_alive)
     response = lambda text: {"response": text}
     if not body.prompt:
+      services.unload_when_due()  # keep_alive 0 with no prompt: unload now
       return load_only(body.model, "response", "")
-    settings = sampling(body.options, services.settings.max_new_tokens)
+    settings = sampling(with_parameters(entry, body.options), services.settings.max_new_tokens)
     services.check_stops(settings.stop, "options.stop")
     if body.raw:
       ids = await run_in_threadpool(services.prompt_ids, None, body.prompt)
     else:
-      messages = ([{"role": "system", "content": body.system}] if body.system else []) + [
-          {"role": "user", "content": body.prompt}]
+      messages = entry.with_system(
+          ([{"role": "system", "content": body.system}] if body.system else []) + [
+              {"role": "user", "content": body.prompt}])
       ids = await run_in_threadpool(services.prompt_ids, messages)
     stream = services.generate(ids, settings)
     return await respond(request, stream, body.model, body.stream is not False, response,
@@ -292,9 +321,11 @@ def router(services: services_lib.Services) -> fastapi.APIRouter:
 
   @api.get("/tags")
   async def tags():
-    """The chat model, one "kb/<name>" per knowledge base, and the embedding model."""
-    names = services.model_names()
-    return {"models": [_tag(names[0], "llama")] + [_tag(n, "kb") for n in names[1:]]
+    """The registry's models (the server's own first: --model, the packaged one, each
+    fine-tune export "ft-<job>", the created ones), one "kb/<name>" per knowledge base, and
+    the embedding model."""
+    kb = lambda name: name.startswith(services_lib.KB_PREFIX)
+    return {"models": [_tag(n, "kb" if kb(n) else "llama") for n in services.model_names()]
                       + [_tag(services_lib.EMBED_MODEL, "bert")]}
 
   @api.post("/show")
@@ -308,8 +339,11 @@ def router(services: services_lib.Services) -> fastapi.APIRouter:
                   "general.architecture": "bert", "bert.embedding_length": 384},
               "capabilities": ["embedding"]}
     kb = services.resolve_model(name)
+    entry = await run_in_threadpool(services.use, name)
     lm = await run_in_threadpool(services.lm)
-    return {"modelfile": "", "parameters": "", "template": "", "modified_at": _now(),
+    return {"modelfile": "", "system": entry.system or "",
+            "parameters": "\n".join(f"{k} {v}" for k, v in entry.parameters.items()),
+            "template": entry.template or "", "modified_at": _now(),
             "details": _tag(name, "kb" if kb else "llama")["details"],
             "model_info": {"general.architecture": "llama",
                            "llama.context_length": lm.config.max_length,
@@ -319,10 +353,8 @@ def router(services: services_lib.Services) -> fastapi.APIRouter:
 
   @api.get("/ps")
   async def ps():
-    """The loaded chat model (loaded once, kept until the server stops)."""
-    names = [services.model_name] if services.loaded() else []
-    return {"models": [dict(_tag(n, "llama"), expires_at="2999-01-01T00:00:00Z",
-                            size_vram=0, context_length=0) for n in names]}
+    """The resident chat model (one at a time) and when keep_alive unloads it."""
+    return {"models": loaded_models(services)}
 
   @api.get("/version")
   async def version():

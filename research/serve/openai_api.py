@@ -172,6 +172,20 @@ def sampling(r: ChatRequest, cap: int, kb: bool = False) -> worker_lib.Sampling:
       max_tokens=cap if limit is None else limit, seed=r.seed, stop=tuple(stop))
 
 
+# A model's PARAMETER defaults (Ollama's names) by the request field each stands for.
+_PARAMETERS = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k",
+               "min_p": "min_p", "seed": "seed", "stop": "stop", "num_predict": "max_tokens"}
+
+
+def with_parameters(entry, r: ChatRequest) -> ChatRequest:
+  """The request with the model's PARAMETER defaults where it leaves a field out."""
+  update = {field: entry.parameters[name] for name, field in _PARAMETERS.items()
+            if name in entry.parameters and getattr(r, field) is None}
+  if update.get("max_tokens", 1) < 1:
+    del update["max_tokens"]  # num_predict -1: up to the server's cap
+  return r.model_copy(update=update) if update else r
+
+
 def _usage(done: worker_lib.Done) -> dict:
   return {"prompt_tokens": done.prompt_tokens, "completion_tokens": done.tokens,
           "total_tokens": done.prompt_tokens + done.tokens}
@@ -186,8 +200,10 @@ def router(services: services_lib.Services) -> fastapi.APIRouter:
     _refuse_unsupported(body)
     kb = services.resolve_model(body.model, body.kb)
     messages = messages_of(body)
-    await run_in_threadpool(services.lm)
-    settings = sampling(body, services.settings.max_new_tokens, kb is not None)
+    entry = await run_in_threadpool(services.use, body.model)
+    messages = entry.with_system(messages)
+    settings = sampling(with_parameters(entry, body), services.settings.max_new_tokens,
+                        kb is not None)
     services.check_stops(settings.stop)
     stream = await services.chat(messages, settings, kb)
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()),

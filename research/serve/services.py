@@ -5,12 +5,20 @@ bases and the one generation worker.
   services.resolve_model("kb/docs")             # -> "docs": answer from that knowledge base
   stream = await services.chat(messages, sampling, kb=None)   # -> worker.Stream of pieces, then Done
 
+Models come from research.serve.registry by the request's "model"; one is resident at a
+time (the worker generates one answer at a time anyway): `use(name, keep_alive)` loads it
+on first use, unloading the one before, and it is unloaded `keep_alive` after its last
+request (Ollama's: default 5m, 0 right after the answer, negative never). A generation
+already queued keeps the model object it was given, so a swap never changes its answer.
+The plain `lm()` is the resident model, else the one the server was started with.
+
 A knowledge base is named either by the model name "kb/<name>" (so unmodified Ollama and
 OpenAI clients can use it) or by a body field "kb": "<name>". Names are the --kb folder's
 own name and every subfolder of settings.kb_root that holds a knowledge base.
 """
 
 import dataclasses
+import math
 import re
 import threading
 import time
@@ -22,6 +30,7 @@ from starlette import concurrency
 from research.rag import answer
 from research.rag import retrieve
 from research.rag import store
+from research.serve import registry as registry_lib
 from research.serve import worker as worker_lib
 from research.serve.settings import Settings
 
@@ -29,6 +38,9 @@ KB_PREFIX = "kb/"
 EMBED_MODEL = "all-minilm-l6-v2"
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 EMBED_BATCH = 32  # texts embedded between two looks at the cancel flag
+DEFAULT_KEEP_ALIVE_S = 300.0  # Ollama's 5m
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 class RequestError(Exception):
@@ -40,6 +52,29 @@ class RequestError(Exception):
     self.message = message
 
 
+def keep_alive_seconds(value) -> float:
+  """Ollama's keep_alive: seconds (a number, or a string of one), or a Go duration such as
+  "5m" or "1h30m"; None is the default 5m, a negative one is forever (inf)."""
+  if value is None:
+    return DEFAULT_KEEP_ALIVE_S
+  if isinstance(value, str):
+    text = value.strip()
+    sign = -1.0 if text.startswith("-") else 1.0
+    body = text.lstrip("+-")
+    try:
+      seconds = float(body)
+    except ValueError:
+      parts = _DURATION.findall(body)
+      if not body or "".join(n + u for n, u in parts) != body:
+        raise RequestError(400, f"keep_alive: {value!r} is not a duration; send seconds or a "
+                           "duration such as '5m', '1h30m' or '-1'.") from None
+      seconds = sum(float(n) * _UNIT_S[u] for n, u in parts)
+    value = sign * seconds
+  if math.isnan(value):
+    raise RequestError(400, "keep_alive: NaN is not a duration.")
+  return math.inf if value < 0 else float(value)
+
+
 def _folder_name(path) -> str:
   return re.sub(r"[^A-Za-z0-9_-]", "-", Path(path).resolve().name)[:64] or "kb"
 
@@ -49,8 +84,13 @@ class Services:
   def __init__(self, settings: Settings, lm=None, embedder=None):
     self.settings = settings
     self._lm = lm
+    self.registry = registry_lib.Registry(settings.model, settings.adapter, settings.work_dir)
+    self._resident = self.registry.get(settings.model) if lm is not None else None
+    self._expires = math.inf  # time.monotonic() at which the resident model is unloaded
+    self._timer: threading.Timer | None = None
+    self._generating = False  # the worker runs a generation now (see _unloads_when_due)
     self._embedder = embedder
-    self._lm_lock = threading.Lock()
+    self._lm_lock = threading.RLock()
     self._embedder_lock = threading.Lock()
     self._kb_lock = threading.Lock()
     self._kbs: dict[str, tuple] = {}  # name -> (manifest stamp, KnowledgeBase, Retriever)
@@ -60,15 +100,87 @@ class Services:
   # -- models ---------------------------------------------------------------------------
 
   def lm(self):
-    """The chat model: research.load_model(settings.model, adapter=...), loaded once."""
+    """The resident chat model; when none is, the one the server was started with
+    (research.load_model(settings.model, adapter=...)), loaded now."""
     with self._lm_lock:
       if self._lm is None:
-        import research  # pylint: disable=g-import-not-at-top
-        self._lm = research.load_model(self.settings.model, adapter=self.settings.adapter)
+        self._load(self.registry.get(self.settings.model))
       return self._lm
+
+  def _load(self, entry: registry_lib.Entry) -> None:
+    import research  # pylint: disable=g-import-not-at-top
+    self._lm, self._resident = None, None  # the old model's memory goes before the new loads
+    lm = research.load_model(entry.source, adapter=entry.adapter)
+    if entry.template:
+      lm.tokenizer.template = entry.template
+    self._lm, self._resident = lm, entry
 
   def loaded(self) -> bool:
     return self._lm is not None
+
+  def model_entry(self, requested: str | None) -> registry_lib.Entry:
+    """The registry's entry for a request's model: the server's own for "" and "kb/<name>";
+    RequestError 404 for a name it does not have."""
+    requested = registry_lib.bare(requested)
+    if not requested or requested.startswith(KB_PREFIX):
+      requested = self.settings.model
+    try:
+      return self.registry.get(requested)
+    except LookupError:
+      raise RequestError(404, f"model {requested!r} not found; this server has "
+                         f"{', '.join(repr(n) for n in self.model_names())}.") from None
+
+  def use(self, requested: str | None, keep_alive=None) -> registry_lib.Entry:
+    """Makes the request's model resident (loading it, unloading the one before) and sets
+    when it is unloaded: keep_alive after now (Ollama's semantics, keep_alive_seconds).
+    Blocking: call it off the event loop."""
+    entry = self.model_entry(requested)
+    keep_s = keep_alive_seconds(keep_alive)
+    with self._lm_lock:
+      if self._resident is None or self._resident.load_key() != entry.load_key():
+        self._load(entry)
+      else:
+        self._resident = entry  # same weights, maybe another name's system or parameters
+      self._expires = time.monotonic() + keep_s
+      if self._timer is not None:
+        self._timer.cancel()
+        self._timer = None
+      if 0 < keep_s < math.inf:
+        # keep_alive 0 needs no timer: the answer's end unloads it (generate, ask_kb)
+        self._timer = threading.Timer(keep_s, self.unload_when_due)
+        self._timer.daemon = True
+        self._timer.start()
+    return entry
+
+  def unload_when_due(self) -> bool:
+    """Unloads the resident model once its keep_alive has run out and no generation runs or
+    waits for it; True if it did."""
+    with self._lm_lock:
+      if (self._lm is None or time.monotonic() < self._expires or self._generating
+          or self.worker.pending()):
+        return False
+      self._lm, self._resident = None, None
+      return True
+
+  def resident(self) -> tuple[registry_lib.Entry | None, float]:
+    """(the resident model's entry or None, seconds until it is unloaded: inf for never)."""
+    self.unload_when_due()
+    with self._lm_lock:
+      return self._resident, max(0.0, self._expires - time.monotonic())
+
+  def _unloads_when_due(self, produce):
+    """`produce` for the worker, marked as generating while it runs and followed by
+    unload_when_due (keep_alive 0 unloads the model as soon as the answer is complete)."""
+
+    def run(cancel):
+      self._generating = True
+      try:
+        yield from produce(cancel)
+      finally:
+        self._generating = False
+        self.unload_when_due()
+
+    return run
 
   def embedder(self):
     """all-MiniLM-L6-v2 (research.rag.embed), loaded once."""
@@ -83,9 +195,9 @@ class Services:
     return self.settings.model
 
   def model_names(self) -> list[str]:
-    """What /api/tags and /v1/models list: the chat model, then one "kb/<name>" per
-    knowledge base."""
-    return [self.model_name] + [KB_PREFIX + name for name in self.kb_names()]
+    """What /api/tags and /v1/models list: the registry's models (the server's own first),
+    then one "kb/<name>" per knowledge base."""
+    return self.registry.names() + [KB_PREFIX + name for name in self.kb_names()]
 
   def resolve_model(self, requested: str | None, kb: str | None = None) -> str | None:
     """The knowledge base a chat request names (by "kb/<name>" or the kb field), or None
@@ -96,9 +208,8 @@ class Services:
         raise RequestError(400, f"kb: {kb!r} disagrees with the model {requested!r}; name "
                            "the knowledge base once.")
       kb = requested[len(KB_PREFIX):]
-    elif requested not in (self.model_name, Path(self.model_name).name, ""):
-      raise RequestError(404, f"model {requested!r} not found; this server has "
-                         f"{', '.join(repr(n) for n in self.model_names())}.")
+    else:
+      self.model_entry(requested)
     if kb is not None and kb not in self.kb_names():
       raise RequestError(404, f"knowledge base {kb!r} not found; this server has "
                          f"{self.kb_names() or 'none'}.")
@@ -216,8 +327,8 @@ class Services:
     sampling = self.capped(sampling, len(prompt_ids))
     budget = self.budget(len(prompt_ids))
     lm = self.lm()
-    return self.worker.submit(
-        lambda cancel: worker_lib.generation(lm, prompt_ids, sampling, budget, cancel))
+    return self.worker.submit(self._unloads_when_due(
+        lambda cancel: worker_lib.generation(lm, prompt_ids, sampling, budget, cancel)))
 
   async def chat(self, messages: list[dict], sampling: worker_lib.Sampling,
                  kb: str | None = None) -> worker_lib.Stream:
@@ -271,7 +382,7 @@ class Services:
                                                    self.settings.max_prompt_tokens)[0])
       yield from worker_lib.finish(result.pieces, sampling, done, start_ns, cancel)
 
-    return self.worker.submit(produce)
+    return self.worker.submit(self._unloads_when_due(produce))
 
   def check_embed(self, texts: list[str], field: str = "input") -> None:
     """RequestError 400 for more than settings.max_embed_inputs texts or more than

@@ -281,7 +281,7 @@ def test_statuses_show_paths_under_the_work_dir_and_no_traceback_frame(root, dat
   done = loaded.status("done")
   assert done["dir"] == "jobs/done"
   assert done["export"] == {"state": "finished", "path": "jobs/done/export",
-                            "adapter": "jobs/done/export/adapter"}
+                            "model": "ft-done", "adapter": "jobs/done/export/adapter"}
   assert loaded.status("cut")["message"] == "loading"  # the traceback was cut in its frames
   assert jobs.message(root / "done" / "export.log") == "ValueError: bad data"
   (root / "cut" / "stderr.log").write_text(f"error: no file {root.resolve()}/cut/train/x.json\n")

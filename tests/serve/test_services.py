@@ -49,7 +49,8 @@ def test_a_kb_changed_on_disk_is_opened_again(services, tmp_path):
 
 
 def test_model_names_resolve(services):
-  assert services.model_names() == ["some/dir/tiny", "kb/my-notes", "kb/made"]
+  assert services.model_names() == ["some/dir/tiny", "smollm2-135m-instruct", "kb/my-notes",
+                                   "kb/made"]  # --model, the packaged one, the kbs
   assert services.resolve_model("some/dir/tiny") is None
   assert services.resolve_model("tiny:latest") is None
   assert services.resolve_model("kb/made") == "made"

@@ -252,3 +252,57 @@ def test_evaluate_and_predict_shows_the_scores_and_answers_beside_labels(browser
     assert [c[1:] for c in cells] == [["[1] [1] [1]", "w40 w41"], ["[1] [1] [1]", "w41 w41"]]
     assert page.is_hidden("#error")
     context.close()
+
+
+def _greedy_words(model_dir, text: str, count: int) -> list[str]:
+  """The model's greedy answer by full recomputation (no KV cache, no server), word by
+  word: what the chat page must show when it talks to that model."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import research  # pylint: disable=g-import-not-at-top
+  lm = research.load_model(str(model_dir))
+  tok = lm.tokenizer
+  ids = tok.encode(tok.apply_chat_template([{"role": "user", "content": text}],
+                                           add_generation_prompt=True))
+  words = []
+  for _ in range(count):
+    logits_1xLxV, _ = lm.model(jnp.asarray([ids]))
+    token = int(jnp.argmax(logits_1xLxV[0, -1]))
+    if token == tok.eos_id:
+      break
+    ids.append(token)
+    words.append(tok.decode([token]))
+  return words
+
+
+def test_chat_with_a_fine_tune_export_without_restarting(browser, tmp_path):
+  """The loop closed: a finished job's export -> "Chat with this model" -> its answer. The
+  job folder is prepared as jobs.py leaves an export (a real fine-tune is test_a_tiny_...
+  above); its export is the citing model with its logits kept, so it answers otherwise than
+  the served model's "[1] [1] ..."."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  from tests.serve.test_web import finished_job  # pylint: disable=g-import-not-at-top
+  model_dir = web_fixtures.write_citing_model(tmp_path / "model")
+  data_dir = web_fixtures.write_tiny_data(tmp_path / "data")
+  settings = web_fixtures.settings_for(model_dir, data_dir, tmp_path / "work")
+  job_dir = finished_job(settings.work_dir, model_dir, data_dir)
+  shutil.rmtree(job_dir / "export")
+  export = web_fixtures.write_citing_model(job_dir / "export", zero_logits=False)
+  expected = _greedy_words(export, "w10 w11", 4)
+  assert expected and expected != ["[1]"] * len(expected), expected
+  with launch.ServerThread(web_fixtures.make_app(settings)) as server:
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(server.url + "/#finetune")
+    wait_until(page, "document.getElementById('ft-state').textContent == 'finished'")
+    page.click("#ft-chat")
+    page.wait_for_selector("#page-chat", state="visible")
+    assert page.input_value("#chat-model") == f"ft-{job_dir.name}"
+    page.fill("#s-temperature", "0")
+    page.fill("#s-num_predict", "4")
+    page.fill("#chat-input", "w10 w11")
+    page.press("#chat-input", "Enter")
+    wait_until(page, "document.querySelectorAll('.msg.assistant').length == 1 && "
+                     "!document.querySelector('.msg.streaming')")
+    assert page.inner_text(".msg.assistant .text").split() == expected
+    assert page.is_hidden("#error")
+    context.close()

@@ -153,7 +153,7 @@ async function sendChat(event) {
   $("chat-stop").disabled = false;
   let answer = "";
   try {
-    const last = await streamChat({ model: info ? info.model : undefined, messages, options },
+    const last = await streamChat({ model: $("chat-model").value || undefined, messages, options },
       (piece) => {
         answer += piece;
         out.textContent = answer;
@@ -170,6 +170,26 @@ async function sendChat(event) {
     $("chat-send").disabled = false;
     $("chat-stop").disabled = true;
   }
+}
+
+// The chat models of GET /api/tags (no knowledge bases, no embedder); the choice is kept.
+const MODEL = "bookforai.model";
+
+async function refreshModels(choose) {
+  const tags = await api("/api/tags");
+  const names = tags.models.filter((m) => m.details.family === "llama").map((m) => m.model);
+  const wanted = choose || localStorage.getItem(MODEL);
+  $("chat-model").replaceChildren(...names.map((n) => new Option(n, n)));
+  $("chat-model").value = names.includes(wanted) ? wanted : info.model;
+}
+
+async function chatWithExport() {
+  showError(null);
+  try {
+    await refreshModels(ft.exported);
+    localStorage.setItem(MODEL, ft.exported);
+    location.hash = "chat";
+  } catch (e) { showError(e); }
 }
 
 // ---- knowledge base -------------------------------------------------------------------
@@ -377,7 +397,7 @@ async function askKb(event) {
 }
 
 // ---- fine-tune --------------------------------------------------------------------------
-const ft = { job: null, polling: null };
+const ft = { job: null, polling: null, exported: null };  // exported: the export's model name
 
 function fillForm() {
   const form = $("ft-form");
@@ -457,6 +477,8 @@ function renderJob(status) {
   $("ft-export").disabled = busy;
   $("ft-resume").disabled = busy || !RESUMABLE.includes(status.state);
   $("ft-delete").disabled = busy;
+  ft.exported = exp && exp.state === "finished" ? exp.model : null;
+  $("ft-chat").hidden = !ft.exported;
   $("ft-export-path").textContent = !exp ? "not yet" : exp.state === "finished" ?
     exp.path + (exp.adapter ? `  (adapter: ${exp.adapter})` : "") :
     exp.state === "running" ? "exporting..." : `failed: ${exp.message}`;
@@ -622,6 +644,8 @@ function start() {
   $("ft-stage").addEventListener("change", showStage);
   $("ft-stop").addEventListener("click", stopJob);
   $("ft-export").addEventListener("click", exportJob);
+  $("ft-chat").addEventListener("click", chatWithExport);
+  $("chat-model").addEventListener("change", () => localStorage.setItem(MODEL, $("chat-model").value));
   $("ft-resume").addEventListener("click", resumeJob);
   $("ft-delete").addEventListener("click", deleteJob);
   $("pr-form").addEventListener("submit", startPredict);
@@ -634,7 +658,7 @@ async function boot() {
   showError(null);
   try {
     info = await api("/ui/info");
-    $("model-name").textContent = info.model;
+    await refreshModels();
     fillForm();
     document.body.dataset.ready = "1";
   } catch (e) { showError(e); }
