@@ -480,7 +480,10 @@ def test_a_dpo_job_trains_on_preference_pairs_and_exports(learning_model_dir, da
     rows = [json.loads(line) for line in
             (job_dir / "train" / "metrics.jsonl").read_text().splitlines()]
     rows = [r for r in rows if "rewards/accuracies" in r]
-    assert rows[0]["rewards/accuracies"] == 0.0 and rows[-1]["rewards/accuracies"] > 0.5, rows
+    # at step 1 the rewards are zero up to float32 rounding (policy and reference are two
+    # programs), so the first accuracy is a coin toss on 1e-7 noise and is not asserted
+    assert abs(rows[0]["rewards/chosen"]) < 1e-5 and abs(rows[0]["rewards/rejected"]) < 1e-5
+    assert rows[-1]["rewards/accuracies"] > 0.5, rows
     assert rows[-1]["rewards/margins"] > 0
     assert client.get("/ui/jobs").json()["jobs"][0]["stage"] == "dpo"
     assert client.post(f"/ui/jobs/{job}/export").status_code == 200
