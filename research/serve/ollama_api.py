@@ -20,6 +20,7 @@ ollama Python client's types drop fields they do not know, so read "sources" fro
 itself (curl, httpx) or through the openai client.
 """
 
+import dataclasses
 import datetime
 import json
 from typing import Annotated, Any, Literal
@@ -155,9 +156,6 @@ def sampling(options: Options | None, cap: int, kb: bool = False) -> worker_lib.
 
 
 def _refuse_unsupported(r: _Generating) -> None:
-  if r.format not in (None, ""):
-    raise services_lib.RequestError(400, "format: this server does not constrain output to "
-                                    "JSON; leave format out.")
   if r.think:
     raise services_lib.RequestError(400, "think: this model does not think; leave think out "
                                     "or set it to false.")
@@ -168,6 +166,30 @@ def _refuse_unsupported(r: _Generating) -> None:
   for i, m in enumerate(getattr(r, "messages", None) or []):
     if m.images:
       raise services_lib.RequestError(400, f"messages.{i}.images: this model reads text only.")
+
+
+MAX_TOP_LOGPROBS = 20
+
+
+async def structured(services: services_lib.Services, r: _Generating,
+                     settings: worker_lib.Sampling, kb: str | None = None) -> worker_lib.Sampling:
+  """`settings` with the request's "format" ("json": any JSON object; a JSON schema) as a
+  grammar, and its "logprobs" / "top_logprobs" (0 to MAX_TOP_LOGPROBS)."""
+  if kb is not None and (r.format or r.logprobs):
+    field = "format" if r.format else "logprobs"
+    raise services_lib.RequestError(400, f"{field}: knowledge-base answers are prose citing "
+                                    f"their sources; leave {field} out.")
+  grammar = None
+  if r.format:
+    schema = None if r.format == "json" else r.format
+    grammar = await run_in_threadpool(services.grammar, schema, "format")
+  top = None
+  if r.logprobs:
+    top = r.top_logprobs or 0
+    if not 0 <= top <= MAX_TOP_LOGPROBS:
+      raise services_lib.RequestError(400, f"top_logprobs: expected 0 to {MAX_TOP_LOGPROBS} "
+                                      f"tokens, got {top}.")
+  return dataclasses.replace(settings, grammar=grammar, top_logprobs=top)
 
 
 def _now() -> str:
@@ -182,6 +204,13 @@ def _final(done: worker_lib.Done) -> dict:
   if done.sources is not None:
     out["sources"] = done.sources
   return out
+
+
+def _split_logprobs(items) -> tuple[list[str], dict]:
+  """The text pieces, and {"logprobs": [...]} when the answer reported them."""
+  logprobs = [i.as_json() for i in items if isinstance(i, worker_lib.Logprob)]
+  texts = [i for i in items if not isinstance(i, worker_lib.Logprob)]
+  return texts, ({"logprobs": logprobs} if logprobs else {})
 
 
 def _tag(name: str, family: str) -> dict:
@@ -201,15 +230,22 @@ def router(services: services_lib.Services) -> fastapi.APIRouter:
     if not streaming:
       items = await stream.collect(request.is_disconnected)
       done = items.pop()
-      return dict(head, **text_of("".join(items)), **_final(done))
+      texts, logprobs = _split_logprobs(items)
+      return dict(head, **text_of("".join(texts)), **_final(done), **logprobs)
 
     async def lines():
+      pending = []  # the Logprobs of the tokens whose text comes in the next object
       try:
         async for item in stream:
+          if isinstance(item, worker_lib.Logprob):
+            pending.append(item)
+            continue
           if isinstance(item, worker_lib.Done):
             obj = dict(head, created_at=_now(), **text_of(""), **_final(item))
           else:
             obj = dict(head, created_at=_now(), **piece_of(item), done=False)
+          if pending:
+            obj["logprobs"], pending = [p.as_json() for p in pending], []
           yield json.dumps(obj) + "\n"
       except Exception as e:  # pylint: disable=broad-except
         yield json.dumps({"error": limits.failure(e, "this generation")}) + "\n"
@@ -232,6 +268,7 @@ def router(services: services_lib.Services) -> fastapi.APIRouter:
     if not body.messages:
       return load_only(body.model, "message", {"role": "assistant", "content": ""})
     settings = sampling(body.options, services.settings.max_new_tokens, kb is not None)
+    settings = await structured(services, body, settings, kb)
     services.check_stops(settings.stop, "options.stop")
     messages = [{"role": m.role, "content": m.content or ""} for m in body.messages]
     stream = await services.chat(messages, settings, kb)
@@ -255,6 +292,7 @@ def router(services: services_lib.Services) -> fastapi.APIRouter:
     if not body.prompt:
       return load_only(body.model, "response", "")
     settings = sampling(body.options, services.settings.max_new_tokens)
+    settings = await structured(services, body, settings)
     services.check_stops(settings.stop, "options.stop")
     if body.raw:
       ids = await run_in_threadpool(services.prompt_ids, None, body.prompt)

@@ -19,6 +19,7 @@ or of the final streamed chunk (the one with finish_reason).
 """
 
 import base64
+import dataclasses
 import json
 import time
 import uuid
@@ -125,13 +126,8 @@ def _refuse_unsupported(r: ChatRequest) -> None:
     _refuse("n", "this server returns one choice; leave n out or set it to 1.")
   if r.tools or r.functions or r.tool_choice not in (None, "none") or r.function_call:
     _refuse("tools", "this server does not call tools.")
-  if r.logprobs:
-    _refuse("logprobs", "this server does not return log-probabilities.")
   if r.audio or (r.modalities and r.modalities != ["text"]):
     _refuse("modalities", "this model reads and writes text only.")
-  if r.response_format and r.response_format.get("type") != "text":
-    _refuse("response_format", "this server does not constrain output to JSON; leave "
-            "response_format out.")
   if r.prediction or r.web_search_options or r.moderation:
     field = "prediction" if r.prediction else (
         "web_search_options" if r.web_search_options else "moderation")
@@ -172,6 +168,54 @@ def sampling(r: ChatRequest, cap: int, kb: bool = False) -> worker_lib.Sampling:
       max_tokens=cap if limit is None else limit, seed=r.seed, stop=tuple(stop))
 
 
+MAX_TOP_LOGPROBS = 20
+
+
+def _schema_of(response_format: dict) -> dict | None:
+  """The JSON schema `response_format` asks for (None: any object)."""
+  kind = response_format.get("type")
+  if kind == "json_object":
+    return None
+  if kind == "json_schema":
+    spec = response_format.get("json_schema")
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+      _refuse("response_format.json_schema", "expected {\"name\": ..., \"schema\": {...}}.")
+    schema = spec.get("schema")
+    if schema is not None and not isinstance(schema, dict):
+      _refuse("response_format.json_schema.schema", "expected a JSON schema object.")
+    return schema
+  _refuse("response_format.type", f"expected \"text\", \"json_object\" or \"json_schema\", "
+          f"got {kind!r}.")
+
+
+async def structured(services: services_lib.Services, r: ChatRequest,
+                     settings: worker_lib.Sampling, kb: str | None = None) -> worker_lib.Sampling:
+  """`settings` with the request's response_format as a grammar (json_object: any JSON
+  object; json_schema: its schema, strict or not, is always followed), and its logprobs /
+  top_logprobs (0 to MAX_TOP_LOGPROBS, only with logprobs: true, as OpenAI has it)."""
+  wants_json = bool(r.response_format) and r.response_format.get("type") != "text"
+  if kb is not None and (wants_json or r.logprobs):
+    field = "response_format" if wants_json else "logprobs"
+    _refuse(field, f"knowledge-base answers are prose citing their sources; leave {field} out.")
+  if r.top_logprobs is not None and not r.logprobs:
+    _refuse("top_logprobs", "it needs logprobs: true.")
+  top = None
+  if r.logprobs:
+    top = r.top_logprobs or 0
+    if not 0 <= top <= MAX_TOP_LOGPROBS:
+      _refuse("top_logprobs", f"expected 0 to {MAX_TOP_LOGPROBS} tokens, got {top}.")
+  grammar = None
+  if wants_json:
+    schema = _schema_of(r.response_format)
+    grammar = await run_in_threadpool(services.grammar, schema, "response_format")
+  return dataclasses.replace(settings, grammar=grammar, top_logprobs=top)
+
+
+def _logprobs(items) -> dict:
+  """OpenAI's choices[i].logprobs of the Logprob items."""
+  return {"content": [i.as_json() for i in items], "refusal": None}
+
+
 def _usage(done: worker_lib.Done) -> dict:
   return {"prompt_tokens": done.prompt_tokens, "completion_tokens": done.tokens,
           "total_tokens": done.prompt_tokens + done.tokens}
@@ -188,6 +232,7 @@ def router(services: services_lib.Services) -> fastapi.APIRouter:
     messages = messages_of(body)
     await run_in_threadpool(services.lm)
     settings = sampling(body, services.settings.max_new_tokens, kb is not None)
+    settings = await structured(services, body, settings, kb)
     services.check_stops(settings.stop)
     stream = await services.chat(messages, settings, kb)
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()),
@@ -196,24 +241,33 @@ def router(services: services_lib.Services) -> fastapi.APIRouter:
     if not body.stream:
       items = await stream.collect(request.is_disconnected)
       done = items.pop()
+      scored = [i for i in items if isinstance(i, worker_lib.Logprob)]
+      texts = [i for i in items if not isinstance(i, worker_lib.Logprob)]
       out = dict(head, object="chat.completion", choices=[{
-          "index": 0, "message": {"role": "assistant", "content": "".join(items),
+          "index": 0, "message": {"role": "assistant", "content": "".join(texts),
                                   "refusal": None},
-          "logprobs": None, "finish_reason": done.reason}], usage=_usage(done))
+          "logprobs": _logprobs(scored) if body.logprobs else None,
+          "finish_reason": done.reason}], usage=_usage(done))
       if done.sources is not None:
         out["sources"] = done.sources
       return out
 
-    chunk = lambda delta, reason=None: dict(head, object="chat.completion.chunk", choices=[{
-        "index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}])
+    chunk = lambda delta, reason=None, scored=None: dict(
+        head, object="chat.completion.chunk", choices=[{
+            "index": 0, "delta": delta, "logprobs": _logprobs(scored) if scored else None,
+            "finish_reason": reason}])
     event = lambda obj: f"data: {json.dumps(obj)}\n\n"
 
     async def events():
+      pending = []  # the Logprobs of the tokens whose text comes in the next chunk
       try:
         yield event(chunk({"role": "assistant", "content": ""}))
         async for item in stream:
+          if isinstance(item, worker_lib.Logprob):
+            pending.append(item)
+            continue
           if isinstance(item, worker_lib.Done):
-            last = chunk({}, item.reason)
+            last, pending = chunk({}, item.reason, pending), []
             if item.sources is not None:
               last["sources"] = item.sources
             yield event(last)
@@ -221,7 +275,8 @@ def router(services: services_lib.Services) -> fastapi.APIRouter:
               yield event(dict(head, object="chat.completion.chunk", choices=[],
                                usage=_usage(item)))
           else:
-            yield event(chunk({"content": item}))
+            yield event(chunk({"content": item}, scored=pending))
+            pending = []
         yield "data: [DONE]\n\n"
       except Exception as e:  # pylint: disable=broad-except
         yield event({"error": {"message": limits.failure(e, "this generation"),
