@@ -54,7 +54,11 @@ def _step(graphdef, params, cache, settings, key, logits_V, allowed_V=None):
 
 @dataclasses.dataclass(frozen=True)
 class Scored:
-  """A sampled token with log p(token | prefix) and the `top` likeliest tokens there."""
+  """A sampled token with log p(token | prefix) and the `top` likeliest tokens there.
+
+  p is the model's own distribution, softmax of the raw logits, before temperature, top-k/p
+  and a constraint's mask: those choose what is drawn, not how likely the model finds it,
+  so the numbers mean the same under any sampler (OpenAI reports them so too)."""
   token: int
   logprob: float
   top: tuple[tuple[int, float], ...]  # (token, logprob), likeliest first

@@ -12,6 +12,18 @@ other options the client may send (num_ctx, repeat_penalty, ...) are accepted an
 Embeddings wait their turn on the generation worker, at most settings.max_embed_inputs texts
 and max_embed_chars characters a request.
 
+"format": "json" (any JSON object) or a JSON schema constrains the answer to JSON that
+parses and validates (research.generate.structured: llguidance's grammar masks the tokens
+before sampling; compact JSON, no whitespace). An answer that reaches num_predict first is
+cut, unfinished, with done_reason "length": bound the schema (maxLength, maximum, maxItems)
+to be sure of a whole answer. A vocabulary that cannot spell JSON is a 400.
+
+"logprobs": true (with "top_logprobs": 0 to 20) adds "logprobs": [{"token", "logprob",
+"bytes", "top_logprobs": [{"token", "logprob", "bytes"}]}] per generated token (EOS left
+out): on each streamed object, for the tokens whose text it carries, or on the one object of
+a whole answer. Log-probabilities are of the model's own distribution, log_softmax of its
+logits, before temperature, top-k/p and the format's mask (research.generate.stream).
+
 A knowledge-base answer (model "kb/<name>" or the field "kb") answers the last user message
 (research.rag.answer, from the retrieved passages; greedy unless options.temperature is
 given, then sampled with the other options) and puts "sources" on the final

@@ -9,7 +9,16 @@ settings.max_stop strings of max_stop_chars each), max_tokens or
 max_completion_tokens (above the server's cap they are lowered to it, and finish_reason
 says "length"), and top_k, min_p as extras (extra_body in the openai client). Fields the
 client may send that change nothing here (user, metadata, store, ...) are accepted; fields
-that ask for what this server cannot do (n > 1, tools, logprobs, images) get a 400.
+that ask for what this server cannot do (n > 1, tools, images) get a 400.
+
+response_format {"type": "json_object"} or {"type": "json_schema", "json_schema": {"name",
+"schema", "strict"}} constrains the answer to JSON that parses and validates against the
+schema (research.generate.structured), strict or not; at max_tokens it is cut, unfinished,
+with finish_reason "length", as OpenAI's is. logprobs: true with top_logprobs 0 to 20 fills
+choices[0].logprobs.content with [{"token", "logprob", "bytes", "top_logprobs"}] per token
+(streamed: on the chunk that carries the token's text). They are the raw model's
+log_softmax, before temperature, top-k/p and the format's mask: what OpenAI reports, so a
+token's log-probability does not change with the sampler that drew it.
 
 A knowledge-base answer (model "kb/<name>", or "kb": "<name>" via extra_body) answers the
 last user message (research.rag.answer, from the retrieved passages; greedy unless the
@@ -79,12 +88,13 @@ class ChatRequest(Strict):
   seed: int | None = None
   n: int | None = None
   kb: str | None = None
+  response_format: dict[str, Any] | None = None
+  logprobs: bool | None = None
+  top_logprobs: int | None = None
   # Accepted and ignored: they change nothing a local model can do.
   frequency_penalty: Finite | None = None
   presence_penalty: Finite | None = None
   logit_bias: dict[str, int] | None = None
-  logprobs: bool | None = None
-  top_logprobs: int | None = None
   metadata: dict[str, str] | None = None
   store: bool | None = None
   user: str | None = None
@@ -96,7 +106,6 @@ class ChatRequest(Strict):
   reasoning_effort: str | None = None
   verbosity: str | None = None
   parallel_tool_calls: bool | None = None
-  response_format: dict[str, Any] | None = None
   modalities: list[str] | None = None
   # Refused when used (see _refuse_unsupported).
   tools: list[dict[str, Any]] | None = None

@@ -70,21 +70,15 @@ class _EvenThenStop:
     return len(self.seen) == self.length
 
 
-def test_a_constraint_masks_every_step_sees_every_token_and_ends_the_stream():
-  model = _model()
-  constraint = _EvenThenStop(40, 5)
-  tokens = list(stream.stream(model, [5, 6, 7], 12, jax.random.key(0), temperature=1.0,
-                              constraint=constraint))
-  assert len(tokens) == 5 and tokens == constraint.seen
-  assert all(t % 2 == 0 for t in tokens)
-
-
-def test_scored_logprobs_are_the_log_softmax_of_a_full_recompute():
+def test_a_constrained_stream_scores_tokens_by_the_log_softmax_of_a_full_recompute():
   model = _model()
   prompt = [5, 6, 7]
-  scored = list(stream.stream_scored(model, prompt, 6, jax.random.key(1), top_logprobs=3,
-                                     temperature=0.7, constraint=_EvenThenStop(40, 6)))
+  constraint = _EvenThenStop(40, 6)
+  scored = list(stream.stream_scored(model, prompt, 12, jax.random.key(1), top_logprobs=3,
+                                     temperature=0.7, constraint=constraint))
   tokens = [s.token for s in scored]
+  assert tokens == constraint.seen and len(tokens) == 6  # it saw each, it ended the stream
+  assert all(t % 2 == 0 for t in tokens)  # the mask held at every step
   logits_1xTxV, _ = model(jnp.asarray([prompt + tokens]))
   want_TxV = np.asarray(jax.nn.log_softmax(logits_1xTxV[0, len(prompt) - 1:-1]))
   for t, s in enumerate(scored):
