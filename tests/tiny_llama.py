@@ -29,3 +29,39 @@ def write_tiny_llama(path, max_positions: int = 128):
   (path / "tokenizer_config.json").write_text(json.dumps(
       {"eos_token": "t1", "pad_token": "t0", "chat_template": TEMPLATE}))
   return path
+
+
+BYTE_SPECIALS = ("<|end|>", "<|user|>", "<|assistant|>", "<|system|>")
+BYTE_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
+                 "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+
+
+def write_tiny_byte_llama(path, max_positions: int = 256):
+  """The same tiny llama over a byte-level vocabulary (GPT-2's and SmolLM2's kind, no
+  merges): ids 0..255 are the bytes, then <|end|> (EOS) and the three role markers; it can
+  spell any text, JSON included."""
+  import torch  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
+  torch.manual_seed(0)
+  vocab_size = 256 + len(BYTE_SPECIALS)
+  config = transformers.LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=48,
+                                    num_hidden_layers=2, num_attention_heads=4,
+                                    num_key_value_heads=2, max_position_embeddings=max_positions,
+                                    rms_norm_eps=1e-6, rope_theta=1000.0, initializer_range=0.3)
+  transformers.LlamaForCausalLM(config).save_pretrained(path)
+  byte_tokenizer().save(str(path / "tokenizer.json"))
+  (path / "tokenizer_config.json").write_text(json.dumps(
+      {"eos_token": "<|end|>", "chat_template": BYTE_TEMPLATE}))
+  return path
+
+
+def byte_tokenizer():
+  """The byte-level tokenizers.Tokenizer of write_tiny_byte_llama."""
+  import tokenizers  # pylint: disable=g-import-not-at-top
+  from tokenizers import decoders, models, pre_tokenizers  # pylint: disable=g-import-not-at-top
+  alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+  tok = tokenizers.Tokenizer(models.BPE({c: i for i, c in enumerate(alphabet)}, []))
+  tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+  tok.decoder = decoders.ByteLevel()
+  tok.add_special_tokens(list(BYTE_SPECIALS))
+  return tok

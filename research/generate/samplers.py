@@ -8,6 +8,8 @@ survivors keep their relative probabilities (softmax renormalises over what is l
 
 `sample` applies them in that order (temperature, top-k, top-p, min-p); temperature 0 is
 greedy. Thresholds may be traced values: no Python branch looks at an array's contents.
+An `allowed` mask (a grammar's tokens, research/generate/structured.py) comes before them all,
+so the filters and the greedy argmax see only the tokens the grammar permits.
 """
 
 import jax
@@ -88,6 +90,13 @@ def min_p_mask(logits, min_p):
   return jnp.where(ratio >= min_p, logits, -jnp.inf)
 
 
+def allowed_mask(logits, allowed):
+  """Drops the tokens a grammar forbids (allowed[..., i] false); None keeps every token."""
+  if allowed is None:
+    return logits
+  return jnp.where(allowed, logits, -jnp.inf)
+
+
 def filter_logits(logits, temperature=1.0, top_k=None, top_p=None, min_p=None):
   """Temperature, then top-k, top-p and min-p (each skipped when None); T = 0 keeps argmax only."""
   logits = jnp.asarray(logits)
@@ -104,8 +113,10 @@ def filter_logits(logits, temperature=1.0, top_k=None, top_p=None, min_p=None):
   return jnp.where(hot, scaled, argmax_only)
 
 
-def sample(key, logits, temperature=1.0, top_k=None, top_p=None, min_p=None):
-  """One token id per row of logits [..., V]; temperature 0 means greedy."""
+def sample(key, logits, temperature=1.0, top_k=None, top_p=None, min_p=None, allowed=None):
+  """One token id per row of logits [..., V]; temperature 0 means greedy. `allowed` (bool
+  [..., V] or None): only those tokens can be drawn, the others leave before temperature."""
+  logits = allowed_mask(jnp.asarray(logits), allowed)
   filtered = filter_logits(logits, temperature, top_k, top_p, min_p)
   sampled = jax.random.categorical(key, filtered, axis=-1)
   return jnp.where(jnp.asarray(temperature) > 0, sampled, greedy(logits))

@@ -18,6 +18,18 @@ other options the client may send (num_ctx, repeat_penalty, ...) are accepted an
 Embeddings wait their turn on the generation worker, at most settings.max_embed_inputs texts
 and max_embed_chars characters a request.
 
+"format": "json" (any JSON object) or a JSON schema constrains the answer to JSON that
+parses and validates (research.generate.structured: llguidance's grammar masks the tokens
+before sampling; compact JSON, no whitespace). An answer that reaches num_predict first is
+cut, unfinished, with done_reason "length": bound the schema (maxLength, maximum, maxItems)
+to be sure of a whole answer. A vocabulary that cannot spell JSON is a 400.
+
+"logprobs": true (with "top_logprobs": 0 to 20) adds "logprobs": [{"token", "logprob",
+"bytes", "top_logprobs": [{"token", "logprob", "bytes"}]}] per generated token (EOS left
+out): on each streamed object, for the tokens whose text it carries, or on the one object of
+a whole answer. Log-probabilities are of the model's own distribution, log_softmax of its
+logits, before temperature, top-k/p and the format's mask (research.generate.stream).
+
 A knowledge-base answer (model "kb/<name>" or the field "kb") answers the last user message
 (research.rag.answer, from the retrieved passages; greedy unless options.temperature is
 given, then sampled with the other options) and puts "sources" on the final
@@ -26,6 +38,7 @@ ollama Python client's types drop fields they do not know, so read "sources" fro
 itself (curl, httpx) or through the openai client.
 """
 
+import dataclasses
 import datetime
 import json
 from typing import Annotated, Any, Literal
@@ -161,9 +174,6 @@ def sampling(options: Options | None, cap: int, kb: bool = False) -> worker_lib.
 
 
 def _refuse_unsupported(r: _Generating) -> None:
-  if r.format not in (None, ""):
-    raise services_lib.RequestError(400, "format: this server does not constrain output to "
-                                    "JSON; leave format out.")
   if r.think:
     raise services_lib.RequestError(400, "think: this model does not think; leave think out "
                                     "or set it to false.")
@@ -174,6 +184,30 @@ def _refuse_unsupported(r: _Generating) -> None:
   for i, m in enumerate(getattr(r, "messages", None) or []):
     if m.images:
       raise services_lib.RequestError(400, f"messages.{i}.images: this model reads text only.")
+
+
+MAX_TOP_LOGPROBS = 20
+
+
+async def structured(services: services_lib.Services, r: _Generating,
+                     settings: worker_lib.Sampling, kb: str | None = None) -> worker_lib.Sampling:
+  """`settings` with the request's "format" ("json": any JSON object; a JSON schema) as a
+  grammar, and its "logprobs" / "top_logprobs" (0 to MAX_TOP_LOGPROBS)."""
+  if kb is not None and (r.format or r.logprobs):
+    field = "format" if r.format else "logprobs"
+    raise services_lib.RequestError(400, f"{field}: knowledge-base answers are prose citing "
+                                    f"their sources; leave {field} out.")
+  grammar = None
+  if r.format:
+    schema = None if r.format == "json" else r.format
+    grammar = await run_in_threadpool(services.grammar, schema, "format")
+  top = None
+  if r.logprobs:
+    top = r.top_logprobs or 0
+    if not 0 <= top <= MAX_TOP_LOGPROBS:
+      raise services_lib.RequestError(400, f"top_logprobs: expected 0 to {MAX_TOP_LOGPROBS} "
+                                      f"tokens, got {top}.")
+  return dataclasses.replace(settings, grammar=grammar, top_logprobs=top)
 
 
 def _now() -> str:
@@ -188,6 +222,13 @@ def _final(done: worker_lib.Done) -> dict:
   if done.sources is not None:
     out["sources"] = done.sources
   return out
+
+
+def _split_logprobs(items) -> tuple[list[str], dict]:
+  """The text pieces, and {"logprobs": [...]} when the answer reported them."""
+  logprobs = [i.as_json() for i in items if isinstance(i, worker_lib.Logprob)]
+  texts = [i for i in items if not isinstance(i, worker_lib.Logprob)]
+  return texts, ({"logprobs": logprobs} if logprobs else {})
 
 
 def _tag(name: str, family: str) -> dict:
@@ -225,15 +266,22 @@ def router(services: services_lib.Services) -> fastapi.APIRouter:
     if not streaming:
       items = await stream.collect(request.is_disconnected)
       done = items.pop()
-      return dict(head, **text_of("".join(items)), **_final(done))
+      texts, logprobs = _split_logprobs(items)
+      return dict(head, **text_of("".join(texts)), **_final(done), **logprobs)
 
     async def lines():
+      pending = []  # the Logprobs of the tokens whose text comes in the next object
       try:
         async for item in stream:
+          if isinstance(item, worker_lib.Logprob):
+            pending.append(item)
+            continue
           if isinstance(item, worker_lib.Done):
             obj = dict(head, created_at=_now(), **text_of(""), **_final(item))
           else:
             obj = dict(head, created_at=_now(), **piece_of(item), done=False)
+          if pending:
+            obj["logprobs"], pending = [p.as_json() for p in pending], []
           yield json.dumps(obj) + "\n"
       except Exception as e:  # pylint: disable=broad-except
         yield json.dumps({"error": limits.failure(e, "this generation")}) + "\n"
@@ -258,6 +306,7 @@ def router(services: services_lib.Services) -> fastapi.APIRouter:
       return load_only(body.model, "message", {"role": "assistant", "content": ""})
     settings = sampling(with_parameters(entry, body.options), services.settings.max_new_tokens,
                         kb is not None)
+    settings = await structured(services, body, settings, kb)
     services.check_stops(settings.stop, "options.stop")
     messages = entry.with_system([{"role": m.role, "content": m.content or ""}
                                   for m in body.messages])
@@ -283,6 +332,7 @@ def router(services: services_lib.Services) -> fastapi.APIRouter:
       services.unload_when_due()  # keep_alive 0 with no prompt: unload now
       return load_only(body.model, "response", "")
     settings = sampling(with_parameters(entry, body.options), services.settings.max_new_tokens)
+    settings = await structured(services, body, settings)
     services.check_stops(settings.stop, "options.stop")
     if body.raw:
       ids = await run_in_threadpool(services.prompt_ids, None, body.prompt)

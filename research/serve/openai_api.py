@@ -9,7 +9,16 @@ settings.max_stop strings of max_stop_chars each), max_tokens or
 max_completion_tokens (above the server's cap they are lowered to it, and finish_reason
 says "length"), and top_k, min_p as extras (extra_body in the openai client). Fields the
 client may send that change nothing here (user, metadata, store, ...) are accepted; fields
-that ask for what this server cannot do (n > 1, tools, logprobs, images) get a 400.
+that ask for what this server cannot do (n > 1, tools, images) get a 400.
+
+response_format {"type": "json_object"} or {"type": "json_schema", "json_schema": {"name",
+"schema", "strict"}} constrains the answer to JSON that parses and validates against the
+schema (research.generate.structured), strict or not; at max_tokens it is cut, unfinished,
+with finish_reason "length", as OpenAI's is. logprobs: true with top_logprobs 0 to 20 fills
+choices[0].logprobs.content with [{"token", "logprob", "bytes", "top_logprobs"}] per token
+(streamed: on the chunk that carries the token's text). They are the raw model's
+log_softmax, before temperature, top-k/p and the format's mask: what OpenAI reports, so a
+token's log-probability does not change with the sampler that drew it.
 
 A knowledge-base answer (model "kb/<name>", or "kb": "<name>" via extra_body) answers the
 last user message (research.rag.answer, from the retrieved passages; greedy unless the
@@ -19,6 +28,7 @@ the top level of the response, or of the final streamed chunk (the one with fini
 """
 
 import base64
+import dataclasses
 import json
 import time
 import uuid
@@ -78,12 +88,13 @@ class ChatRequest(Strict):
   seed: int | None = None
   n: int | None = None
   kb: str | None = None
+  response_format: dict[str, Any] | None = None
+  logprobs: bool | None = None
+  top_logprobs: int | None = None
   # Accepted and ignored: they change nothing a local model can do.
   frequency_penalty: Finite | None = None
   presence_penalty: Finite | None = None
   logit_bias: dict[str, int] | None = None
-  logprobs: bool | None = None
-  top_logprobs: int | None = None
   metadata: dict[str, str] | None = None
   store: bool | None = None
   user: str | None = None
@@ -95,7 +106,6 @@ class ChatRequest(Strict):
   reasoning_effort: str | None = None
   verbosity: str | None = None
   parallel_tool_calls: bool | None = None
-  response_format: dict[str, Any] | None = None
   modalities: list[str] | None = None
   # Refused when used (see _refuse_unsupported).
   tools: list[dict[str, Any]] | None = None
@@ -125,13 +135,8 @@ def _refuse_unsupported(r: ChatRequest) -> None:
     _refuse("n", "this server returns one choice; leave n out or set it to 1.")
   if r.tools or r.functions or r.tool_choice not in (None, "none") or r.function_call:
     _refuse("tools", "this server does not call tools.")
-  if r.logprobs:
-    _refuse("logprobs", "this server does not return log-probabilities.")
   if r.audio or (r.modalities and r.modalities != ["text"]):
     _refuse("modalities", "this model reads and writes text only.")
-  if r.response_format and r.response_format.get("type") != "text":
-    _refuse("response_format", "this server does not constrain output to JSON; leave "
-            "response_format out.")
   if r.prediction or r.web_search_options or r.moderation:
     field = "prediction" if r.prediction else (
         "web_search_options" if r.web_search_options else "moderation")
@@ -186,6 +191,54 @@ def with_parameters(entry, r: ChatRequest) -> ChatRequest:
   return r.model_copy(update=update) if update else r
 
 
+MAX_TOP_LOGPROBS = 20
+
+
+def _schema_of(response_format: dict) -> dict | None:
+  """The JSON schema `response_format` asks for (None: any object)."""
+  kind = response_format.get("type")
+  if kind == "json_object":
+    return None
+  if kind == "json_schema":
+    spec = response_format.get("json_schema")
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+      _refuse("response_format.json_schema", "expected {\"name\": ..., \"schema\": {...}}.")
+    schema = spec.get("schema")
+    if schema is not None and not isinstance(schema, dict):
+      _refuse("response_format.json_schema.schema", "expected a JSON schema object.")
+    return schema
+  _refuse("response_format.type", f"expected \"text\", \"json_object\" or \"json_schema\", "
+          f"got {kind!r}.")
+
+
+async def structured(services: services_lib.Services, r: ChatRequest,
+                     settings: worker_lib.Sampling, kb: str | None = None) -> worker_lib.Sampling:
+  """`settings` with the request's response_format as a grammar (json_object: any JSON
+  object; json_schema: its schema, strict or not, is always followed), and its logprobs /
+  top_logprobs (0 to MAX_TOP_LOGPROBS, only with logprobs: true, as OpenAI has it)."""
+  wants_json = bool(r.response_format) and r.response_format.get("type") != "text"
+  if kb is not None and (wants_json or r.logprobs):
+    field = "response_format" if wants_json else "logprobs"
+    _refuse(field, f"knowledge-base answers are prose citing their sources; leave {field} out.")
+  if r.top_logprobs is not None and not r.logprobs:
+    _refuse("top_logprobs", "it needs logprobs: true.")
+  top = None
+  if r.logprobs:
+    top = r.top_logprobs or 0
+    if not 0 <= top <= MAX_TOP_LOGPROBS:
+      _refuse("top_logprobs", f"expected 0 to {MAX_TOP_LOGPROBS} tokens, got {top}.")
+  grammar = None
+  if wants_json:
+    schema = _schema_of(r.response_format)
+    grammar = await run_in_threadpool(services.grammar, schema, "response_format")
+  return dataclasses.replace(settings, grammar=grammar, top_logprobs=top)
+
+
+def _logprobs(items) -> dict:
+  """OpenAI's choices[i].logprobs of the Logprob items."""
+  return {"content": [i.as_json() for i in items], "refusal": None}
+
+
 def _usage(done: worker_lib.Done) -> dict:
   return {"prompt_tokens": done.prompt_tokens, "completion_tokens": done.tokens,
           "total_tokens": done.prompt_tokens + done.tokens}
@@ -204,6 +257,7 @@ def router(services: services_lib.Services) -> fastapi.APIRouter:
     messages = entry.with_system(messages)
     settings = sampling(with_parameters(entry, body), services.settings.max_new_tokens,
                         kb is not None)
+    settings = await structured(services, body, settings, kb)
     services.check_stops(settings.stop)
     stream = await services.chat(messages, settings, kb)
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()),
@@ -212,24 +266,33 @@ def router(services: services_lib.Services) -> fastapi.APIRouter:
     if not body.stream:
       items = await stream.collect(request.is_disconnected)
       done = items.pop()
+      scored = [i for i in items if isinstance(i, worker_lib.Logprob)]
+      texts = [i for i in items if not isinstance(i, worker_lib.Logprob)]
       out = dict(head, object="chat.completion", choices=[{
-          "index": 0, "message": {"role": "assistant", "content": "".join(items),
+          "index": 0, "message": {"role": "assistant", "content": "".join(texts),
                                   "refusal": None},
-          "logprobs": None, "finish_reason": done.reason}], usage=_usage(done))
+          "logprobs": _logprobs(scored) if body.logprobs else None,
+          "finish_reason": done.reason}], usage=_usage(done))
       if done.sources is not None:
         out["sources"] = done.sources
       return out
 
-    chunk = lambda delta, reason=None: dict(head, object="chat.completion.chunk", choices=[{
-        "index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}])
+    chunk = lambda delta, reason=None, scored=None: dict(
+        head, object="chat.completion.chunk", choices=[{
+            "index": 0, "delta": delta, "logprobs": _logprobs(scored) if scored else None,
+            "finish_reason": reason}])
     event = lambda obj: f"data: {json.dumps(obj)}\n\n"
 
     async def events():
+      pending = []  # the Logprobs of the tokens whose text comes in the next chunk
       try:
         yield event(chunk({"role": "assistant", "content": ""}))
         async for item in stream:
+          if isinstance(item, worker_lib.Logprob):
+            pending.append(item)
+            continue
           if isinstance(item, worker_lib.Done):
-            last = chunk({}, item.reason)
+            last, pending = chunk({}, item.reason, pending), []
             if item.sources is not None:
               last["sources"] = item.sources
             yield event(last)
@@ -237,7 +300,8 @@ def router(services: services_lib.Services) -> fastapi.APIRouter:
               yield event(dict(head, object="chat.completion.chunk", choices=[],
                                usage=_usage(item)))
           else:
-            yield event(chunk({"content": item}))
+            yield event(chunk({"content": item}, scored=pending))
+            pending = []
         yield "data: [DONE]\n\n"
       except Exception as e:  # pylint: disable=broad-except
         yield event({"error": {"message": limits.failure(e, "this generation"),

@@ -322,6 +322,17 @@ class Services:
                          f"this server's limit of {self.settings.max_stop_chars}.")
     return stops
 
+  def grammar(self, schema: dict | None, field: str) -> str:
+    """The llguidance grammar of JSON valid under `schema` (None: any object) for this
+    model (research.generate.structured); RequestError 400 naming `field` when the schema
+    or the model's vocabulary cannot make one."""
+    from research.generate import structured  # pylint: disable=g-import-not-at-top
+    lm = self.lm()
+    try:
+      return structured.checked_grammar(lm.tokenizer, lm.config.vocab_size, schema)
+    except ValueError as e:
+      raise RequestError(400, f"{field}: {e}") from None
+
   def generate(self, prompt_ids: list[int], sampling: worker_lib.Sampling) -> worker_lib.Stream:
     """Queues a generation; the stream yields text pieces, then a worker.Done."""
     sampling = self.capped(sampling, len(prompt_ids))

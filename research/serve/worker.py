@@ -21,6 +21,8 @@ from typing import Callable, Iterator
 import jax
 
 from research.generate import stream as stream_lib
+from research.generate import structured
+from research.text import detokenize
 
 
 class Busy(Exception):
@@ -36,6 +38,24 @@ class Sampling:
   max_tokens: int = 128
   seed: int | None = None          # None: a fresh seed per request
   stop: tuple[str, ...] = ()
+  grammar: str | None = None       # llguidance grammar the answer must follow (structured.py)
+  top_logprobs: int | None = None  # None: no log-probs; N: each token's and the N likeliest
+
+
+@dataclasses.dataclass(frozen=True)
+class Logprob:
+  """A generated token's log-probability and the likeliest tokens at its place, as text;
+  streamed just before the text the token completes."""
+  token: str
+  logprob: float
+  top: tuple[tuple[str, float], ...] = ()
+
+  def as_json(self) -> dict:
+    """The entry OpenAI's logprobs.content and Ollama's logprobs both hold."""
+    entry = lambda token, logprob: {"token": token, "logprob": logprob,
+                                    "bytes": list(token.encode("utf-8"))}
+    return dict(entry(self.token, self.logprob),
+                top_logprobs=[entry(token, logprob) for token, logprob in self.top])
 
 
 @dataclasses.dataclass
@@ -107,6 +127,9 @@ def finish(pieces: Iterator[str], sampling: Sampling, done: Done, start_ns: int,
   first_ns = None
   with _closing(pieces) as pieces:
     for piece in pieces:
+      if isinstance(piece, Logprob):
+        yield piece
+        continue
       first_ns = first_ns or time.perf_counter_ns()
       done.tokens += count_pieces
       text, stopped = cutter.feed(piece)
@@ -132,19 +155,39 @@ def finish(pieces: Iterator[str], sampling: Sampling, done: Done, start_ns: int,
 
 def generation(lm, prompt_ids: list[int], sampling: Sampling, budget: int,
                cancel: threading.Event) -> Iterator:
-  """Text pieces of the model's answer to `prompt_ids`, then a Done.
+  """Text pieces of the model's answer to `prompt_ids` (with a Logprob before each token's
+  piece when sampling.top_logprobs is set), then a Done.
 
   The KV cache is sized for `budget` tokens whatever max_tokens is, so requests with
   different max_tokens share one compiled program per prompt bucket."""
   start_ns = time.perf_counter_ns()
   done = Done(prompt_tokens=len(prompt_ids))
-  tokens = stream_lib.stream(
-      lm.model, prompt_ids, budget, key_for(sampling.seed), temperature=sampling.temperature,
-      top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
-      eos_id=lm.tokenizer.eos_id)
-  pieces = stream_lib.stream_text(lm.tokenizer, _counted(tokens, sampling.max_tokens, done,
-                                                         cancel))
+  constraint = None if sampling.grammar is None else structured.Constraint(
+      lm.tokenizer, lm.config.vocab_size, sampling.grammar)
+  how = dict(temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p,
+             min_p=sampling.min_p, eos_id=lm.tokenizer.eos_id, constraint=constraint)
+  key = key_for(sampling.seed)
+  if sampling.top_logprobs is None:
+    tokens = stream_lib.stream(lm.model, prompt_ids, budget, key, **how)
+    pieces = stream_lib.stream_text(lm.tokenizer, _counted(tokens, sampling.max_tokens, done,
+                                                           cancel))
+  else:
+    scored = stream_lib.stream_scored(lm.model, prompt_ids, budget, key,
+                                      top_logprobs=sampling.top_logprobs, **how)
+    pieces = _scored_pieces(lm.tokenizer, _counted(scored, sampling.max_tokens, done, cancel))
   yield from finish(pieces, sampling, done, start_ns, cancel, count_pieces=False)
+
+
+def _scored_pieces(tokenizer, scored):
+  """Logprob, then the token's text piece, per token; EOS ends the text and has neither."""
+  detok = detokenize.Detokenizer(tokenizer)
+  text = lambda token: tokenizer.decode([token])
+  with contextlib.closing(scored):
+    for s in scored:
+      if s.token == tokenizer.eos_id:
+        continue
+      yield Logprob(text(s.token), s.logprob, tuple((text(t), lp) for t, lp in s.top))
+      yield detok.feed(s.token)
 
 
 def _counted(tokens, max_tokens: int, done: Done, cancel: threading.Event):

@@ -195,3 +195,30 @@ def test_candidate_sets_and_bad_thresholds():
     samplers.top_p_mask(logits, 1.5)
   with pytest.raises(ValueError, match=r"shape \[V\]"):
     samplers.candidate_set(logits[None])
+
+
+# -- the grammar's mask: an additive step before every filter -----------------------------
+
+@given(logits=logits_BxV, allowed=hnp.arrays(bool, (3, V)), seed=st.integers(0, 2**31 - 1),
+       temperature=st.sampled_from([0.0, 0.7, 1.5]), top_k=st.sampled_from([None, 1, 5]),
+       top_p=st.sampled_from([None, 0.5, 1.0]))
+@settings(max_examples=40, deadline=None)
+def test_a_disallowed_token_is_never_drawn(logits, allowed, seed, temperature, top_k, top_p):
+  assume(allowed.any(axis=-1).all())
+  got = np.asarray(samplers.sample(jax.random.key(seed), logits, temperature, top_k, top_p,
+                                   allowed=allowed))
+  assert allowed[np.arange(3), got].all()
+  if temperature == 0.0:  # greedy among the allowed: the reference argmax over them
+    np.testing.assert_array_equal(got, np.argmax(np.where(allowed, logits, -np.inf), -1))
+
+
+@pytest.mark.parametrize("temperature, top_k, top_p, min_p", [
+    (0.0, None, None, None), (1.0, None, None, None), (0.8, 10, 0.9, 0.05)])
+def test_all_allowed_equals_the_unmasked_sampler_bit_for_bit(temperature, top_k, top_p, min_p):
+  logits = jax.random.normal(jax.random.key(0), (3, V)) * 3  # the shapes compiled above
+  everything = np.ones((3, V), bool)
+  for seed in range(3):
+    key = jax.random.key(seed)
+    np.testing.assert_array_equal(
+        samplers.sample(key, logits, temperature, top_k, top_p, min_p, allowed=everything),
+        samplers.sample(key, logits, temperature, top_k, top_p, min_p))

@@ -1,5 +1,6 @@
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from research.generate import decode
@@ -50,3 +51,39 @@ def test_stream_text_drops_bytes_that_never_make_a_character():
   pieces = list(stream.stream_text(_Bytes(), iter(b"a\xe4b" + "中".encode("utf-8")[:2])))
   assert "".join(pieces) == "ab"  # and the cut "中" at the end is dropped too
   assert all("\ufffd" not in p for p in pieces)
+
+
+class _EvenThenStop:
+  """A stand-in grammar: even tokens only, complete after `length` of them."""
+
+  def __init__(self, vocab_size, length):
+    self.allowed = np.arange(vocab_size) % 2 == 0
+    self.length, self.seen = length, []
+
+  def allowed_V(self):
+    return self.allowed
+
+  def advance(self, token):
+    self.seen.append(token)
+
+  def complete(self):
+    return len(self.seen) == self.length
+
+
+def test_a_constrained_stream_scores_tokens_by_the_log_softmax_of_a_full_recompute():
+  model = _model()
+  prompt = [5, 6, 7]
+  constraint = _EvenThenStop(40, 6)
+  scored = list(stream.stream_scored(model, prompt, 12, jax.random.key(1), top_logprobs=3,
+                                     temperature=0.7, constraint=constraint))
+  tokens = [s.token for s in scored]
+  assert tokens == constraint.seen and len(tokens) == 6  # it saw each, it ended the stream
+  assert all(t % 2 == 0 for t in tokens)  # the mask held at every step
+  logits_1xTxV, _ = model(jnp.asarray([prompt + tokens]))
+  want_TxV = np.asarray(jax.nn.log_softmax(logits_1xTxV[0, len(prompt) - 1:-1]))
+  for t, s in enumerate(scored):
+    # the raw model's distribution: not the sampler's temperature, not the mask
+    np.testing.assert_allclose(s.logprob, want_TxV[t, s.token], atol=1e-5)
+    top = np.argsort(-want_TxV[t], kind="stable")[:3]
+    assert [i for i, _ in s.top] == top.tolist()
+    np.testing.assert_allclose([lp for _, lp in s.top], want_TxV[t, top], atol=1e-5)
