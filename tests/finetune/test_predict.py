@@ -17,6 +17,7 @@ from research.finetune import pipeline
 from research.finetune import predict
 from research.finetune import rollout
 from research.generate import stream
+from research.train import loop
 
 METRIC_KEYS = ["predict_bleu-4", "predict_rouge-1", "predict_rouge-2", "predict_rouge-l"]
 
@@ -192,8 +193,9 @@ def test_a_llama_factory_predict_yaml_predicts_without_training(tiny_model_dir, 
 
 def test_train_then_predict_with_the_tuned_model(finetune_config, monkeypatch):
   tuned = types.SimpleNamespace(name="the trained model")
-  result = types.SimpleNamespace(steps=2, history=[{"loss": 1.0}], evals=[], tokens_per_s=1.0,
-                                 trainable_parameters=1, frozen_parameters=2)
+  result = loop.TrainResult(graphdef=None, state=types.SimpleNamespace(step=2), frozen=None,
+                            history=[{"loss": 1.0}], evals=[], tokens_per_s=1.0,
+                            trainable_parameters=1, frozen_parameters=2)
   monkeypatch.setattr(pipeline, "stage_runner", lambda stage: lambda c, **k: (tuned, result))
   asked = []
   scores = dict.fromkeys(METRIC_KEYS, 50.0)
