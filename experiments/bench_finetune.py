@@ -117,6 +117,7 @@ def sft_child():
   print(json.dumps({"mode": _MODE.value, "compute_type": _COMPUTE.value,
                     "dtype": trainer.compute_dtype(config)[0],
                     "steps_per_s": round(1000 / result.ms_per_iter, 3),
+                    "first_step_s": round(result.first_step_s, 1),
                     "tokens_per_s": round(tokens_per_s, 1),
                     "median_step_tokens_per_s": round(result.tokens_per_s, 1),
                     "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
