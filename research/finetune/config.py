@@ -130,7 +130,7 @@ include_effective_tokens_per_second
 
 num_beams max_length repetition_penalty length_penalty system_message skip_special_tokens
 
-overwrite_output_dir do_eval eval_strategy evaluation_strategy save_strategy
+do_eval eval_strategy evaluation_strategy save_strategy
 logging_strategy save_total_limit save_only_model save_safetensors load_best_model_at_end
 metric_for_best_model greater_is_better report_to run_name logging_dir logging_first_step
 dataloader_num_workers dataloader_pin_memory dataloader_persistent_workers
@@ -175,6 +175,10 @@ def from_yaml(path, log=print) -> ml_collections.ConfigDict:
   config = defaults()
   ignored = []
   for key, value in raw.items():
+    if key == "overwrite_output_dir":  # afresh over an old run, unless told to resume it
+      if raw.get("resume_from_checkpoint") is None:
+        config.resume = not value
+      continue
     if key in ("bf16", "fp16"):
       if value:
         config.compute_type = key

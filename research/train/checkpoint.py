@@ -6,6 +6,7 @@ when complete, so a crash mid-save never hides the previous good checkpoint.
 """
 
 import contextlib
+import shutil
 from pathlib import Path
 
 import jax
@@ -13,6 +14,16 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 _ADVICE = "start the run in a new folder, or delete that one"
+
+
+def discard(directory, log=print) -> None:
+  """Deletes a checkpoint folder an earlier run left, for a run told to start afresh over it
+  (LLaMA-Factory's overwrite_output_dir) rather than resume it."""
+  directory = Path(directory)
+  if directory.is_dir() and any(directory.iterdir()):
+    shutil.rmtree(directory)
+    if log:
+      log(f"starting afresh: deleted the earlier run's checkpoints in {directory}")
 
 
 class Checkpoints:

@@ -114,7 +114,7 @@ def settings_for(config, model_config) -> loop.Settings:
       dropout=model_config.dropout > 0, eval_every=config.get("eval_every", 0),
       checkpoint_every=config.get("checkpoint_every", 0), keep=config.get("keep", 2),
       log_every=config.get("log_every", 1), mesh_data=config.get("mesh_data", None),
-      mesh_fsdp=config.get("mesh_fsdp", 1))
+      mesh_fsdp=config.get("mesh_fsdp", 1), resume=config.get("resume", True))
 
 
 def pretrain(model_config, config, train_windows, val_windows=None, workdir=None,

@@ -51,7 +51,8 @@ class Settings:
   checkpoint_every: int = 0     # save every N steps and at the last; 0: no checkpoints
   keep: int = 2                 # newest checkpoints kept, besides the best by eval_loss
   log_every: int = 1            # a metrics.jsonl row every N steps (and at evals, the last)
-  resume: bool = True           # continue from the newest checkpoint in workdir
+  resume: bool = True           # continue from the newest checkpoint in workdir; False: the
+                                # old checkpoints there are deleted and the run starts afresh
   mesh_data: int | None = None  # data-parallel devices; None: all that fsdp leaves
   mesh_fsdp: int = 1            # devices each large parameter is split over
   desc: str = "train"           # the progress bar's label
@@ -100,6 +101,8 @@ def train(model, tx, batches, settings: Settings, *, objective=step_lib.lm_objec
   loss_scale = FP16_START_SCALE if settings.loss_scaling else 1.0
   checkpoints = None
   if workdir is not None and settings.checkpoint_every:
+    if not settings.resume:
+      checkpoint_lib.discard(Path(workdir) / "checkpoints", log=print if show_progress else None)
     best = "eval_loss" if eval_batches is not None and settings.eval_every else None
     checkpoints = checkpoint_lib.Checkpoints(Path(workdir) / "checkpoints", keep=settings.keep,
                                              best_metric=best)

@@ -230,8 +230,9 @@ vllm_enforce_eager: true
 trust_remote_code: true
 """,
 }
-# A setting that resumes, and the two spellings of precision, are not plain knobs.
-SPECIAL = {"bf16", "fp16", "resume_from_checkpoint"}
+# The settings that resume or start afresh, and the two spellings of precision, are not plain
+# knobs.
+SPECIAL = {"bf16", "fp16", "resume_from_checkpoint", "overwrite_output_dir"}
 
 
 def _write(tmp_path, name, text, **paths):
@@ -265,6 +266,17 @@ def test_training_examples_are_read_unchanged(tiny_model_dir, dataset_dir, tmp_p
   _check_every_key(path, config, lines)
   assert config.compute_type == "bf16" and config.do_train
   assert lines[0].startswith(f"{path}: ignored here: ")
+  assert config.resume is False  # overwrite_output_dir: true trains afresh, as LLaMA-Factory does
+
+
+@pytest.mark.parametrize("overwrite,resume_from,resumes", [
+    ("true", "null", False), ("false", "null", True), ("true", "true", True),
+    ("false", "false", False)])
+def test_overwrite_output_dir_starts_afresh_unless_told_to_resume(tmp_path, overwrite,
+                                                                  resume_from, resumes):
+  path = tmp_path / "run.yaml"
+  path.write_text(f"overwrite_output_dir: {overwrite}\nresume_from_checkpoint: {resume_from}\n")
+  assert config_lib.from_yaml(path, log=None).resume is resumes
 
 
 def test_a_key_that_is_not_llama_factorys_stops_with_its_name(tmp_path):

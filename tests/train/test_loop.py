@@ -80,6 +80,22 @@ def test_killed_at_k_and_resumed_equals_uninterrupted_bit_for_bit(tmp_path, monk
   assert curves == [list(range(1, 2 * k + 1))]  # the figure shows the whole run, not its tail
 
 
+def test_a_run_told_not_to_resume_starts_afresh_over_old_checkpoints(tmp_path, capsys):
+  k = 4
+  model = tiny_model()
+  lm.pretrain(model, train_config(steps=k, checkpoint_every=k), windows(), workdir=tmp_path / "old",
+              peak_flops=1e11, show_progress=False)
+  again = lm.pretrain(model, train_config(steps=k, checkpoint_every=k, resume=False), windows(),
+                      workdir=tmp_path / "old", peak_flops=1e11)
+  fresh = lm.pretrain(model, train_config(steps=k, checkpoint_every=k), windows(),
+                      workdir=tmp_path / "new", peak_flops=1e11, show_progress=False)
+  assert again.start_step == 0 and len(again.history) == k
+  assert "starting afresh: deleted the earlier run's checkpoints" in capsys.readouterr().out
+  for a, b in zip(_params(fresh), _params(again)):
+    np.testing.assert_array_equal(a, b)
+  assert checkpoint_lib.Checkpoints(tmp_path / "old" / "checkpoints").latest_step() == k
+
+
 class _CorruptAfter(windows_lib.Windows):
   """Batches from step `bad` on hold an id past the vocabulary: its embedding reads NaN."""
 
