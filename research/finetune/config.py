@@ -39,6 +39,7 @@ def defaults() -> ml_collections.ConfigDict:
   c.adam_beta2 = 0.999               # Adam's b2 (second-moment decay)
   c.adam_epsilon = 1e-8              # Adam's eps
   c.compute_type = "fp32"            # fp32 | bf16 | fp16 (dynamic loss scaling)
+  c.disable_gradient_checkpointing = False  # SFT: keep the blocks' activations, not recompute
   c.lora_rank = 8                    # r of B A
   c.lora_alpha = 0                   # 0: 2 x lora_rank
   c.lora_dropout = 0.0               # inverted dropout on the LoRA path in training
@@ -94,7 +95,7 @@ NO_OPS = frozenset("""
 adapter_folder cache_dir use_fast_tokenizer resize_vocab split_special_tokens add_tokens
 add_special_tokens new_special_tokens_config init_special_tokens model_revision
 low_cpu_mem_usage rope_scaling flash_attn shift_attn mixture_of_depths use_unsloth
-use_unsloth_gc enable_liger_kernel moe_aux_loss_coef disable_gradient_checkpointing
+use_unsloth_gc enable_liger_kernel moe_aux_loss_coef
 use_reentrant_gc upcast_layernorm upcast_lmhead_output train_from_scratch infer_backend
 offload_folder use_kv_cache use_v1_kernels infer_dtype hf_hub_token ms_hub_token om_hub_token
 print_param_status trust_remote_code quantization_method quantization_bit quantization_type

@@ -4,6 +4,7 @@ prompt masked from the loss, next-token cross-entropy on the assistant's tokens.
   result = sft.run(config)      # config: research.finetune.config.defaults() and overrides
 """
 
+import functools
 import math
 import textwrap
 from pathlib import Path
@@ -71,12 +72,13 @@ def eval_batches(rows, batch_size: int, pad_id: int) -> list[dict]:
   return [sft_arrays(rows[i:i + batch_size], pad_id) for i in range(0, len(rows), batch_size)]
 
 
-def sft_objective(model, batch, reference=None, dropout_key=None):
+def sft_objective(model, batch, reference=None, dropout_key=None, remat=True):
   """Cross-entropy on the answer tokens (weight 1; the prompt's are 0)."""
   del reference
   # peak memory: blocks recomputed in the backward pass (gradient checkpointing, on by
-  # default as in LLaMA-Factory) and the head a chunk of rows at a time, never all B*L x V
-  x_BxLxD = model.hidden(batch["inputs"], dropout_key=dropout_key, remat=True)
+  # default as in LLaMA-Factory; remat=False keeps their activations instead) and the head a
+  # chunk of rows at a time, never all B*L x V
+  x_BxLxD = model.hidden(batch["inputs"], dropout_key=dropout_key, remat=remat)
   return fused.chunked_cross_entropy(model.head_logits, x_BxLxD, batch["targets"],
                                      batch["weights"]), {}
 
@@ -144,7 +146,8 @@ def run(config, show_progress=True, stop_at=None):
     trainable, base = lora.count_parameters(lm.model)
     print(f"finetune: LoRA on {len(wrapped)} linears, {trainable:,} trainable parameters = "
           f"{100 * trainable / base:.3f}% of the {base:,} in the base model")
-  result = trainer.train(lm.model, config, batches, val, sft_objective,
+  objective = functools.partial(sft_objective, remat=not config.disable_gradient_checkpointing)
+  result = trainer.train(lm.model, config, batches, val, objective,
                          show_progress=show_progress, stop_at=stop_at)
   lm.model = result.model
   return lm, result

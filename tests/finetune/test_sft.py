@@ -75,6 +75,21 @@ def test_low_precision_runs_train(finetune_config, compute_type):
     assert result.history[0]["loss_scale"] == 2.0 ** 15
 
 
+def test_disable_gradient_checkpointing_keeps_activations_with_the_same_losses(
+    finetune_config, tmp_path, monkeypatch):
+  seen, objective = [], sft.sft_objective
+  monkeypatch.setattr(sft, "sft_objective", lambda *a, remat=True, **k: seen.append(remat) or
+                      objective(*a, remat=remat, **k))
+  losses = {}
+  for off in (False, True):
+    config = finetune_config(disable_gradient_checkpointing=off, max_steps=2,
+                             output_dir=str(tmp_path / f"off={off}"))
+    _, result = sft.run(config, show_progress=False)
+    losses[off] = [r["loss"] for r in result.history]
+  assert sorted(set(seen)) == [False, True]  # the YAML key reaches the objective
+  np.testing.assert_allclose(losses[True], losses[False], rtol=1e-5)  # memory, not math
+
+
 def test_full_finetuning_trains_every_parameter(finetune_config):
   config = finetune_config(finetuning_type="full", learning_rate=3e-3, max_steps=6)
   lm, _, _, _ = sft.prepare(config)
