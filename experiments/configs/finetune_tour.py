@@ -6,7 +6,8 @@ RESULT:  LoRA r=8 on all linears of SmolLM2-135M trains 1.816% of its parameters
          adapter changes no logit; merging changes logits by < 1e-5; DPO starts at ln 2;
          LoRA SFT lowers the training loss below half its start. About 40 s on 2 CPUs.
          Full mode then runs LoRA SFT of SmolLM2 on magic_conch.json (30 steps) and asks the
-         export "你是谁？": it answers as 神奇海螺 (see BENCHMARKS.md); quick mode skips it.
+         export "你是谁？": it answers as 神奇海螺, about 4 min more (BENCHMARKS.md, "The
+         notebook's own examples in the tour"); quick mode skips it.
 """
 
 import ml_collections
