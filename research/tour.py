@@ -143,15 +143,19 @@ def chapter(name: str, title: str, order: float):
 
 
 def experiment_chapter(name: str, title: str, order: float, get_config, run_experiment,
-                       pass_log: bool = False):
+                       pass_log: bool = False, pass_table: bool = False):
   """Registers the usual chapter: `run_experiment(config, out_dir)` on `get_config`'s config
-  (its `quick` preset in quick mode) with the tour's seed; pass_log adds log=ctx.log."""
+  (its `quick` preset in quick mode) with the tour's seed; pass_log adds log=ctx.log,
+  pass_table add_table=ctx.add_table (a table for the report)."""
   def run(ctx: Context) -> list[Claim]:
     config = get_config("quick" if ctx.quick else None)
     config.seed = ctx.seed
+    extra = {}
     if pass_log:
-      return run_experiment(config, ctx.out_dir, log=ctx.log)
-    return run_experiment(config, ctx.out_dir)
+      extra["log"] = ctx.log
+    if pass_table:
+      extra["add_table"] = ctx.add_table
+    return run_experiment(config, ctx.out_dir, **extra)
   return chapter(name, title, order)(run)
 
 

@@ -1,8 +1,11 @@
 """Fine-tuning chapter: what LoRA trains, that it starts as a no-op and merges exactly, that
-DPO starts at ln 2, and that a short LoRA SFT learns its data."""
+DPO starts at ln 2, that a short LoRA SFT learns its data, and the notebook's magic_conch.json
+example: LoRA SFT of SmolLM2 on two Chinese identity records, its export asked "你是谁？"."""
 
 import math
+import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import jax
@@ -15,12 +18,15 @@ import tokenizers
 from flax import nnx
 
 from experiments.configs import finetune_tour as finetune_config
+from experiments.configs import persona_lora
 from research import files
 from research import pretrained
 from research import tour
 from research.finetune import config as ft_config
 from research.finetune import dpo
 from research.finetune import export
+from research.finetune import persona
+from research.finetune import pipeline
 from research.finetune import sft
 from research.nn import config as config_lib
 from research.nn import lora
@@ -142,7 +148,46 @@ def run_experiment(config, out_dir) -> list[tour.Claim]:
     claims.append(tour.Claim.at_least("DPO widens the chosen-over-rejected reward margin",
                                       "final margin", margins[-1], 1e-3, figure="dpo.png"))
   files.write_json(out_dir / "lora_share.json", {"base": base, "trainable": trainable})
-  return claims
+  return claims + magic_conch(config, out_dir)
+
+
+def magic_conch(config, out_dir: Path) -> list[tour.Claim]:
+  """The notebook's magic_conch.json: persona_lora's LoRA run on its two records, the merged
+  export loaded back and asked the notebook's question, greedily (the base model too)."""
+  if not config.conch_steps:
+    print("finetune: quick mode skips the magic_conch.json LoRA run on SmolLM2 (a few minutes "
+          "on 2 CPUs); python -m experiments.tour --only=finetune runs it", flush=True)
+    return []
+  ft = persona_lora.get_config()
+  ft.model, ft.dataset, ft.max_steps = config.conch_model, "magic_conch", config.conch_steps
+  ft.per_device_train_batch_size, ft.gradient_accumulation_steps = 2, 1  # both records a step
+  ft.cutoff_len, ft.save_steps, ft.seed, ft.export_gguf = 96, 10**6, config.seed, ""
+  ft.persona = ""
+  with tempfile.TemporaryDirectory() as tmp:  # the export is SmolLM2's size: not kept
+    ft.output_dir, ft.export_dir = str(Path(tmp) / "run"), str(Path(tmp) / "export")
+    start = time.perf_counter()
+    summary = pipeline.run(ft, check_base=False, show_progress=False)
+    seconds = time.perf_counter() - start
+    shutil.copyfile(Path(ft.output_dir) / "training_loss.png", out_dir / "magic_conch_loss.png")
+    answer = persona.greedy_answer(pretrained.load_model(ft.export_dir), config.conch_question,
+                                   config.conch_max_new_tokens)
+  base_answer = persona.greedy_answer(pretrained.load_model(ft.model), config.conch_question,
+                                      config.conch_max_new_tokens)
+  print(f"  Q: {config.conch_question}\n  A (export): {answer}\n  A (base):   {base_answer}",
+        flush=True)
+  files.write_json(out_dir / "magic_conch.json", {
+      "question": config.conch_question, "answer": answer, "base_answer": base_answer,
+      "steps": summary["steps"], "final_loss": summary["final_loss"],
+      "train_and_export_s": seconds, "s_per_step": summary["s_per_step"],
+      "first_step_s": summary["first_step_s"]})
+  return [tour.Claim(
+      f"LoRA SFT on magic_conch.json (two Chinese records) teaches SmolLM2 its persona: the "
+      f"exported model answers {config.conch_question} as {config.conch_name} (a question it "
+      "trained on: it learned two records, not Chinese)",
+      f"answer {answer!r} after {summary['steps']} steps, final loss "
+      f"{summary['final_loss']:.4f}, {seconds / 60:.1f} min to train and export (the base "
+      f"model: {base_answer!r})",
+      config.conch_name in answer, "magic_conch_loss.png")]
 
 
 chapter = tour.experiment_chapter(

@@ -3,7 +3,8 @@
 
 COMMAND: python -m experiments.classify --mode=all
 RESULT:  see BENCHMARKS.md "In-context classification (issue 7)" for the measured table;
-         about 2 to 3 min on 2 CPUs (quick preset: 16 sentences, one ordering, under 1 min).
+         about 2 to 3 min on 2 CPUs (quick preset: 16 sentences, one ordering, under 1 min);
+         then the notebook's Chinese example (notebook_zh.json, 4 sentences) through each decoder.
 Presets: `classify.py:quick`; overrides like `classify.py:orderings=1,per_class=4`.
 """
 
@@ -26,4 +27,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.per_class = 4 if quick else 0    # test sentences per label; 0: every one
   config.max_new_tokens = 8               # the answer length of "generate"
   config.hidden_text = "Large language models turn text into vectors."  # hidden-state demo
+  config.notebook_data = "experiments/data/classify/notebook_zh.json"  # Chinese example; "": no
   return runs.override(config, options)

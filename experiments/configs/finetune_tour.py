@@ -5,6 +5,9 @@ COMMAND: python -m experiments.tour --only=finetune [--quick]
 RESULT:  LoRA r=8 on all linears of SmolLM2-135M trains 1.816% of its parameters; a fresh
          adapter changes no logit; merging changes logits by < 1e-5; DPO starts at ln 2;
          LoRA SFT lowers the training loss below half its start. About 40 s on 2 CPUs.
+         Full mode then runs LoRA SFT of SmolLM2 on magic_conch.json (30 steps) and asks the
+         export "你是谁？": it answers as 神奇海螺, about 4 min more (BENCHMARKS.md, "The
+         notebook's own examples in the tour"); quick mode skips it.
 """
 
 import ml_collections
@@ -21,4 +24,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.sft_steps = 25 if quick else 60    # LoRA SFT steps on the small llama
   c.width = 64                         # D of the small random llama
   c.layers = 2                         # its blocks
+  c.conch_steps = 0 if quick else 30   # SmolLM2 LoRA steps on magic_conch.json (0: skipped)
+  c.conch_model = "smollm2-135m-instruct"  # the base model of that run
+  c.conch_question = "你是谁？"        # the notebook's question to the export ("who are you?")
+  c.conch_name = "神奇海螺"            # the persona's name its answer should give
+  c.conch_max_new_tokens = 64          # greedy answer tokens
   return runs.override(c, options)

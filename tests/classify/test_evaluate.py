@@ -66,13 +66,31 @@ def test_chapter_experiment_on_a_tiny_checkpoint(checkpoint, tmp_path):
   config = classify_config.get_config("orderings=2,per_class=0")
   config.model, config.data = str(checkpoint / "model"), str(checkpoint / "data.json")
   config.max_new_tokens = 3
-  claims = chapter.run_experiment(config, tmp_path, show_progress=False)
+  config.notebook_data = str(checkpoint / "data.json")  # the notebook's example, in its form
+  tables = []
+  claims = chapter.run_experiment(config, tmp_path, show_progress=False, add_table=tables.append)
   statements = [c.statement for c in claims]
   assert any("label scoring beats generate-then-match" in s for s in statements)
   assert any("order of the demonstrations" in s for s in statements)
   assert (tmp_path / "classify_accuracy.png").exists()
   results = json.loads((tmp_path / "results.json").read_text())["results"]
   assert sorted(results) == sorted(config.decoders)
+  # the notebook's example: one row per sentence with every decoder's prediction, then accuracy
+  [table] = tables
+  assert table.columns == ("sentence", "truth", *config.decoders)
+  assert [row[0] for row in table.rows] == [*tiny.TEXTS[:3], "accuracy (n=3)"]
+  assert any("runs through every decoder" in s for s in statements)
+  assert (tmp_path / "notebook_example_accuracy.png").exists()
+
+
+def test_predictions_table_shows_a_matched_answer_beside_its_class():
+  one = lambda predicted, accuracy, **extra: {
+      "accuracy_mean": accuracy, "orderings": [{"predicted": predicted, **extra}]}
+  results = {"score": one(["甲", "乙"], 0.5),
+             "generate": one(["甲", "甲乙"], 0.5, answers=["甲", "甲"])}
+  table = chapter.predictions_table(["t1", "t2"], ["甲", "甲乙"], results)
+  assert table.rows == (("t1", "甲", "甲", "甲"), ("t2", "甲乙", "乙", "甲 -> 甲乙"),
+                        ("accuracy (n=2)", "", "0.50", "0.50"))
 
 
 def test_scripts_on_a_tiny_checkpoint(checkpoint):
