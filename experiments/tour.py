@@ -1,6 +1,7 @@
 """The tour: runs every registered chapter and writes runs/tour/report.md and .html.
 
-  python -m experiments.tour            # full tour (<= 20 min on a 2-core CPU)
+  python -m experiments.tour            # full tour (about 25 min on a 2-core CPU, the
+                                        # magic_conch LoRA run about 4 of them)
   python -m experiments.tour --quick    # every chapter in quick mode (post-training alone ~11 min)
   python -m experiments.tour --only=warmup,optimizers
 """
