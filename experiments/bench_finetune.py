@@ -4,9 +4,12 @@
   python -m experiments.bench_finetune --what=sft      # LoRA vs full SFT: tokens/s, peak RSS
   python -m experiments.bench_finetune --what=precision   # LoRA SFT: fp32, bf16 emulated, bf16
 
-decode: SmolLM2-135M-Instruct, one prompt, greedy, `--new_tokens`; ours is
-decode.generate (one jitted while_loop), theirs is transformers' generate on the same GGUF
-(torch, `--threads` threads); runs alternate, compile and first call excluded.
+decode: SmolLM2-135M-Instruct, one prompt, greedy, `--new_tokens`, prefill included; ours is
+decode.generate (one jitted while_loop) with the GGUF's blocks kept quantized (the default) and
+dequantized to float32, theirs is transformers' generate on the same GGUF (torch, `--threads`
+threads); runs alternate, compile and first call excluded. With `--llama_cpp_python` (a Python
+that has llama-cpp-python, installed for the benchmark only) llama.cpp runs the same file and
+prompt tokens in a child process, `--repeats` times after ours.
 sft: each mode runs in its own child process (peak RSS is per process), same model, batch,
 sequence length and steps; tokens/s is all timed tokens over all timed seconds (and the
 median step's beside it).
@@ -35,6 +38,8 @@ _MODE = flags.DEFINE_string("mode", "lora", "sft_child: lora or full.")
 _STEPS = flags.DEFINE_integer("steps", 6, "SFT steps per mode (the first one compiles).")
 _BATCH = flags.DEFINE_integer("batch", 4, "SFT batch size.")
 _LENGTH = flags.DEFINE_integer("length", 128, "SFT sequence length.")
+_LLAMA_CPP = flags.DEFINE_string("llama_cpp_python", None,
+                                 "decode: a python with llama-cpp-python, for the llama.cpp side.")
 _COMPUTE = flags.DEFINE_enum("compute_type", "fp32", ["fp32", "bf16", "fp16"],
                              "sft_child: the config's compute_type.")
 
@@ -51,6 +56,7 @@ def bench_decode():
   from research.generate import decode  # pylint: disable=g-import-not-at-top
   torch.set_num_threads(_THREADS.value)
   lm = pretrained.load_model()
+  plain = pretrained.load_model(quantized=False)
   tok = lm.tokenizer
   ids = tok.encode(tok.apply_chat_template([{"role": "user", "content": PROMPT}]))
   path = pretrained.packaged_path("smollm2-135m-instruct")
@@ -58,30 +64,68 @@ def bench_decode():
       str(path.parent), gguf_file=path.name, dtype=torch.float32).eval()
   new = _NEW.value
 
-  def ours_once():
-    out, _ = decode.generate(lm.model, jnp.asarray([ids]), new, jax.random.key(0),
+  def ours_once(model=lm.model):
+    out, _ = decode.generate(model, jnp.asarray([ids]), new, jax.random.key(0),
                              temperature=0.0)  # no EOS: exactly `new` tokens, like theirs
     return out.block_until_ready()
+
+  def float32_once():
+    return ours_once(plain.model)
 
   def theirs_once():
     with torch.no_grad():
       return theirs.generate(torch.as_tensor([ids]), max_new_tokens=new, min_new_tokens=new,
                              do_sample=False, use_cache=True, pad_token_id=tok.eos_id)
 
-  ours_once(), theirs_once()  # compile / warm up
-  times = {"ours": [], "transformers": []}
+  ours_once(), float32_once(), theirs_once()  # compile / warm up
+  times = {"ours": [], "ours_float32": [], "transformers": []}
   for _ in range(_REPEATS.value):
-    for name, fn in (("ours", ours_once), ("transformers", theirs_once)):
+    for name, fn in (("ours", ours_once), ("ours_float32", float32_once),
+                     ("transformers", theirs_once)):
       tick = time.perf_counter()
       fn()
       times[name].append(time.perf_counter() - tick)
   rates = {k: new / statistics.median(v) for k, v in times.items()}
-  same = ours_once()[0, len(ids):].tolist() == theirs_once()[0, len(ids):].tolist()
-  print(json.dumps({"prompt_tokens": len(ids), "new_tokens": new,
-                    "ours_tokens_per_s": round(rates["ours"], 1),
-                    "transformers_tokens_per_s": round(rates["transformers"], 1),
-                    "ratio": round(rates["ours"] / rates["transformers"], 2),
-                    "same_greedy_tokens": same}))
+  tokens = ours_once()[0, len(ids):].tolist()
+  result = {"prompt_tokens": len(ids), "new_tokens": new,
+            **{f"{k}_tokens_per_s": round(v, 1) for k, v in rates.items()},
+            "ratio_to_transformers": round(rates["ours"] / rates["transformers"], 2),
+            "same_greedy_tokens_as_float32": tokens == float32_once()[0, len(ids):].tolist(),
+            "same_greedy_tokens_as_transformers":
+                tokens == theirs_once()[0, len(ids):].tolist()}
+  if _LLAMA_CPP.value:
+    out = subprocess.run([_LLAMA_CPP.value, "-c", LLAMA_CPP_CHILD, str(path), str(_THREADS.value),
+                          json.dumps(ids), str(new), str(_REPEATS.value)],
+                         capture_output=True, text=True, check=True).stdout
+    llama = json.loads(out.strip().splitlines()[-1])
+    result["llama_cpp_tokens_per_s"] = round(new / statistics.median(llama["seconds"]), 1)
+    result["ratio_to_llama_cpp"] = round(rates["ours"] / result["llama_cpp_tokens_per_s"], 2)
+    result["same_greedy_tokens_as_llama_cpp"] = tokens == llama["tokens"]
+  print(json.dumps(result))
+
+
+# llama.cpp's side of the decode benchmark, run by the Python given in --llama_cpp_python:
+# the same GGUF and prompt tokens, greedy, prefill included (the cache is reset each run).
+LLAMA_CPP_CHILD = """
+import json, sys, time
+from llama_cpp import Llama
+path, threads, ids, new, repeats = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+llm = Llama(model_path=path, n_threads=threads, n_ctx=len(ids) + new + 8, verbose=False)
+def once():
+  llm.reset()
+  out = []
+  for token in llm.generate(ids, top_k=1, temp=0.0, reset=True):
+    out.append(token)
+    if len(out) == new:
+      return out
+once()
+seconds = []
+for _ in range(repeats):
+  tick = time.perf_counter()
+  tokens = once()
+  seconds.append(time.perf_counter() - tick)
+print(json.dumps({"seconds": seconds, "tokens": tokens}))
+"""
 
 
 def sft_child():
@@ -100,7 +144,7 @@ def sft_child():
   config.max_steps, config.logging_steps, config.save_steps = _STEPS.value, 1, 10**6
   config.per_device_train_batch_size, config.gradient_accumulation_steps = _BATCH.value, 1
   config.learning_rate = 1e-5
-  lm = pretrained.load_model()
+  lm = pretrained.load_model(quantized=False)  # trained: float32 weights
   if _MODE.value == "lora":
     lora.apply_lora(lm.model, rank=8)
   rng = np.random.default_rng(0)

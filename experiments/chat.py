@@ -26,6 +26,8 @@ from research.generate import stream
 _MODEL = flags.DEFINE_string("model", "smollm2-135m-instruct", "Model source.")
 _ADAPTER = flags.DEFINE_string("adapter", None, "A PEFT LoRA adapter folder put on --model.")
 _YAML = flags.DEFINE_string("yaml", None, "LLaMA-Factory's inference YAML instead of --model.")
+_QUANTIZED = flags.DEFINE_bool("quantized", True, "Keep a GGUF's Q8_0 / Q4_1 weights in their "
+                                "blocks (fast); false: dequantize them to float32.")
 _PROMPT = flags.DEFINE_string("prompt", None, "Answer this one message and exit.")
 _SYSTEM = flags.DEFINE_string("system", None, "A system message to start the conversation.")
 _TEMPERATURE = flags.DEFINE_float("temperature", 0.7, "0 means greedy.")
@@ -84,7 +86,8 @@ def answer(lm, messages, key, out=sys.stdout, sampling=None) -> str:
 def main(argv):
   del argv
   sampling = settings()
-  lm = pretrained.load_model(sampling["model"], adapter=sampling["adapter"])
+  lm = pretrained.load_model(sampling["model"], adapter=sampling["adapter"],
+                             quantized=_QUANTIZED.value)
   messages = [{"role": "system", "content": _SYSTEM.value}] if _SYSTEM.value else []
   key = jax.random.key(_SEED.value)
   if _PROMPT.value is not None:

@@ -6,6 +6,7 @@ file, or an HF model directory (llama and qwen2 families).
 """
 
 import dataclasses
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -153,7 +154,9 @@ def module_from_tensors(abstract, tensors: dict, source: str, place, what: str,
   return nnx.merge(graphdef, nnx.from_flat_state(flat))
 
 
-def load_gguf(path, dtype=jnp.float32) -> PretrainedLM:
+def load_gguf(path, dtype=jnp.float32, quantized: bool = True) -> PretrainedLM:
+  """quantized=True keeps the file's Q8_0 and Q4_1 weights in their blocks
+  (`research.nn.quantized`), the fast form for decoding; False dequantizes all to `dtype`."""
   from third_party import gguf_file  # pylint: disable=g-import-not-at-top
   gguf = gguf_file.read(path)
   config = config_from_gguf(gguf)
@@ -170,7 +173,44 @@ def load_gguf(path, dtype=jnp.float32) -> PretrainedLM:
     tensors[name] = array
   model = model_from_tensors(config, tensors, str(path), dtype, to_hf=hf_names.gguf_to_hf,
                              from_hf=hf_names.hf_to_gguf)
+  if quantized and dtype == jnp.float32:
+    keep_quantized(model, gguf, config)
   return PretrainedLM(model, PretrainedTokenizer.from_gguf(gguf), config, str(path))
+
+
+def keep_quantized(model, gguf, config) -> list[str]:
+  """Puts each Q8_0 / Q4_1 weight of `gguf` back in its blocks: the linear (or the token
+  table) holding it becomes a QuantizedLinear (QuantizedEmbedding) with the same W. Returns
+  the module paths replaced; none when the kernel is not built (one line says so)."""
+  from research.nn import quantized as quantized_lib  # pylint: disable=g-import-not-at-top
+  from third_party import gguf_file  # pylint: disable=g-import-not-at-top
+  names = [n for n, kind in gguf.tensor_types.items() if kind in gguf_file.BLOCK_TYPES]
+  if not names:
+    return []
+  if not quantized_lib.kernel_available():
+    print(f"{gguf.path}: the quantized-matmul kernel is not built (pip install -e . builds "
+          "it), so its weights are decoded in float32.")
+    return []
+  replaced = []
+  for name in names:
+    path, _ = hf_names.hf_to_path(hf_names.gguf_to_hf(name))
+    *parents, attr, leaf = path.split(".")
+    if leaf not in ("kernel", "embedding"):
+      continue
+    q, d, m = gguf.blocks(name)
+    if gguf.architecture == "llama" and name.endswith(("attn_q.weight", "attn_k.weight")):
+      heads = config.num_heads if "attn_q" in name else config.kv_heads
+      q, d, m = (None if a is None else gguf_file.unpermute_rope_rows(a, heads) for a in (q, d, m))
+    owner = functools.reduce(lambda module, key: module[int(key)] if key.isdigit()
+                             else getattr(module, key), parents, model)
+    old = getattr(owner, attr)
+    if leaf == "embedding":
+      setattr(owner, attr, quantized_lib.QuantizedEmbedding(gguf.tensor_types[name], q, d, m))
+    else:
+      bias = old.bias[...] if getattr(old, "bias", None) is not None else None
+      setattr(owner, attr, quantized_lib.QuantizedLinear(gguf.tensor_types[name], q, d, m, bias))
+    replaced.append(".".join([*parents, attr]))
+  return replaced
 
 
 def load_hf_dir(directory, dtype=jnp.float32) -> PretrainedLM:
@@ -191,10 +231,12 @@ def packaged_path(name: str) -> Path:
 
 
 def load_model(source: str = "smollm2-135m-instruct", dtype=jnp.float32,
-               adapter=None) -> PretrainedLM:
+               adapter=None, quantized: bool = True) -> PretrainedLM:
   """`source`: a packaged model's name, a .gguf file, or an HF model directory; `adapter`: a
-  PEFT LoRA folder (peft's or research.finetune.export's) put on it, unmerged."""
-  lm = _load_base(source, dtype)
+  PEFT LoRA folder (peft's or research.finetune.export's) put on it, unmerged; `quantized`:
+  a GGUF's Q8_0 / Q4_1 weights stay in their blocks (inference: chat, serve, classify). Code
+  that trains or merges the weights passes False."""
+  lm = _load_base(source, dtype, quantized)
   if adapter:
     apply_adapter(lm.model, adapter)
   return lm
@@ -230,12 +272,12 @@ def apply_adapter(model, directory) -> list[str]:
   return wrapped
 
 
-def _load_base(source: str, dtype) -> PretrainedLM:
+def _load_base(source: str, dtype, quantized: bool) -> PretrainedLM:
   if source in PACKAGED:
-    return load_gguf(packaged_path(source), dtype)
+    return load_gguf(packaged_path(source), dtype, quantized)
   path = Path(source)
   if path.is_file() and path.suffix == ".gguf":
-    return load_gguf(path, dtype)
+    return load_gguf(path, dtype, quantized)
   if path.is_dir():
     return load_hf_dir(path, dtype)
   raise ValueError(f"model source {source!r}: expected one of {sorted(PACKAGED)}, a .gguf "

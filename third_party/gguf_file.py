@@ -9,6 +9,8 @@ import numpy as np
 
 # The types we dequantize; a file holding any other stops with a clear error.
 SUPPORTED_TYPES = ("F32", "F16", "BF16", "Q4_0", "Q4_1", "Q8_0", "Q6_K")
+# The types research/nn/quantized.py keeps quantized in memory (GgufFile.blocks unpacks them).
+BLOCK_TYPES = ("Q8_0", "Q4_1")
 
 
 @dataclasses.dataclass
@@ -42,6 +44,23 @@ class GgufFile:
                        f"does not dequantize (supported: {', '.join(SUPPORTED_TYPES)}).")
     values = gguf.quants.dequantize(raw.data, raw.tensor_type)
     return np.asarray(values, dtype=np.float32).reshape(self.tensor_shapes[name])
+
+  def blocks(self, name: str):
+    """A Q8_0 or Q4_1 tensor as it is stored, unpacked: (q, d, m) for w = d * q (+ m) per
+    block of 32 weights along a row. q: int8 rows x cols (Q8_0), or uint8 rows x cols/2 with
+    weight j of a block in the low nibble of its byte j and weight j + 16 in the high nibble
+    (Q4_1); d and m: float32 rows x cols/32 (m None for Q8_0)."""
+    kind = self.tensor_types.get(name)
+    if kind not in BLOCK_TYPES:
+      raise ValueError(f"{self.path}: tensor {name!r} is {kind}, not one of the block types "
+                       f"kept quantized ({', '.join(BLOCK_TYPES)}).")
+    rows, cols = self.tensor_shapes[name]
+    blocks = cols // 32
+    raw = np.asarray(self._tensors_by_name[name].data, np.uint8).reshape(rows, blocks, -1)
+    scale = lambda at: raw[..., at:at + 2].copy().view(np.float16)[..., 0].astype(np.float32)
+    if kind == "Q8_0":  # a block: float16 d, then 32 int8
+      return raw[..., 2:].copy().view(np.int8).reshape(rows, cols), scale(0), None
+    return raw[..., 4:].reshape(rows, cols // 2).copy(), scale(0), scale(2)  # d, m, 16 bytes
 
   @property
   def _tensors_by_name(self):

@@ -95,7 +95,7 @@ def run_experiment(config, out_dir, show_progress: bool = True) -> list[tour.Cla
                               reward_function=f"contains:{persona['creator']}",
                               max_new_tokens=config.max_new_tokens)
 
-  sft_model = pretrained.load_model(start)
+  sft_model = pretrained.load_model(start, quantized=False)
   tok = sft_model.tokenizer
   prompts = [tok.encode(tok.apply_chat_template([{"role": "user", "content": q}],
                                                 add_generation_prompt=True))

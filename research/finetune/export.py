@@ -170,7 +170,7 @@ def merge_adapter(model_source: str, adapter, export_dir, gguf=("f32",)) -> Path
   """LLaMA-Factory's merge (its examples/merge_lora): `model_source` with the PEFT adapter
   folder folded in, written by `export` (the merged HF directory, the adapter under
   adapter/, and the GGUF files of `gguf`)."""
-  lm = pretrained.load_model(model_source, adapter=adapter or None)
+  lm = pretrained.load_model(model_source, adapter=adapter or None, quantized=False)
   rslora = bool(adapter) and bool(read_adapter_config(adapter).get("use_rslora", False))
   return export(lm, export_dir, rslora=rslora, gguf_types=gguf)
 

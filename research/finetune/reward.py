@@ -149,7 +149,8 @@ def load_reward_model(path):
                             "output_dir of an rm stage.")
   info = json.loads(info_path.read_text(encoding="utf-8"))
   base = info["base_model"]
-  lm = pretrained.load_model(str(path / base) if (path / base).is_dir() else base)
+  lm = pretrained.load_model(str(path / base) if (path / base).is_dir() else base,
+                            quantized=False)
   if (path / "adapter_config.json").is_file():
     apply_adapter(lm.model, path)
   model = value_head.WithValueHead(lm.model, rngs=nnx.Rngs(0))

@@ -93,7 +93,7 @@ def reference_model(config, model):
   """The reference of a run: `ref_model` when set; else None (the policy with its adapters
   off, taken at each rollout) under LoRA, or a copy of the starting weights under full."""
   if config.ref_model:
-    return pretrained.load_model(config.ref_model).model
+    return pretrained.load_model(config.ref_model, quantized=False).model
   if config.finetuning_type == "lora":
     return None
   return nnx.clone(model)

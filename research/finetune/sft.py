@@ -120,7 +120,7 @@ def prepare(config):
                                       config.max_samples or None)
   train_examples, val_examples = sft_data.split_train_val(examples, config.val_size,
                                                           config.seed)
-  lm = pretrained.load_model(config.model)
+  lm = pretrained.load_model(config.model, quantized=False)
   wrapped = []
   if config.finetuning_type == "lora":
     wrapped = lora.apply_lora(lm.model, hf_names.LoraTarget(config.lora_target),

@@ -85,7 +85,7 @@ def _generate(graphdef, params, prompt_BxP, offset_B, key, settings, max_new_tok
   b, p = prompt_BxP.shape
   total = p + max_new_tokens
   cache = transformer.init_cache(model.config, b, total, cache_dtype, offset_B)
-  logits_BxPxV, cache = model(prompt_BxP, cache=cache)
+  logits_Bx1xV, cache = model(prompt_BxP, cache=cache, at_B=jnp.full((b,), p - 1))
   tokens_BxT = jnp.concatenate([prompt_BxP, jnp.full((b, max_new_tokens), pad_id, jnp.int32)],
                                axis=1)
 
@@ -104,7 +104,7 @@ def _generate(graphdef, params, prompt_BxP, offset_B, key, settings, max_new_tok
     logits_Bx1xV, cache = model(token_B[:, None], cache=cache)
     return i + 1, tokens_BxT, cache, logits_Bx1xV[:, -1], done_B, lengths_B
 
-  carry = (jnp.zeros((), jnp.int32), tokens_BxT, cache, logits_BxPxV[:, -1],
+  carry = (jnp.zeros((), jnp.int32), tokens_BxT, cache, logits_Bx1xV[:, 0],
            jnp.zeros((b,), bool), jnp.zeros((b,), jnp.int32))
   _, tokens_BxT, _, _, _, lengths_B = jax.lax.while_loop(cond, body, carry)
   return tokens_BxT, lengths_B

@@ -35,9 +35,9 @@ def _round_up(n: int, multiple: int) -> int:
 def _prefill(graphdef, params, prompt_1xP, length, cache_slots):
   model = nnx.merge(graphdef, params)
   cache = transformer.init_cache(model.config, 1, cache_slots)
-  logits_1xPxV, cache = model(prompt_1xP, cache=cache)
+  logits_1x1xV, cache = model(prompt_1xP, cache=cache, at_B=jnp.reshape(length - 1, (1,)))
   cache["index"] = length  # the next token goes right after the real prompt
-  return jax.lax.dynamic_index_in_dim(logits_1xPxV[0], length - 1, keepdims=False), cache
+  return logits_1x1xV[0, 0], cache
 
 
 @functools.partial(jax.jit, static_argnums=(0,), donate_argnums=(2,))

@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from research.nn import quantized
+
 
 class LoRAParam(nnx.Param):
   """A low-rank adapter weight: the only kind of parameter fine-tuning updates."""
@@ -54,6 +56,9 @@ class LoRALinear(nnx.Module):
 
   def merge(self):
     """W <- W0 + scale * B A: the adapter folded into the base weight."""
+    if isinstance(self.base, quantized.QuantizedLinear):
+      raise ValueError("LoRA merge: the base weight is kept quantized; load the model with "
+                       "quantized=False to merge into it.")
     if not self.merged:
       kernel = self.base.kernel[...]
       self.base.kernel.set_value((kernel + self.delta_kernel()).astype(kernel.dtype))
@@ -79,7 +84,7 @@ def apply_lora(model, matches: Callable[[str], bool] = lambda path: True, rank: 
       group = getattr(block, group_name)
       for attr, value in list(vars(group).items()):
         path = f"blocks.{i}.{group_name}.{attr}"
-        if isinstance(value, nnx.Linear) and matches(path):
+        if isinstance(value, (nnx.Linear, quantized.QuantizedLinear)) and matches(path):
           setattr(group, attr, LoRALinear(value, rank, alpha, dropout=dropout, rslora=rslora,
                                           rngs=rngs))
           wrapped.append(path)

@@ -71,14 +71,17 @@ class Transformer(nnx.Module):
       self.head = nnx.Linear(config.width, config.vocab_size, use_bias=False, rngs=rngs,
                              kernel_init=nnx.initializers.normal(config.init_std))
 
-  def __call__(self, tokens_BxL, positions_BxL=None, cache=None, dropout_key=None):
+  def __call__(self, tokens_BxL, positions_BxL=None, cache=None, dropout_key=None, at_B=None):
+    """(logits_BxLxV float32, new cache); with `at_B` only the logits at position at_B[b] of
+    each row (B x 1 x V): a prefill needs the last prompt token's, and the head is the
+    largest matrix."""
     b, l = tokens_BxL.shape
     if positions_BxL is None:
       positions_BxL = jnp.broadcast_to(jnp.arange(l, dtype=jnp.int32), (b, l))
       if cache is not None:
         positions_BxL = cache["index"] + positions_BxL - cache["offset"][:, None]
     x_BxLxD = self.embed_tokens(tokens_BxL, positions_BxL, dropout_key)
-    return self.trunk(x_BxLxD, positions_BxL, cache, dropout_key)
+    return self.trunk(x_BxLxD, positions_BxL, cache, dropout_key, at_B=at_B)
 
   def hidden(self, tokens_BxL, dropout_key=None, remat=False):
     """The final-normed states the head reads (B x L x D), without the head: for a loss that
@@ -107,7 +110,7 @@ class Transformer(nnx.Module):
                                dropout_lib.site_key(dropout_key, config.num_layers))
 
   def trunk(self, x_BxLxD, positions_BxL, cache=None, dropout_key=None, head=True,
-            remat=False):
+            remat=False, at_B=None):
     """Blocks, final norm and head on embedded inputs: (logits_BxLxV float32, new cache);
     with head=False the final-normed states instead of the logits; with remat=True (and no
     cache) each block is recomputed in the backward pass (`fused.recomputed_block`)."""
@@ -130,6 +133,8 @@ class Transformer(nnx.Module):
                    "layers": new_layers}
     if not head:
       return x_BxLxD, new_cache
+    if at_B is not None:
+      x_BxLxD = jnp.take_along_axis(x_BxLxD, at_B[:, None, None], axis=1)
     return self.head_logits(x_BxLxD), new_cache
 
 

@@ -1,0 +1,94 @@
+"""GGUF's block-quantized weights kept quantized: the readable dequantization against the gguf
+package's, the C++ kernel against the readable form (forward and gradient), and the packaged
+SmolLM2 loaded quantized against the same file dequantized to float32."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from research import pretrained
+from research.generate import decode
+from research.nn import lora
+from research.nn import quantized
+from third_party import gguf_file
+
+
+def _blocks(kind, n, k, seed=0):
+  rng = np.random.default_rng(seed)
+  if kind == "Q8_0":
+    q = rng.integers(-128, 128, (n, k), dtype=np.int8)  # -128 included: the sign edge
+    return q, rng.random((n, k // 32), dtype=np.float32) * 0.02, None
+  q = rng.integers(0, 256, (n, k // 2), dtype=np.uint8)
+  return (q, rng.random((n, k // 32), dtype=np.float32) * 0.02,
+          -rng.random((n, k // 32), dtype=np.float32) * 0.1)
+
+
+def test_the_kernel_is_built():
+  """`pip install -e .` builds it here (setup.py); without it GGUF models decode in float32."""
+  assert quantized.kernel_available()
+
+
+@pytest.mark.parametrize("name", ["token_embd.weight", "blk.0.ffn_down.weight"])
+def test_dequantize_is_the_gguf_packages(name):
+  """GgufFile.blocks + dequantize give the weights gguf.quants.dequantize gives, bit for bit,
+  for the packaged file's Q8_0 table and a Q4_1 matrix."""
+  gguf = gguf_file.read(pretrained.packaged_path("smollm2-135m-instruct"))
+  kind = gguf.tensor_types[name]
+  assert kind in quantized.KINDS
+  ours = quantized.dequantize(kind, *gguf.blocks(name))
+  np.testing.assert_array_equal(np.asarray(ours), gguf.tensor(name))
+
+
+@pytest.mark.parametrize("kind", quantized.KINDS)
+@pytest.mark.parametrize("rows", [1, 3, 4, 9])  # one row, the 4-row tiles and their tail
+def test_kernel_equals_the_readable_form(kind, rows):
+  """Forward and gradient with respect to x; they differ only in the order of float32 sums
+  (K = 96: 3 blocks, N = 40: a column tile and a tail)."""
+  q, d, m = _blocks(kind, 40, 96)
+  x = jax.random.normal(jax.random.key(rows), (rows, 96))
+  g = jax.random.normal(jax.random.key(1), (rows, 40))
+  fast = lambda x: quantized.kernel_matmul(kind, x, q, d, m)
+  slow = lambda x: quantized.readable_matmul(x, kind, q, d, m)
+  np.testing.assert_allclose(jax.jit(fast)(x), slow(x), rtol=1e-5, atol=1e-5)
+  grad = lambda f: jax.grad(lambda x: jnp.sum(f(x) * g))(x)
+  np.testing.assert_allclose(grad(fast), grad(slow), rtol=1e-5, atol=1e-5)
+  w = np.asarray(quantized.dequantize(kind, q, d, m), np.float64)  # y = x W^T, in float64
+  np.testing.assert_allclose(jax.jit(fast)(x), np.asarray(x, np.float64) @ w.T, rtol=1e-5,
+                             atol=1e-5)
+
+
+def test_lora_on_a_quantized_base_trains_and_refuses_to_merge():
+  q, d, m = _blocks("Q4_1", 64, 64)
+  layer = lora.LoRALinear(quantized.QuantizedLinear("Q4_1", q, d, m), 4, 8.0, rngs=nnx.Rngs(0))
+  layer.lora_b.set_value(jnp.ones_like(layer.lora_b[...]))
+  x = jax.random.normal(jax.random.key(0), (2, 64))
+  w = quantized.dequantize("Q4_1", q, d, m)
+  expected = x @ w.T + 2.0 * (x @ layer.lora_a[...].T) @ layer.lora_b[...].T
+  np.testing.assert_allclose(layer(x), expected, rtol=1e-5, atol=1e-5)
+  grads = nnx.grad(lambda l: jnp.sum(l(x) ** 2), argnums=nnx.DiffState(0, lora.LoRAParam))(layer)
+  assert float(jnp.abs(grads["lora_a"][...]).sum()) > 0
+  with pytest.raises(ValueError, match="quantized=False"):
+    layer.merge()
+
+
+def test_smollm2_quantized_decodes_as_float32(smollm2_lm):
+  """The session's SmolLM2 keeps its Q4_1 / Q8_0 blocks; the same file dequantized to float32
+  gives the same greedy tokens on two prompts (one batch, left-padded) and logits within
+  1e-3: 30 layers of float32 sums taken in another order (measured max 2.4e-4)."""
+  assert isinstance(smollm2_lm.model.embed, quantized.QuantizedEmbedding)
+  assert isinstance(smollm2_lm.model.blocks[0].ffn.down, quantized.QuantizedLinear)
+  plain = pretrained.load_model(quantized=False)
+  tok = smollm2_lm.tokenizer
+  prompts = [tok.encode(tok.apply_chat_template([{"role": "user", "content": text}]))
+             for text in ("Why does gradient descent need a learning rate?",
+                          "Name three colours.")]
+  width = max(map(len, prompts))
+  batch = jnp.asarray([[0] * (width - len(p)) + p for p in prompts])
+  lengths = [len(p) for p in prompts]
+  runs = [decode.generate(lm.model, batch, 16, jax.random.key(0), temperature=0.0,
+                          prompt_lengths=lengths)[0] for lm in (smollm2_lm, plain)]
+  np.testing.assert_array_equal(runs[0], runs[1])
+  ids = jnp.asarray([prompts[0]])
+  np.testing.assert_allclose(smollm2_lm.model(ids)[0], plain.model(ids)[0], atol=1e-3, rtol=0)
