@@ -28,6 +28,8 @@ _ADAPTER = flags.DEFINE_string("adapter", None, "A PEFT LoRA adapter folder put 
 _YAML = flags.DEFINE_string("yaml", None, "LLaMA-Factory's inference YAML instead of --model.")
 _DATA = flags.DEFINE_string("data", "experiments/data/classify/topics.json",
                             "JSON with 'demonstrations' (class -> example) and 'test' rows.")
+_QUANTIZED = flags.DEFINE_bool("quantized", True, "Keep a GGUF's Q8_0 / Q4_1 weights in their "
+                                "blocks (fast); false: dequantize them to float32.")
 _MODE = flags.DEFINE_enum("mode", "score", ["score", "generate", "all"],
                           "Label scoring, generate-then-match, or every decoder.")
 _CALIBRATE = flags.DEFINE_bool("calibrate", False, "Contextual calibration (score mode).")
@@ -62,7 +64,8 @@ def classify_one(text: str) -> None:
   demos, _, _ = classify.load_fixture(_DATA.value)
   mode = "generate" if _MODE.value == "generate" else "score"
   model, adapter = model_and_adapter()
-  clf = ICLClassifier(research.load_model(model, adapter=adapter or None), demos, mode=mode,
+  clf = ICLClassifier(research.load_model(model, adapter=adapter or None,
+                                          quantized=_QUANTIZED.value), demos, mode=mode,
                       calibrate=_CALIBRATE.value, normalize_length=_NORMALIZE.value)
   if mode == "generate":
     answer = clf.generate([text])[0]

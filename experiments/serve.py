@@ -29,6 +29,8 @@ _MODEL = flags.DEFINE_string("model", settings_lib.DEFAULT_MODEL,
                              "Model source: a packaged name, a .gguf file, an HF directory.")
 _ADAPTER = flags.DEFINE_string("adapter", None, "A PEFT LoRA adapter folder (ours or peft's) "
                                "put on --model, as LLaMA-Factory's adapter_name_or_path.")
+_QUANTIZED = flags.DEFINE_bool("quantized", True, "Keep a GGUF's Q8_0 / Q4_1 weights in their "
+                                "blocks (fast); false: dequantize them to float32.")
 _KB = flags.DEFINE_string("kb", None, "A knowledge-base folder (experiments/rag.py ingest) "
                           "served as model 'kb/<folder name>'.")
 _KB_WRITABLE = flags.DEFINE_bool("kb_writable", False, "Let the web UI upload, delete and "
@@ -67,7 +69,7 @@ def main(argv):
   from research.serve import worker  # pylint: disable=g-import-not-at-top
   logging.getLogger("absl").setLevel(logging.WARNING)
   settings = settings_lib.Settings(
-      model=_MODEL.value, adapter=_ADAPTER.value, kb=_KB.value,
+      model=_MODEL.value, adapter=_ADAPTER.value, quantized=_QUANTIZED.value, kb=_KB.value,
       kb_writable=_KB_WRITABLE.value, host=_HOST.value, port=_PORT.value,
       api_key=settings_lib.api_key_from(_API_KEY.value, _API_KEY_FILE.value, os.environ),
       insecure_no_key=_INSECURE_NO_KEY.value, allowed_hosts=tuple(_ALLOWED_HOSTS.value),

@@ -110,7 +110,8 @@ class Services:
   def _load(self, entry: registry_lib.Entry) -> None:
     import research  # pylint: disable=g-import-not-at-top
     self._lm, self._resident = None, None  # the old model's memory goes before the new loads
-    lm = research.load_model(entry.source, adapter=entry.adapter)
+    lm = research.load_model(entry.source, adapter=entry.adapter,
+                             quantized=self.settings.quantized)
     if entry.template:
       lm.tokenizer.template = entry.template
     self._lm, self._resident = lm, entry

@@ -18,6 +18,7 @@ KEY_ENV = "BOOKFORAI_API_KEY"
 class Settings:
   model: str = DEFAULT_MODEL          # any source research.load_model takes
   adapter: str | None = None          # a PEFT LoRA adapter folder put on the model
+  quantized: bool = True              # a GGUF's Q8_0 / Q4_1 weights stay in their blocks
   kb: str | None = None               # an existing knowledge-base folder, served under its name
   host: str = "127.0.0.1"
   port: int = 11434                   # Ollama's port, so its clients find us unchanged
