@@ -182,12 +182,13 @@ def keep_quantized(model, gguf, config) -> list[str]:
   """Puts each Q8_0 / Q4_1 weight of `gguf` back in its blocks: the linear (or the token
   table) holding it becomes a QuantizedLinear (QuantizedEmbedding) with the same W. Returns
   the module paths replaced; none when the kernel is not built (one line says so)."""
+  from research.nn import fused  # pylint: disable=g-import-not-at-top
   from research.nn import quantized as quantized_lib  # pylint: disable=g-import-not-at-top
   from third_party import gguf_file  # pylint: disable=g-import-not-at-top
   names = [n for n, kind in gguf.tensor_types.items() if kind in gguf_file.BLOCK_TYPES]
   if not names:
     return []
-  if not quantized_lib.kernel_available():
+  if not fused.quantized_kernel_available():
     print(f"{gguf.path}: the quantized-matmul kernel is not built (pip install -e . builds "
           "it), so its weights are decoded in float32.")
     return []

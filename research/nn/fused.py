@@ -14,6 +14,8 @@ experiments/bench_gpt.py measure what they buy.
   recomputed_block         twin: transformer.Block                the backward pass recomputes it
   chunked_cross_entropy    twin: losses.cross_entropy             a chunk of logits at a time
   retain_freed_memory      (no twin: an allocator setting for the jitted step's scratch space)
+  quantized_matmul         twin: quantized.readable_matmul        GGUF blocks, a C++ kernel
+                           (proven equal by tests/nn/test_quantized.py)
 """
 
 import ctypes
@@ -27,6 +29,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from research.nn import dropout as dropout_lib
+from research.nn import quantized
 
 
 def tokens_first(layer, x_BxLxD):
@@ -292,3 +295,41 @@ def retain_freed_memory(limit_bytes: int = 256 << 20) -> bool:
   mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
   return bool(mallopt(_M_MMAP_THRESHOLD, limit_bytes)) and bool(
       mallopt(_M_TRIM_THRESHOLD, limit_bytes))
+
+
+try:  # built by `pip install -e .` (setup.py); a bare source tree runs without it
+  from research.nn import _quant_kernels  # pylint: disable=g-import-not-at-top
+except ImportError:
+  _quant_kernels = None
+else:
+  for _kind in quantized.KINDS:
+    jax.ffi.register_ffi_target(f"bookforai_{_kind.lower()}_matmul",
+                                getattr(_quant_kernels, f"{_kind.lower()}_matmul"),
+                                platform="cpu")
+
+
+def quantized_kernel_available() -> bool:
+  return _quant_kernels is not None
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def quantized_matmul(kind, x_RxK, q, d_NxB, m_NxB=None):
+  """Twin: `quantized.readable_matmul(x, kind, q, d, m)`, y = x W^T with W in GGUF's blocks,
+  through research/nn/quant_kernels.cc: W is read in its blocks (about 1 byte a weight
+  instead of 4) and widened to floats in registers, never written out in float32."""
+  out = jax.ShapeDtypeStruct((x_RxK.shape[0], d_NxB.shape[0]), jnp.float32)
+  call = jax.ffi.ffi_call(f"bookforai_{kind.lower()}_matmul", out)
+  scales = (d_NxB,) if kind == "Q8_0" else (d_NxB, m_NxB)
+  return call(x_RxK, q, *scales)
+
+
+def _quantized_matmul_forward(kind, x_RxK, q, d_NxB, m_NxB=None):
+  return quantized_matmul(kind, x_RxK, q, d_NxB, m_NxB), (q, d_NxB, m_NxB)
+
+
+def _quantized_matmul_backward(kind, residuals, g_RxN):
+  q, d_NxB, m_NxB = residuals  # dx = g W; the stored weights get no gradient
+  return g_RxN @ quantized.dequantize(kind, q, d_NxB, m_NxB), None, None, None
+
+
+quantized_matmul.defvjp(_quantized_matmul_forward, _quantized_matmul_backward)

@@ -37,14 +37,14 @@ namespace {
 constexpr int64_t kBlock = 32;
 constexpr int64_t kParallelWeights = 1 << 18;  // fewer: one thread (waking one costs more)
 
-// The rows of x and each block's sum_j x_j (Q4_1's offset term reads them).
+// The rows of x and, for Q4_1's offset term, each block's sum_j x_j.
 struct Input {
   const float* x;
   std::vector<float> block_sums;
 };
 
-Input Prepare(const float* x, int64_t rows, int64_t k) {
-  Input in{x, std::vector<float>(rows * k / kBlock)};
+Input Prepare(const float* x, int64_t rows, int64_t k, bool block_sums) {
+  Input in{x, std::vector<float>(block_sums ? rows * k / kBlock : 0)};
   for (size_t i = 0; i < in.block_sums.size(); ++i) {
     float sum = 0.0f;
     for (int j = 0; j < kBlock; ++j) sum += x[i * kBlock + j];
@@ -229,7 +229,7 @@ ffi::Error Matmul(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::AnyBuffer 
     std::atomic<int64_t> next{0}, done{0};
   };
   auto shared = std::make_shared<Shared>();
-  shared->in = Prepare(x.typed_data(), rows, k);
+  shared->in = Prepare(x.typed_data(), rows, k, m != nullptr);
   const int64_t threads = n * k >= kParallelWeights ? std::max<int64_t>(1, pool.num_threads()) : 1;
   const int64_t chunk = std::max<int64_t>(8, (n + 4 * threads - 1) / (4 * threads));
   const int64_t chunks = (n + chunk - 1) / chunk;

@@ -14,13 +14,12 @@ Why: a decode step multiplies every weight once, so its time is the time to read
 float32 reads 4 bytes a weight, Q8_0 1.1 and Q4_1 0.75 (the scales are kept as float32).
 XLA:CPU cannot fuse a dequantization into a matmul (it writes the float32 matrix out first,
 10x slower than a float32 matvec), so up to KERNEL_ROWS rows (a decode step, a short prompt)
-go through the fast form, a small C++ kernel (`quant_kernels.cc`, through jax.ffi) that widens each block's
+go through the fast form, `fused.quantized_matmul`: a small C++ kernel (`quant_kernels.cc`,
+through jax.ffi) that widens each block's
 codes to floats in registers and takes the scales out of the sum, d (q . x) + m (sum x). More
 rows take the readable form, one dequantization and XLA's matmul. Both give the float32
 model's y up to the order of float32 sums (tests/nn/test_quantized.py).
 """
-
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -30,21 +29,6 @@ from flax import nnx
 BLOCK = 32
 KINDS = ("Q8_0", "Q4_1")
 KERNEL_ROWS = 128  # up to this many rows of x take the kernel; beyond, XLA's float matmul is faster
-
-try:  # built by `pip install -e .` (setup.py); a bare source tree runs without it
-  from research.nn import _quant_kernels
-except ImportError:
-  _quant_kernels = None
-else:
-  for _kind in KINDS:
-    jax.ffi.register_ffi_target(f"bookforai_{_kind.lower()}_matmul",
-                                getattr(_quant_kernels, f"{_kind.lower()}_matmul"),
-                                platform="cpu")
-
-
-def kernel_available() -> bool:
-  return _quant_kernels is not None
-
 
 class QuantizedWeight(nnx.Variable):
   """Stored codes or scales of a quantized weight: loaded, never trained."""
@@ -69,37 +53,17 @@ def dequantize(kind: str, q, d_NxB, m_NxB=None):
 def matmul(x_MxK, kind: str, q, d_NxB, m_NxB=None):
   """x W^T for W = dequantize(kind, q, d, m), float32: the kernel for up to KERNEL_ROWS rows on
   a CPU, else the readable form (one dequantization and XLA's matmul)."""
+  from research.nn import fused  # pylint: disable=g-import-not-at-top  (fused imports us)
   rows = int(np.prod(x_MxK.shape[:-1]))
-  if rows <= KERNEL_ROWS and kernel_available() and jax.default_backend() == "cpu":
+  if rows <= KERNEL_ROWS and fused.quantized_kernel_available() and jax.default_backend() == "cpu":
     x_RxK = x_MxK.reshape(rows, x_MxK.shape[-1]).astype(jnp.float32)
-    y_RxN = kernel_matmul(kind, x_RxK, q, d_NxB, m_NxB)
+    y_RxN = fused.quantized_matmul(kind, x_RxK, q, d_NxB, m_NxB)
     return y_RxN.reshape(*x_MxK.shape[:-1], d_NxB.shape[0])
   return readable_matmul(x_MxK, kind, q, d_NxB, m_NxB)
 
 
 def readable_matmul(x_MxK, kind: str, q, d_NxB, m_NxB=None):
   return x_MxK.astype(jnp.float32) @ dequantize(kind, q, d_NxB, m_NxB).T   # y = x W^T
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def kernel_matmul(kind, x_RxK, q, d_NxB, m_NxB=None):
-  """Fast form of `readable_matmul(x, kind, q, d, m)` for at most KERNEL_ROWS rows."""
-  out = jax.ShapeDtypeStruct((x_RxK.shape[0], d_NxB.shape[0]), jnp.float32)
-  call = jax.ffi.ffi_call(f"bookforai_{kind.lower()}_matmul", out)
-  scales = (d_NxB,) if kind == "Q8_0" else (d_NxB, m_NxB)
-  return call(x_RxK, q, *scales)
-
-
-def _kernel_forward(kind, x_RxK, q, d_NxB, m_NxB=None):
-  return kernel_matmul(kind, x_RxK, q, d_NxB, m_NxB), (q, d_NxB, m_NxB)
-
-
-def _kernel_backward(kind, residuals, g_RxN):
-  q, d_NxB, m_NxB = residuals  # dx = g W; the stored weights get no gradient
-  return g_RxN @ dequantize(kind, q, d_NxB, m_NxB), None, None, None
-
-
-kernel_matmul.defvjp(_kernel_forward, _kernel_backward)
 
 
 class QuantizedLinear(nnx.Module):

@@ -1,6 +1,7 @@
 """GGUF's block-quantized weights kept quantized: the readable dequantization against the gguf
-package's, the C++ kernel against the readable form (forward and gradient), and the packaged
-SmolLM2 loaded quantized against the same file dequantized to float32."""
+package's, the fast form (fused.quantized_matmul, the C++ kernel) against the readable one
+(forward and gradient), and the packaged SmolLM2 loaded quantized against the same file
+dequantized to float32."""
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +11,7 @@ from flax import nnx
 
 from research import pretrained
 from research.generate import decode
+from research.nn import fused
 from research.nn import lora
 from research.nn import quantized
 from third_party import gguf_file
@@ -27,7 +29,7 @@ def _blocks(kind, n, k, seed=0):
 
 def test_the_kernel_is_built():
   """`pip install -e .` builds it here (setup.py); without it GGUF models decode in float32."""
-  assert quantized.kernel_available()
+  assert fused.quantized_kernel_available()
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +59,7 @@ def test_kernel_equals_the_readable_form(kind, rows):
   q, d, m = _blocks(kind, 40, 96)
   x = jax.random.normal(jax.random.key(rows), (rows, 96))
   g = jax.random.normal(jax.random.key(1), (rows, 40))
-  fast = lambda x: quantized.kernel_matmul(kind, x, q, d, m)
+  fast = lambda x: fused.quantized_matmul(kind, x, q, d, m)
   slow = lambda x: quantized.readable_matmul(x, kind, q, d, m)
   np.testing.assert_allclose(jax.jit(fast)(x), slow(x), rtol=1e-5, atol=1e-5)
   grad = lambda f: jax.grad(lambda x: jnp.sum(f(x) * g))(x)
