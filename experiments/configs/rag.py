@@ -24,6 +24,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.max_tokens = 512                   # RAGFlow's default chunk size
   config.overlap = 64                       # tokens adjacent chunks share
   config.keyword_weight = 0.7               # hybrid = 0.7 BM25 + 0.3 cosine, as RAGFlow
+  config.fusion = "weighted"                # weighted sum of the scores, or "rrf"
+  config.normalization = "share"            # weighted: how both scores are scaled first
   config.threshold = 0.2                    # hybrid scores below it are not context
   config.top_n = 6                          # passages given to the model
   config.batch_size = 32                    # texts MiniLM embeds at once

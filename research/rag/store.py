@@ -139,8 +139,9 @@ class KnowledgeBase:
   def texts(self) -> list[str]:
     return [r["text"] for r in self.rows]
 
-  def retriever(self, embedder, keyword_weight: float = retrieve.KEYWORD_WEIGHT):
-    return retrieve.Retriever(self.vectors_NxD, self.texts, embedder, keyword_weight)
+  def retriever(self, embedder, **settings) -> retrieve.Retriever:
+    """A Retriever over the chunks; `settings`: keyword_weight, fusion, normalization."""
+    return retrieve.Retriever(self.vectors_NxD, self.texts, embedder, **settings)
 
   def ingest(self, docs, embedder, max_tokens: int = 512, overlap: int = 64,
              log=logging.warning, progress: bool = False) -> Report:
