@@ -195,6 +195,8 @@ def retrieval_sweep(embedder) -> None:
     part = sweep.better(vector, bm25, half).setting.label
     report.append(f"hybrid beats the better part on the {half} half ({part}): "
                   f"{sweep.beats_both_parts(best, vector, bm25, half)}")
+  report += ["", "every setting on the test half (to read, not to choose by):",
+             sweep.table(rows, "test")]
   text = "\n".join(report)
   print(text)
   files.write_text(work / "sweep.md", text + "\n")
