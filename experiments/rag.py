@@ -21,6 +21,7 @@ from absl import app
 from absl import flags
 
 from experiments import script
+from research.rag import chunk
 from research.rag import retrieve
 
 _KB = flags.DEFINE_string("kb", None, "Knowledge base folder.")
@@ -37,8 +38,10 @@ _FUSION = flags.DEFINE_enum("fusion", retrieve.FUSION, list(retrieve.FUSIONS),
 _NORMALIZATION = flags.DEFINE_enum("normalization", retrieve.NORMALIZATION,
                                    list(retrieve.NORMALIZATIONS),
                                    "Hybrid, weighted: how both scores are scaled first.")
-_MAX_TOKENS = flags.DEFINE_integer("max_tokens", 512, "ingest: most tokens per chunk.")
-_OVERLAP = flags.DEFINE_integer("overlap", 64, "ingest: tokens shared by adjacent chunks.")
+_MAX_TOKENS = flags.DEFINE_integer("max_tokens", chunk.MAX_TOKENS,
+                                   "ingest: most tokens per chunk.")
+_OVERLAP = flags.DEFINE_integer("overlap", chunk.OVERLAP,
+                                "ingest: tokens shared by adjacent chunks.")
 _MODEL = flags.DEFINE_string("model", "smollm2-135m-instruct", "ask: chat model source.")
 _MAX_NEW = flags.DEFINE_integer("max_new_tokens", 128, "ask: longest answer in tokens.")
 

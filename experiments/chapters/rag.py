@@ -85,7 +85,9 @@ def run_experiment(config, out_dir, log=print) -> list[tour.Claim]:
       f"{mode} {values[name]:.3f}" for mode, values in results.items())
   claims = [
       tour.Claim(
-          "hybrid retrieval (0.7 BM25 + 0.3 cosine) is at least as good as either alone "
+          f"hybrid retrieval ({config.keyword_weight} BM25 + "
+          f"{1 - config.keyword_weight:.1f} cosine, {config.normalization}) is at least as "
+          "good as either alone "
           "on nDCG@10", f"{table_line('nDCG@10')} (hybrid - best single "
           f"{ndcg['hybrid'] - best_single:+.3f}); {table_line('MRR@10')}",
           ndcg["hybrid"] >= best_single, "retrieval.png"),

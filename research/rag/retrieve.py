@@ -9,8 +9,13 @@ chunks that pass it.
 The hybrid fuses the two scores one of two ways:
   weighted  (1 - a) cos + a bm25, each normalised first: "share" (cosine as it is, BM25 as the
             share of the query's weight a chunk matches), "minmax" or "zscore" (both scores
-            over every chunk of the knowledge base); RAGFlow uses share with a = 0.7.
+            over every chunk of the knowledge base).
   rrf       reciprocal-rank fusion: only the two rankings count, not their scales.
+
+The default, min-max with a = 0.3, won the sweep on git's documentation (BENCHMARKS.md, issue
+15 item 8). It was RAGFlow's share with a = 0.7 before; there BM25 dominated so much that
+hybrid ranked like BM25 alone, and cosine, the better part on paraphrased questions, counted
+for little.
 """
 
 import collections
@@ -27,9 +32,9 @@ import numpy as np
 MODES = ("vector", "bm25", "hybrid")
 FUSIONS = ("weighted", "rrf")
 NORMALIZATIONS = ("share", "minmax", "zscore")
-KEYWORD_WEIGHT = 0.7
+KEYWORD_WEIGHT = 0.3
 FUSION = "weighted"
-NORMALIZATION = "share"
+NORMALIZATION = "minmax"
 RRF_K = 60  # Cormack, Clarke & Buettcher (2009)'s constant
 THRESHOLD = 0.2
 TOP_N = 6
@@ -182,7 +187,7 @@ class Retriever:
   threshold always compares `Hit.match`, the weighted sum of cosine and share-normalised BM25,
   because it must say whether anything is relevant at all, and min-max, z-score and RRF
   scores only say how a chunk compares with the query's other chunks (min-max gives the best
-  chunk 1.0 for any question). Under the default (weighted, share) score and match agree."""
+  chunk 1.0 for any question). Under (weighted, share) score and match agree."""
 
   def __init__(self, vectors_NxD: np.ndarray, texts: list[str], embedder=None,
                keyword_weight: float = KEYWORD_WEIGHT, fusion: str = FUSION,

@@ -143,7 +143,8 @@ class KnowledgeBase:
     """A Retriever over the chunks; `settings`: keyword_weight, fusion, normalization."""
     return retrieve.Retriever(self.vectors_NxD, self.texts, embedder, **settings)
 
-  def ingest(self, docs, embedder, max_tokens: int = 512, overlap: int = 64,
+  def ingest(self, docs, embedder, max_tokens: int = chunk.MAX_TOKENS,
+             overlap: int = chunk.OVERLAP,
              log=logging.warning, progress: bool = False) -> Report:
     """Brings the store in line with `docs` (a folder, a file, or a BEIR corpus.jsonl)."""
     docs = Path(docs).resolve()

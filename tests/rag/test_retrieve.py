@@ -50,7 +50,7 @@ def _retriever(query_vector):
 
 
 def test_hybrid_is_the_weighted_sum_and_the_modes_rank_by_their_part():
-  r = _retriever([0.0, 1.0])
+  r = _retriever([0.0, 1.0]).with_settings(normalization="share", keyword_weight=0.7)
   cosine = np.array([0.0, 0.8, 1.0])
   keyword = r.bm25.normalized_scores("cat")
   for mode, want in [("vector", cosine), ("bm25", keyword),
@@ -61,7 +61,7 @@ def test_hybrid_is_the_weighted_sum_and_the_modes_rank_by_their_part():
     if mode != "bm25":  # bm25 alone does not embed the query
       np.testing.assert_allclose([h.vector for h in hits], cosine[[h.row for h in hits]],
                                  atol=1e-6)
-  assert retrieve.weights("hybrid") == pytest.approx((0.3, 0.7))
+  assert retrieve.weights("hybrid", 0.7) == pytest.approx((0.3, 0.7))
   with pytest.raises(ValueError, match="retrieval mode"):
     r.rank("cat", 3, "fuzzy")
 
