@@ -9,8 +9,8 @@ tokens. WordPiece splits at whitespace and punctuation, so the count of pieces j
 space is the sum of their counts, which is what the packing below relies on (the tests check
 it by recounting every chunk).
 
-The defaults (256 tokens, 32 shared) won the sweep on git's documentation (BENCHMARKS.md,
-issue 15 item 8) over RAGFlow's 512 / 64, which this module followed before. MiniLM reads at
+The defaults (256 tokens, 32 shared) are the tuning half's choice in the sweep on git's
+documentation (BENCHMARKS.md, issue 15 item 8); before, this module followed RAGFlow's 512 / 64. MiniLM reads at
 most 256 tokens (its max_seq_length), so the vector of a 512-token chunk stands for its first
 half while BM25 sees all of it; at 256 both read the same text.
 """
