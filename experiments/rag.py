@@ -21,6 +21,7 @@ from absl import app
 from absl import flags
 
 from experiments import script
+from research.rag import chunk
 from research.rag import retrieve
 
 _KB = flags.DEFINE_string("kb", None, "Knowledge base folder.")
@@ -32,8 +33,15 @@ _TOP_N = flags.DEFINE_integer("top_n", retrieve.TOP_N, "ask: chunks in the promp
 _THRESHOLD = flags.DEFINE_float("threshold", retrieve.THRESHOLD, "ask: least chunk score.")
 _KEYWORD_WEIGHT = flags.DEFINE_float("keyword_weight", retrieve.KEYWORD_WEIGHT,
                                      "Hybrid: weight of BM25; cosine gets the rest.")
-_MAX_TOKENS = flags.DEFINE_integer("max_tokens", 512, "ingest: most tokens per chunk.")
-_OVERLAP = flags.DEFINE_integer("overlap", 64, "ingest: tokens shared by adjacent chunks.")
+_FUSION = flags.DEFINE_enum("fusion", retrieve.FUSION, list(retrieve.FUSIONS),
+                            "Hybrid: weighted sum of the scores, or reciprocal-rank fusion.")
+_NORMALIZATION = flags.DEFINE_enum("normalization", retrieve.NORMALIZATION,
+                                   list(retrieve.NORMALIZATIONS),
+                                   "Hybrid, weighted: how both scores are scaled first.")
+_MAX_TOKENS = flags.DEFINE_integer("max_tokens", chunk.MAX_TOKENS,
+                                   "ingest: most tokens per chunk.")
+_OVERLAP = flags.DEFINE_integer("overlap", chunk.OVERLAP,
+                                "ingest: tokens shared by adjacent chunks.")
 _MODEL = flags.DEFINE_string("model", "smollm2-135m-instruct", "ask: chat model source.")
 _MAX_NEW = flags.DEFINE_integer("max_new_tokens", 128, "ask: longest answer in tokens.")
 
@@ -63,7 +71,7 @@ def ask(embedder, question: str):
   if not len(kb):
     raise app.UsageError(f"{kb.dir}: the knowledge base is empty; run ingest first.")
   result = answer.ask(lambda: research.load_model(_MODEL.value),
-                      kb.retriever(embedder, _KEYWORD_WEIGHT.value), kb.rows, question,
+                      _retriever(kb, embedder), kb.rows, question,
                       mode=_MODE.value, top_n=_TOP_N.value, threshold=_THRESHOLD.value,
                       max_new_tokens=_MAX_NEW.value)
   for piece in result.pieces:
@@ -74,7 +82,13 @@ def ask(embedder, question: str):
     print("sources:")
     for (n, source, index), hit in zip(result.sources, result.hits):
       print(f"  [{n}] {store.cite(_short(source), kb.rows[hit.row])} chunk {index} "
-            f"(score {hit.score:.3f}: cosine {hit.vector:.3f}, keyword {hit.keyword:.3f})")
+            f"(score {hit.score:.3f}, match {hit.match:.3f}: cosine {hit.vector:.3f}, "
+            f"keyword {hit.keyword:.3f})")
+
+
+def _retriever(kb, embedder):
+  return kb.retriever(embedder, keyword_weight=_KEYWORD_WEIGHT.value, fusion=_FUSION.value,
+                      normalization=_NORMALIZATION.value)
 
 
 def _short(source: str) -> str:
@@ -94,7 +108,7 @@ def evaluate_kb(embedder):
   qrels_path = Path(_need(_QRELS, "eval"))
   queries = evaluate.read_queries(_QUERIES.value or qrels_path.parent / "queries.jsonl")
   qrels = evaluate.read_qrels(qrels_path)
-  results = evaluate.evaluate(kb.retriever(embedder, _KEYWORD_WEIGHT.value), kb.rows,
+  results = evaluate.evaluate(_retriever(kb, embedder), kb.rows,
                               queries, qrels)
   print(f"{len(qrels)} questions, {len(kb)} chunks")
   print(evaluate.table(results))

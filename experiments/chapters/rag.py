@@ -41,7 +41,7 @@ def _scores_figure(on_topic, off_topic, threshold, path):
   ax.hist(on_topic, bins, alpha=0.7, label="fixture questions")
   ax.hist(off_topic, bins, alpha=0.7, label="off-topic questions")
   ax.axvline(threshold, color="k", ls="--", label=f"threshold {threshold}")
-  ax.set_xlabel("best hybrid score")
+  ax.set_xlabel("best match among the top_n hybrid hits")
   ax.legend()
   files.save_figure(fig, path)
 
@@ -57,7 +57,8 @@ def run_experiment(config, out_dir, log=print) -> list[tour.Claim]:
   kb = store.KnowledgeBase.open(out_dir / "kb")
   report = kb.ingest(fixture / "corpus.jsonl", embedder, config.max_tokens, config.overlap)
   log(f"fixture: {report.summary()} ({time.time() - start:.1f} s)")
-  retriever = kb.retriever(embedder, config.keyword_weight)
+  retriever = kb.retriever(embedder, keyword_weight=config.keyword_weight,
+                           fusion=config.fusion, normalization=config.normalization)
   queries = evaluate.read_queries(fixture / "queries.jsonl")
   qrels = evaluate.read_qrels(fixture / "qrels.tsv")
   results = evaluate.evaluate(retriever, kb.rows, queries, qrels)
@@ -66,8 +67,9 @@ def run_experiment(config, out_dir, log=print) -> list[tour.Claim]:
   files.write_text(out_dir / "retrieval.md", table + "\n")
   _figure(results, out_dir / "retrieval.png")
 
-  on_topic = [max(h.score for h in retriever.rank(q, 1, "hybrid")) for q in queries.values()]
-  off_topic = [retriever.rank(q, 1, "hybrid")[0].score for q in config.off_topic]
+  best_match = lambda q: max(h.match for h in retriever.rank(q, config.top_n, "hybrid"))
+  on_topic = [best_match(q) for q in queries.values()]
+  off_topic = [best_match(q) for q in config.off_topic]
   _scores_figure(on_topic, off_topic, config.threshold, out_dir / "threshold.png")
   answered = float(np.mean([s >= config.threshold for s in on_topic]))
 
@@ -83,7 +85,9 @@ def run_experiment(config, out_dir, log=print) -> list[tour.Claim]:
       f"{mode} {values[name]:.3f}" for mode, values in results.items())
   claims = [
       tour.Claim(
-          "hybrid retrieval (0.7 BM25 + 0.3 cosine) is at least as good as either alone "
+          f"hybrid retrieval ({config.keyword_weight} BM25 + "
+          f"{1 - config.keyword_weight:.1f} cosine, {config.normalization}) is at least as "
+          "good as either alone "
           "on nDCG@10", f"{table_line('nDCG@10')} (hybrid - best single "
           f"{ndcg['hybrid'] - best_single:+.3f}); {table_line('MRR@10')}",
           ndcg["hybrid"] >= best_single, "retrieval.png"),

@@ -1,17 +1,18 @@
 """Chunking: paragraphs first, sentences when a paragraph is too long, words when a sentence
 is; every chunk has at most `max_tokens` tokens and starts with up to `overlap` tokens of the
-previous one. Defaults follow RAGFlow's general parser (512 tokens per chunk).
+previous one.
 
-  chunks = chunk.split(text, count_tokens, max_tokens=512, overlap=64)
+  chunks = chunk.split(text, count_tokens, max_tokens=256, overlap=32)
 
 `count_tokens(list[str]) -> list[int]` is the embedding model's tokenizer without special
 tokens. WordPiece splits at whitespace and punctuation, so the count of pieces joined by a
 space is the sum of their counts, which is what the packing below relies on (the tests check
 it by recounting every chunk).
 
-MiniLM reads at most 256 tokens (its max_seq_length), so the vector of a 512-token chunk
-stands for its first half; BM25 sees all of it. RAGFlow has the same mismatch with its
-default embedding models; choose max_tokens=256 where vector recall matters most.
+The defaults (256 tokens, 32 shared) are the tuning half's choice in the sweep on git's
+documentation (BENCHMARKS.md, issue 15 item 8); before, this module followed RAGFlow's 512 / 64. MiniLM reads at
+most 256 tokens (its max_seq_length), so the vector of a 512-token chunk stands for its first
+half while BM25 sees all of it; at 256 both read the same text.
 """
 
 import dataclasses
@@ -19,6 +20,8 @@ import re
 from typing import Callable
 
 CountTokens = Callable[[list[str]], list[int]]
+MAX_TOKENS = 256
+OVERLAP = 32
 
 _PARAGRAPH = re.compile(r"\n[ \t]*\n+")
 _SENTENCE_END = re.compile(r"[.!?。！？][\"')\]]*(\s+)")
@@ -130,8 +133,8 @@ def _pack(text, pieces: list[_Piece], max_tokens: int, overlap: int,
   return chunks
 
 
-def split(text: str, count_tokens: CountTokens, max_tokens: int = 512,
-          overlap: int = 64) -> list[Chunk]:
+def split(text: str, count_tokens: CountTokens, max_tokens: int = MAX_TOKENS,
+          overlap: int = OVERLAP) -> list[Chunk]:
   if max_tokens < 1 or not 0 <= overlap < max_tokens:
     raise ValueError(f"chunking: need max_tokens >= 1 and 0 <= overlap < max_tokens, got "
                      f"max_tokens={max_tokens}, overlap={overlap}.")

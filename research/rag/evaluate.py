@@ -14,6 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from research import files
+from research.rag import extract
+
 KS = (1, 5, 10)
 
 
@@ -92,6 +95,27 @@ def read_queries(path) -> dict[str, str]:
   return out
 
 
+def corpus_of_pages(folder, pattern: str = "*.html") -> list[dict]:
+  """The pages under `folder` matching `pattern` as BEIR corpus rows, each page's id its path
+  relative to the folder ("git-reset.html", "howto/maintain-git.html"): a documentation
+  package turned into a corpus that qrels can name. ValueError if a page has no text."""
+  folder = Path(folder)
+  rows = []
+  for path in sorted(folder.rglob(pattern)):
+    document, why = extract.extract(path)
+    if document is None:
+      raise ValueError(f"{path}: {why}.")
+    rows.append({"_id": path.relative_to(folder).as_posix(), "title": "",
+                 "text": document.text})
+  if not rows:
+    raise ValueError(f"{folder}: no pages matching {pattern}.")
+  return rows
+
+
+def write_corpus(rows: list[dict], path) -> None:
+  files.write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
 def ranked_documents(hits, rows: list[dict], k: int = 10) -> list[str]:
   """Chunk hits -> document ids, each document at the rank of its best chunk."""
   seen = []
@@ -102,22 +126,54 @@ def ranked_documents(hits, rows: list[dict], k: int = 10) -> list[str]:
   return seen[:k]
 
 
+def document_run(retriever, query: str, rows: list[dict], mode: str, query_D,
+                 k: int = 10) -> list[str]:
+  """The k best documents for a query, each at the rank of its best chunk. Chunks are
+  ranked 4k deep, then 4 times deeper until k documents appear: one long page can fill the
+  first chunks on its own."""
+  depth = 4 * k
+  while True:
+    docs = ranked_documents(retriever.rank(query, depth, mode, query_D), rows, k)
+    if len(docs) == k or depth >= len(retriever):
+      return docs
+    depth *= 4
+
+
+def document_runs(retriever, rows: list[dict], questions: dict[str, str], mode: str,
+                  vectors_QxD, k: int = 10) -> dict[str, list[str]]:
+  """{query id: its k best documents}; vectors_QxD has one row per question, in order."""
+  return {q: document_run(retriever, text, rows, mode, v, k)
+          for (q, text), v in zip(questions.items(), vectors_QxD)}
+
+
+def judged_questions(queries: dict[str, str], qrels) -> dict[str, str]:
+  """The questions qrels judges, in id order; ValueError if qrels names one queries lacks."""
+  missing = sorted(set(qrels) - set(queries))
+  if missing:
+    raise ValueError(f"qrels names query {missing[0]!r}, which queries.jsonl lacks.")
+  return {q: queries[q] for q in sorted(qrels)}
+
+
 def evaluate(retriever, rows: list[dict], queries: dict[str, str],
              qrels: dict[str, dict[str, int]], modes=("vector", "bm25", "hybrid"),
              k: int = 10) -> dict[str, dict[str, float]]:
   """{mode: mean metrics} over the judged queries; queries are embedded in one batch."""
-  judged = [q for q in sorted(qrels) if q in queries]
-  missing = sorted(set(qrels) - set(queries))
-  if missing:
-    raise ValueError(f"qrels names query {missing[0]!r}, which queries.jsonl lacks.")
-  vectors_QxD = retriever.embedder.encode([queries[q] for q in judged])
-  depth = min(len(retriever), 4 * k)  # documents may have several chunks
-  out = {}
-  for mode in modes:
-    runs = {q: ranked_documents(retriever.rank(queries[q], depth, mode, v), rows, k)
-            for q, v in zip(judged, vectors_QxD)}
-    out[mode] = mean_metrics(runs, qrels)
-  return out
+  questions = judged_questions(queries, qrels)
+  vectors_QxD = retriever.embedder.encode(list(questions.values()))
+  return {mode: mean_metrics(document_runs(retriever, rows, questions, mode, vectors_QxD, k),
+                             qrels)
+          for mode in modes}
+
+
+def halves(qrels: dict[str, dict[str, int]]) -> tuple[dict, dict]:
+  """(tuning, test) by the last digit of each query id: odd tunes (g001), even tests (g002),
+  so a setting chosen on one half is reported on questions it was not chosen on."""
+  bad = [q for q in qrels if not q[-1:].isdigit()]
+  if bad:
+    raise ValueError(f"query id {bad[0]!r}: expected an id ending in a digit, whose parity "
+                     "picks the tuning or the test half.")
+  tuning = {q: r for q, r in qrels.items() if int(q[-1]) % 2}
+  return tuning, {q: r for q, r in qrels.items() if q not in tuning}
 
 
 def table(results: dict[str, dict[str, float]]) -> str:

@@ -139,10 +139,12 @@ class KnowledgeBase:
   def texts(self) -> list[str]:
     return [r["text"] for r in self.rows]
 
-  def retriever(self, embedder, keyword_weight: float = retrieve.KEYWORD_WEIGHT):
-    return retrieve.Retriever(self.vectors_NxD, self.texts, embedder, keyword_weight)
+  def retriever(self, embedder, **settings) -> retrieve.Retriever:
+    """A Retriever over the chunks; `settings`: keyword_weight, fusion, normalization."""
+    return retrieve.Retriever(self.vectors_NxD, self.texts, embedder, **settings)
 
-  def ingest(self, docs, embedder, max_tokens: int = 512, overlap: int = 64,
+  def ingest(self, docs, embedder, max_tokens: int = chunk.MAX_TOKENS,
+             overlap: int = chunk.OVERLAP,
              log=logging.warning, progress: bool = False) -> Report:
     """Brings the store in line with `docs` (a folder, a file, or a BEIR corpus.jsonl)."""
     docs = Path(docs).resolve()

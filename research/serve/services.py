@@ -440,11 +440,13 @@ class Services:
 def sources(kb: store.KnowledgeBase, result: answer.Result) -> list[dict]:
   """The cited passages: [n] in the answer is the source with that "n", named as
   KnowledgeBase.label names it (no server path); "cite" is how the prompt named it
-  ("file.pdf p. 3"), and a PDF's passage has its "pages" [first, last]."""
+  ("file.pdf p. 3"), and a PDF's passage has its "pages" [first, last]. "score" is the
+  hit's match, the number the threshold compared: comparable across questions, which the
+  fused ranking score (min-max, RRF) is not."""
   out = []
   for (n, source, index), hit in zip(result.sources, result.hits):
     row = kb.rows[hit.row]
     out.append({"n": n, "source": kb.label(source), "chunk": index, "text": row["text"],
-                "score": round(hit.score, 6), "cite": store.cite(Path(source).name, row),
+                "score": round(hit.match, 6), "cite": store.cite(Path(source).name, row),
                 **({"pages": row["pages"]} if "pages" in row else {})})
   return out

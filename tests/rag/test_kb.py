@@ -138,7 +138,7 @@ def test_a_ui_ingest_keeps_a_store_built_from_the_command_line(tmp_path):
   failed = wait_done(ingests, "notes")
   assert failed["state"] == "failed" and failed["message"] == (
       "ValueError: notes: its chunks of 2 sources outside documents were made with "
-      "max_tokens=256, overlap=64, dim=16; ingest with those settings, or into a new folder.")
+      "max_tokens=256, overlap=32, dim=16; ingest with those settings, or into a new folder.")
   assert store.KnowledgeBase.open(folder).rows == after.rows  # nothing dropped
 
 

@@ -120,11 +120,11 @@ def test_new_chunk_settings_never_drop_sources_from_elsewhere(tmp_path, word_emb
     folder.mkdir()
     (folder / "a.txt").write_text(text)
   kb = store.KnowledgeBase.open(tmp_path / "kb")
-  kb.ingest(one, word_embedder, max_tokens=256, log=print)
-  kb.ingest(two, word_embedder, max_tokens=256, log=print)
+  kb.ingest(one, word_embedder, max_tokens=128, log=print)
+  kb.ingest(two, word_embedder, max_tokens=128, log=print)
   with pytest.raises(ValueError, match=r"chunks of 1 sources outside .* were made with "
-                                       r"max_tokens=256, overlap=64, dim=16; ingest with"):
-    kb.ingest(two, word_embedder, log=print)  # the default max_tokens=512
+                                       r"max_tokens=128, overlap=32, dim=16; ingest with"):
+    kb.ingest(two, word_embedder, log=print)  # the default max_tokens=256
   assert len(store.KnowledgeBase.open(tmp_path / "kb")) == 2
 
 

@@ -141,8 +141,13 @@ def test_knowledge_base_answers_are_greedy_unless_a_temperature_is_set(server):
 
 def test_knowledge_base_refuses_what_it_lacks(server):
   from research.rag import answer  # pylint: disable=g-import-not-at-top
+  # The stand-in embedder hashes words into 16 buckets, so unrelated words can share one
+  # ("zebra" lands in one of Adam's: cosine 0.34, match 0.24 now that cosine weighs 0.7); the
+  # question is one with a chance cosine of 0.10, as low as MiniLM's off-topic ones are
+  # (BENCHMARKS.md, RAG: the best off-topic match is 0.136)
+  question = "capital of australia"
   [done] = _raw_chat(server, {"model": "kb/notes", "stream": False,
-                              "messages": [{"role": "user", "content": "zebra migration"}]})
+                              "messages": [{"role": "user", "content": question}]})
   assert done["message"]["content"] == answer.NO_ANSWER and done["sources"] == []
 
 
