@@ -1,6 +1,7 @@
 """Benchmarks of the fine-tuning chapter, each figure a median and each comparison side by side.
 
   python -m experiments.bench_finetune --what=decode   # greedy KV-cache decode vs transformers
+  python -m experiments.bench_finetune --what=matvecs  # a decode step's quantized matvecs alone
   python -m experiments.bench_finetune --what=sft      # LoRA vs full SFT: tokens/s, peak RSS
   python -m experiments.bench_finetune --what=precision   # LoRA SFT: fp32, bf16 emulated, bf16
 
@@ -9,7 +10,10 @@ decode.generate (one jitted while_loop) with the GGUF's blocks kept quantized (t
 dequantized to float32, theirs is transformers' generate on the same GGUF (torch, `--threads`
 threads); runs alternate, compile and first call excluded. With `--llama_cpp_python` (a Python
 that has llama-cpp-python, installed for the benchmark only) llama.cpp runs the same file and
-prompt tokens in a child process, `--repeats` times after ours.
+prompt tokens in a child process, `--repeats` times after ours. Each side's time splits into
+the first token (prefill) and the milliseconds per token after it.
+matvecs: every quantized matrix of SmolLM2 times one row of x, in one jitted program, in a
+decode step's order: the kernel's share of a step, and the bytes it reads per second.
 sft: each mode runs in its own child process (peak RSS is per process), same model, batch,
 sequence length and steps; tokens/s is all timed tokens over all timed seconds (and the
 median step's beside it).
@@ -29,7 +33,7 @@ from absl import flags
 
 from experiments import script
 
-_WHAT = flags.DEFINE_enum("what", "decode", ["decode", "sft", "sft_child", "precision"],
+_WHAT = flags.DEFINE_enum("what", "decode", ["decode", "matvecs", "sft", "sft_child", "precision"],
                          "Which benchmark.")
 _NEW = flags.DEFINE_integer("new_tokens", 64, "Tokens to generate per decode run.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed runs of each side.")
@@ -72,23 +76,31 @@ def bench_decode():
   def float32_once():
     return ours_once(plain.model)
 
+  def first_token_once():
+    out, _ = decode.generate(lm.model, jnp.asarray([ids]), 1, jax.random.key(0),
+                             temperature=0.0)
+    return out.block_until_ready()
+
   def theirs_once():
     with torch.no_grad():
       return theirs.generate(torch.as_tensor([ids]), max_new_tokens=new, min_new_tokens=new,
                              do_sample=False, use_cache=True, pad_token_id=tok.eos_id)
 
-  ours_once(), float32_once(), theirs_once()  # compile / warm up
-  times = {"ours": [], "ours_float32": [], "transformers": []}
+  ours_once(), float32_once(), theirs_once(), first_token_once()  # compile / warm up
+  times = {"ours": [], "ours_float32": [], "transformers": [], "first": []}
   for _ in range(_REPEATS.value):
     for name, fn in (("ours", ours_once), ("ours_float32", float32_once),
-                     ("transformers", theirs_once)):
+                     ("transformers", theirs_once), ("first", first_token_once)):
       tick = time.perf_counter()
       fn()
       times[name].append(time.perf_counter() - tick)
+  first = statistics.median(times.pop("first"))
   rates = {k: new / statistics.median(v) for k, v in times.items()}
   tokens = ours_once()[0, len(ids):].tolist()
   result = {"prompt_tokens": len(ids), "new_tokens": new,
             **{f"{k}_tokens_per_s": round(v, 1) for k, v in rates.items()},
+            "ours_first_token_ms": round(1e3 * first, 1),
+            "ours_ms_per_token_after": round(1e3 * (new / rates["ours"] - first) / (new - 1), 2),
             "ratio_to_transformers": round(rates["ours"] / rates["transformers"], 2),
             "same_greedy_tokens_as_float32": tokens == float32_once()[0, len(ids):].tolist(),
             "same_greedy_tokens_as_transformers":
@@ -100,6 +112,10 @@ def bench_decode():
     llama = json.loads(out.strip().splitlines()[-1])
     result["llama_cpp_tokens_per_s"] = round(new / statistics.median(llama["seconds"]), 1)
     result["ratio_to_llama_cpp"] = round(rates["ours"] / result["llama_cpp_tokens_per_s"], 2)
+    llama_first = statistics.median(llama["first"])
+    result["llama_cpp_first_token_ms"] = round(1e3 * llama_first, 1)
+    result["llama_cpp_ms_per_token_after"] = round(
+        1e3 * (statistics.median(llama["seconds"]) - llama_first) / (new - 1), 2)
     result["same_greedy_tokens_as_llama_cpp"] = tokens == llama["tokens"]
   print(json.dumps(result))
 
@@ -113,19 +129,53 @@ path, threads, ids, new, repeats = sys.argv[1], int(sys.argv[2]), json.loads(sys
 llm = Llama(model_path=path, n_threads=threads, n_ctx=len(ids) + new + 8, verbose=False)
 def once():
   llm.reset()
-  out = []
+  out, stamps = [], [time.perf_counter()]
   for token in llm.generate(ids, top_k=1, temp=0.0, reset=True):
     out.append(token)
+    stamps.append(time.perf_counter())
     if len(out) == new:
-      return out
+      return out, stamps
 once()
-seconds = []
+seconds, first = [], []
 for _ in range(repeats):
-  tick = time.perf_counter()
-  tokens = once()
-  seconds.append(time.perf_counter() - tick)
-print(json.dumps({"seconds": seconds, "tokens": tokens}))
+  tokens, stamps = once()
+  seconds.append(stamps[-1] - stamps[0])
+  first.append(stamps[1] - stamps[0])
+print(json.dumps({"seconds": seconds, "first": first, "tokens": tokens}))
 """
+
+
+def bench_matvecs():
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from research import pretrained  # pylint: disable=g-import-not-at-top
+  from research.nn import quantized  # pylint: disable=g-import-not-at-top
+  layers = [m for _, m in nnx.iter_graph(pretrained.load_model().model)
+            if isinstance(m, quantized.QuantizedLinear)]
+  weights = [(m.kind, m.q[...], m.d[...], None if m.m is None else m.m[...]) for m in layers]
+  read = sum(int(a.nbytes) for w in weights for a in w[1:] if a is not None)
+
+  @jax.jit
+  def step(arrays):
+    total = jnp.zeros(())
+    for (kind, *_), (q, d, m) in zip(weights, arrays):  # each waits on the last, as in a step
+      x_1xK = jnp.full((1, d.shape[1] * quantized.BLOCK), 1.0) + total * 1e-30
+      total = total + quantized.matmul(x_1xK, kind, q, d, m)[0, 0]
+    return total
+
+  arrays = [w[1:] for w in weights]
+  step(arrays).block_until_ready()
+  seconds = []
+  for _ in range(10 * _REPEATS.value):
+    tick = time.perf_counter()
+    step(arrays).block_until_ready()
+    seconds.append(time.perf_counter() - tick)
+  median = statistics.median(seconds)
+  print(json.dumps({"matvecs": len(weights), "mb_read": round(read / 1e6, 1),
+                    "ms_per_step": round(1e3 * median, 2),
+                    "gb_per_s": round(read / median / 1e9, 1),
+                    "cores": len(os.sched_getaffinity(0))}))
 
 
 def sft_child():
@@ -204,7 +254,7 @@ def bench_precision():
 
 def main(argv):
   del argv
-  {"decode": bench_decode, "sft": bench_sft, "sft_child": sft_child,
+  {"decode": bench_decode, "matvecs": bench_matvecs, "sft": bench_sft, "sft_child": sft_child,
    "precision": bench_precision}[_WHAT.value]()
 
 

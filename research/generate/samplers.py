@@ -7,7 +7,10 @@ survivors keep their relative probabilities (softmax renormalises over what is l
   token = jax.random.categorical(key, logits)
 
 `sample` applies them in that order (temperature, top-k, top-p, min-p); temperature 0 is
-greedy. Thresholds may be traced values: no Python branch looks at an array's contents.
+greedy. Thresholds may be traced values: no Python branch looks at an array's contents, and
+a filter that keeps everything (k >= V, p >= 1) or a greedy draw skips the work through
+lax.cond instead (decode.generate passes its settings traced, so every step would otherwise
+bisect 50k logits twice and draw from them only to take the argmax).
 An `allowed` mask (a grammar's tokens, research/generate/structured.py) comes before them all,
 so the filters and the greedy argmax see only the tokens the grammar permits.
 """
@@ -45,6 +48,10 @@ def top_k_mask(logits, k):
 
 @jax.jit  # k traced: one compilation per shape, not one per k (the bisection is a loop)
 def _top_k_mask(logits, k):
+  return jax.lax.cond(k >= logits.shape[-1], lambda z: z, lambda z: _top_k_masked(z, k), logits)
+
+
+def _top_k_masked(logits, k):
   key_V = _sortable(logits)
   t = _largest_threshold(key_V, lambda t: jnp.sum(key_V >= t[..., None], axis=-1) >= k)
   above, tie = key_V > t[..., None], key_V == t[..., None]
@@ -65,6 +72,10 @@ def top_p_mask(logits, p):
 
 @jax.jit
 def _top_p_mask(logits, p):
+  return jax.lax.cond(p >= 1.0, lambda z: z, lambda z: _top_p_masked(z, p), logits)
+
+
+def _top_p_masked(logits, p):
   logits32 = logits.astype(jnp.float32)
   probs = jax.nn.softmax(logits32, axis=-1)
   # Rank by logit, not by float32 probability: the order is the same, but logits a few ulps
@@ -117,9 +128,13 @@ def sample(key, logits, temperature=1.0, top_k=None, top_p=None, min_p=None, all
   """One token id per row of logits [..., V]; temperature 0 means greedy. `allowed` (bool
   [..., V] or None): only those tokens can be drawn, the others leave before temperature."""
   logits = allowed_mask(jnp.asarray(logits), allowed)
-  filtered = filter_logits(logits, temperature, top_k, top_p, min_p)
-  sampled = jax.random.categorical(key, filtered, axis=-1)
-  return jnp.where(jnp.asarray(temperature) > 0, sampled, greedy(logits))
+
+  def draw(logits):
+    filtered = filter_logits(logits, temperature, top_k, top_p, min_p)
+    return jax.random.categorical(key, filtered, axis=-1).astype(jnp.int32)
+
+  return jax.lax.cond(jnp.asarray(temperature) > 0, draw,
+                      lambda z: greedy(z).astype(jnp.int32), logits)
 
 
 def candidate_set(logits, temperature=1.0, top_k=None, top_p=None, min_p=None) -> np.ndarray:

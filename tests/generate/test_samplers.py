@@ -174,6 +174,12 @@ def test_samplers_jit_with_traced_thresholds_and_any_leading_shape():
   np.testing.assert_array_equal(eager, jitted)
   greedy = jax.jit(samplers.sample)(key, logits, 0.0, 10, 0.9, 0.05)
   np.testing.assert_array_equal(greedy, jnp.argmax(logits, -1))
+  # The settings that keep everything (k = V, p = 1) skip their filter: the draw is the plain
+  # categorical's, traced or not.
+  plain = jax.random.categorical(key, logits / 0.8, axis=-1)
+  np.testing.assert_array_equal(jax.jit(samplers.sample)(key, logits, 0.8, 50, 1.0, 0.0), plain)
+  np.testing.assert_array_equal(samplers.sample(key, logits, 0.8, 50, 1.0, 0.0), plain)
+
 
 
 def test_higher_temperature_flattens_the_distribution():
