@@ -68,18 +68,16 @@ def bench_decode():
       str(path.parent), gguf_file=path.name, dtype=torch.float32).eval()
   new = _NEW.value
 
-  def ours_once(model=lm.model):
-    out, _ = decode.generate(model, jnp.asarray([ids]), new, jax.random.key(0),
-                             temperature=0.0)  # no EOS: exactly `new` tokens, like theirs
+  def ours_once(model=lm.model, tokens=new):
+    out, _ = decode.generate(model, jnp.asarray([ids]), tokens, jax.random.key(0),
+                             temperature=0.0)  # no EOS: exactly `tokens` tokens, like theirs
     return out.block_until_ready()
 
   def float32_once():
     return ours_once(plain.model)
 
   def first_token_once():
-    out, _ = decode.generate(lm.model, jnp.asarray([ids]), 1, jax.random.key(0),
-                             temperature=0.0)
-    return out.block_until_ready()
+    return ours_once(tokens=1)
 
   def theirs_once():
     with torch.no_grad():
