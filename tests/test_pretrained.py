@@ -12,6 +12,7 @@ import torch  # pylint: disable=wrong-import-position
 import transformers  # pylint: disable=wrong-import-position
 
 from research import pretrained  # pylint: disable=wrong-import-position
+from research.nn import quantized  # pylint: disable=wrong-import-position
 from third_party import hf_checkpoint  # pylint: disable=wrong-import-position
 
 # initializer_range 0.3, not HF's 0.02: at 0.02 attention is near uniform and a RoPE or
@@ -75,6 +76,13 @@ def test_smollm2_gguf_gives_transformers_logits(smollm2_lm):
   # threads). It is float32 rounding over 30 layers, not a bug: against transformers in float64
   # ours is off by 1.6e-4 and transformers' own float32 by 4.9e-5. The bar sits just above.
   np.testing.assert_allclose(np.asarray(ours), theirs, atol=2e-4, rtol=0)
+  # The GGUF's blocks stay quantized (the default), and a prompt of fewer than four tokens
+  # takes the kernel's decode-step form (one row of x against four rows of W): transformers'
+  # logits at the first three positions are those of the three-token prompt.
+  assert isinstance(lm.model.embed, quantized.QuantizedEmbedding)
+  assert isinstance(lm.model.blocks[0].ffn.down, quantized.QuantizedLinear)
+  short, _ = lm.model(jnp.asarray([ids[:3]]))
+  np.testing.assert_allclose(np.asarray(short), theirs[:, :3], atol=2e-4, rtol=0)
 
 
 def test_bad_checkpoints_are_named(tmp_path):

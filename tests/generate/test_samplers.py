@@ -18,6 +18,9 @@ _floats = st.floats(-8, 8, width=32, allow_subnormal=False)
 logits_V = hnp.arrays(np.float32, V, elements=_floats)
 logits_BxV = hnp.arrays(np.float32, (3, V), elements=_floats)
 fast = settings(max_examples=150, deadline=None)
+# For the property tests that draw: settings traced, one program per shape and set of filters
+# (eager, lax.cond traces its branches again on every call). Eager equals jitted below.
+jitted_sample = jax.jit(samplers.sample)
 
 
 def softmax64(logits):
@@ -34,7 +37,7 @@ def kept(masked):
 @fast
 def test_top_k_1_equals_greedy_even_with_ties(logits, seed):
   logits = np.round(logits)  # integers, so ties happen
-  got = samplers.sample(jax.random.key(seed), logits, temperature=1.5, top_k=1)
+  got = jitted_sample(jax.random.key(seed), logits, temperature=1.5, top_k=1)
   np.testing.assert_array_equal(got, samplers.greedy(logits))
   np.testing.assert_array_equal(got, np.argmax(logits, axis=-1))
 
@@ -211,8 +214,8 @@ def test_candidate_sets_and_bad_thresholds():
 @settings(max_examples=40, deadline=None)
 def test_a_disallowed_token_is_never_drawn(logits, allowed, seed, temperature, top_k, top_p):
   assume(allowed.any(axis=-1).all())
-  got = np.asarray(samplers.sample(jax.random.key(seed), logits, temperature, top_k, top_p,
-                                   allowed=allowed))
+  got = np.asarray(jitted_sample(jax.random.key(seed), logits, temperature, top_k, top_p,
+                                 allowed=allowed))
   assert allowed[np.arange(3), got].all()
   if temperature == 0.0:  # greedy among the allowed: the reference argmax over them
     np.testing.assert_array_equal(got, np.argmax(np.where(allowed, logits, -np.inf), -1))
