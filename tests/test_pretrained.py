@@ -77,7 +77,7 @@ def test_smollm2_gguf_gives_transformers_logits(smollm2_lm):
   # ours is off by 1.6e-4 and transformers' own float32 by 4.9e-5. The bar sits just above.
   np.testing.assert_allclose(np.asarray(ours), theirs, atol=2e-4, rtol=0)
   # The GGUF's blocks stay quantized (the default), and a prompt of fewer than four tokens
-  # takes the kernel's decode-step form (one row of x against four rows of W): transformers'
+  # takes the kernel's one-row form (a decode step's), not its four-row tiles: transformers'
   # logits at the first three positions are those of the three-token prompt.
   assert isinstance(lm.model.embed, quantized.QuantizedEmbedding)
   assert isinstance(lm.model.blocks[0].ffn.down, quantized.QuantizedLinear)

@@ -13,10 +13,8 @@
 //
 //   sum_j w_j x_j = d (q . x) + m (sum_j x_j)
 //
-// Columns of y are shared between XLA's intra-op threads. With four or more rows of x (a
-// decode batch or a prompt) each block of W is loaded and widened once for four rows; with
-// fewer (a decode step) each block of x is loaded once for four rows of W, and the rows after
-// next are prefetched, since the model is larger than the last-level cache.
+// Columns of y are shared between XLA's intra-op threads; each block of W is loaded and
+// widened once for every four rows of x (a decode batch or a prompt).
 
 #include <Python.h>
 
@@ -40,8 +38,6 @@ constexpr int64_t kBlock = 32;
 constexpr int64_t kParallelWeights = 1 << 18;  // fewer: one thread (waking one costs more)
 
 // The rows of x and, for Q4_1's offset term, each block's sum_j x_j.
-inline void Prefetch(const void* at) { __builtin_prefetch(at, 0, 3); }
-
 struct Input {
   const float* x;
   std::vector<float> block_sums;
@@ -67,52 +63,40 @@ inline float Total(Lanes v) {
   return _mm_cvtss_f32(s);
 }
 
-// A block's 32 codes as floats, in 4 registers of 8, and a block of x.
+// A block's 32 codes as floats, in 4 registers of 8.
 struct Weights {
   __m256 q[4];
 };
-struct XBlock {
-  __m256 x[4];
-};
-inline XBlock LoadX(const float* x) {
-  return {{_mm256_loadu_ps(x), _mm256_loadu_ps(x + 8), _mm256_loadu_ps(x + 16),
-           _mm256_loadu_ps(x + 24)}};
-}
 
 // acc += d * (q . x) over one block.
-inline Lanes Add(Lanes acc, const Weights& w, const XBlock& x, float d) {
-  __m256 dot = _mm256_mul_ps(w.q[0], x.x[0]);
-  dot = _mm256_fmadd_ps(w.q[1], x.x[1], dot);
-  dot = _mm256_fmadd_ps(w.q[2], x.x[2], dot);
-  dot = _mm256_fmadd_ps(w.q[3], x.x[3], dot);
+inline Lanes Add(Lanes acc, const Weights& w, const float* x, float d) {
+  __m256 dot = _mm256_mul_ps(w.q[0], _mm256_loadu_ps(x));
+  dot = _mm256_fmadd_ps(w.q[1], _mm256_loadu_ps(x + 8), dot);
+  dot = _mm256_fmadd_ps(w.q[2], _mm256_loadu_ps(x + 16), dot);
+  dot = _mm256_fmadd_ps(w.q[3], _mm256_loadu_ps(x + 24), dot);
   return _mm256_fmadd_ps(_mm256_set1_ps(d), dot, acc);
-}
-
-// Codes go from memory straight into 32-bit lanes (eight at a time), then to floats.
-inline __m256i Bytes8(const uint8_t* q) {
-  return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q)));
 }
 
 struct Q8_0 {
   static constexpr int64_t kBytes = kBlock;
   static Weights Load(const uint8_t* q) {
-    auto widen = [](const uint8_t* at) {
-      return _mm256_cvtepi32_ps(
-          _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(at))));
-    };
-    return {{widen(q), widen(q + 8), widen(q + 16), widen(q + 24)}};
+    const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
+    const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16));
+    auto widen = [](__m128i bytes) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes)); };
+    return {{widen(lo), widen(_mm_srli_si128(lo, 8)), widen(hi), widen(_mm_srli_si128(hi, 8))}};
   }
 };
 
 struct Q4_1 {
   static constexpr int64_t kBytes = kBlock / 2;
   static Weights Load(const uint8_t* q) {
-    const __m256i nibble = _mm256_set1_epi32(0x0F);
-    const __m256i a = Bytes8(q), b = Bytes8(q + 8);  // bytes 0..7 and 8..15, a byte a lane
-    auto to_float = [](__m256i lanes) { return _mm256_cvtepi32_ps(lanes); };
-    return {{to_float(_mm256_and_si256(a, nibble)), to_float(_mm256_and_si256(b, nibble)),
-             to_float(_mm256_srli_epi32(a, 4)), to_float(_mm256_srli_epi32(b, 4))}};
-  }  // low nibbles: weights 0..15; high nibbles: weights 16..31
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
+    const __m128i nibble = _mm_set1_epi8(0x0F);
+    const __m128i lo = _mm_and_si128(raw, nibble);                     // weights 0..15
+    const __m128i hi = _mm_and_si128(_mm_srli_epi16(raw, 4), nibble);  // weights 16..31
+    auto widen = [](__m128i bytes) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes)); };
+    return {{widen(lo), widen(_mm_srli_si128(lo, 8)), widen(hi), widen(_mm_srli_si128(hi, 8))}};
+  }
 };
 #else  // the same sums, one at a time
 using Lanes = float;
@@ -122,14 +106,10 @@ inline float Total(Lanes v) { return v; }
 struct Weights {
   float q[kBlock];
 };
-struct XBlock {
-  const float* x;
-};
-inline XBlock LoadX(const float* x) { return {x}; }
 
-inline Lanes Add(Lanes acc, const Weights& w, const XBlock& x, float d) {
+inline Lanes Add(Lanes acc, const Weights& w, const float* x, float d) {
   float dot = 0.0f;
-  for (int j = 0; j < kBlock; ++j) dot += w.q[j] * x.x[j];
+  for (int j = 0; j < kBlock; ++j) dot += w.q[j] * x[j];
   return acc + d * dot;
 }
 
@@ -173,12 +153,12 @@ float OneRow(const Input& in, const uint8_t* q_row, const float* d_row, const fl
   int64_t b = 0;
   for (; b + 4 <= blocks; b += 4) {
     for (int u = 0; u < 4; ++u) {                                      // d (q . x)
-      acc[u] = Add(acc[u], Kind::Load(q_row + (b + u) * Kind::kBytes),
-                   LoadX(x_row + (b + u) * kBlock), d_row[b + u]);
+      acc[u] = Add(acc[u], Kind::Load(q_row + (b + u) * Kind::kBytes), x_row + (b + u) * kBlock,
+                   d_row[b + u]);
     }
   }
   for (; b < blocks; ++b) {
-    acc[0] = Add(acc[0], Kind::Load(q_row + b * Kind::kBytes), LoadX(x_row + b * kBlock), d_row[b]);
+    acc[0] = Add(acc[0], Kind::Load(q_row + b * Kind::kBytes), x_row + b * kBlock, d_row[b]);
   }
   return Total(acc[0]) + Total(acc[1]) + Total(acc[2]) + Total(acc[3]) +
          Offset(m_row, in.block_sums.data() + r * blocks, blocks);
@@ -194,39 +174,11 @@ void FourRows(const Input& in, const uint8_t* q_row, const float* d_row, const f
   Lanes acc[4] = {Zero(), Zero(), Zero(), Zero()};
   for (int64_t b = 0; b < blocks; ++b) {
     const Weights w = Kind::Load(q_row + b * Kind::kBytes);
-    for (int i = 0; i < 4; ++i) acc[i] = Add(acc[i], w, LoadX(x + i * k + b * kBlock), d_row[b]);
+    for (int i = 0; i < 4; ++i) acc[i] = Add(acc[i], w, x + i * k + b * kBlock, d_row[b]);
   }
   for (int i = 0; i < 4; ++i) {
     y[(r + i) * n_total] = Total(acc[i]) + Offset(m_row, in.block_sums.data() + (r + i) * blocks,
                                                   blocks);
-  }
-}
-
-// y[r, n..n+3]: one row of x (a decode step) against four rows of W, so each block of x is
-// loaded into registers once for four blocks of W; their four sums are the independent chains.
-template <typename Kind>
-void FourColumns(const Input& in, const uint8_t* q, const float* d, const float* m, int64_t r,
-                 int64_t n, int64_t n_total, int64_t blocks, float* y_row) {
-  const float* x_row = in.x + r * blocks * kBlock;
-  Lanes acc[4] = {Zero(), Zero(), Zero(), Zero()};
-  // The tile after next, a cache line per block: from memory (the model is larger than the
-  // last-level cache) a block of W takes longer to arrive than to multiply.
-  const int64_t ahead = n + 12 <= n_total ? n + 8 : n;  // the last tiles prefetch themselves
-  const uint8_t* ahead_q = q + ahead * blocks * Kind::kBytes;
-  const char* ahead_d = reinterpret_cast<const char*>(d + ahead * blocks);
-  const int64_t tile_bytes_q = 4 * blocks * Kind::kBytes, tile_bytes_d = 4 * blocks * 4;
-  for (int64_t b = 0; b < blocks; ++b) {
-    for (int64_t at = b * 64; at < tile_bytes_q; at += blocks * 64) Prefetch(ahead_q + at);
-    if (b * 64 < tile_bytes_d) Prefetch(ahead_d + b * 64);
-    const XBlock x = LoadX(x_row + b * kBlock);
-    for (int c = 0; c < 4; ++c) {
-      const int64_t at = (n + c) * blocks + b;
-      acc[c] = Add(acc[c], Kind::Load(q + at * Kind::kBytes), x, d[at]);
-    }
-  }
-  for (int c = 0; c < 4; ++c) {
-    y_row[n + c] = Total(acc[c]) + Offset(m ? m + (n + c) * blocks : nullptr,
-                                          in.block_sums.data() + r * blocks, blocks);
   }
 }
 
@@ -247,9 +199,7 @@ void Columns(const Input& in, const uint8_t* q, const float* d, const float* m, 
       }
     }
     for (; r < rows; ++r) {
-      int64_t n = n0;
-      for (; n + 4 <= n1; n += 4) FourColumns<Kind>(in, q, d, m, r, n, n_total, blocks, y + r * n_total);
-      for (; n < n1; ++n) {
+      for (int64_t n = n0; n < n1; ++n) {
         y[r * n_total + n] = OneRow<Kind>(in, q + n * blocks * Kind::kBytes, d + n * blocks,
                                           m ? m + n * blocks : nullptr, r, blocks);
       }
