@@ -54,7 +54,7 @@ def test_dequantize_is_the_gguf_packages(smollm2_gguf, name):
 @pytest.mark.parametrize("rows", [1, 3, 4, 9])  # one row, the 4-row tiles and their tail
 def test_kernel_equals_the_readable_form(kind, rows):
   """Forward and gradient with respect to x; they differ only in the order of float32 sums
-  (K = 96: 3 blocks; N = 42: a tile of 32 columns, then two of four and two single ones)."""
+  (K = 96: 3 blocks; N = 42: a tile of 32 columns and a tail of 10, not a multiple of 4)."""
   q, d, m = _blocks(kind, 42, 96)
   x = jax.random.normal(jax.random.key(rows), (rows, 96))
   g = jax.random.normal(jax.random.key(1), (rows, 42))
