@@ -2,7 +2,8 @@
 
   python -m experiments.bench_finetune --what=decode   # greedy KV-cache decode vs transformers
   python -m experiments.bench_finetune --what=matvecs  # a decode step's quantized matvecs alone
-  python -m experiments.bench_finetune --what=sft      # LoRA vs full SFT: tokens/s, peak RSS
+  python -m experiments.bench_finetune --what=sft      # LoRA and full SFT vs transformers + peft
+  python -m experiments.bench_finetune --what=sft_profile --mode=lora --remat=false
   python -m experiments.bench_finetune --what=precision   # LoRA SFT: fp32, bf16 emulated, bf16
 
 decode: SmolLM2-135M-Instruct, one prompt, greedy, `--new_tokens`, prefill included; ours is
@@ -14,13 +15,20 @@ prompt tokens in a child process, `--repeats` times after ours. Each side's time
 the first token (prefill) and the milliseconds per token after it.
 matvecs: every quantized matrix of SmolLM2 times one row of x, in one jitted program, in a
 decode step's order: the kernel's share of a step, and the bytes it reads per second.
-sft: each mode runs in its own child process (peak RSS is per process), same model, batch,
-sequence length and steps; tokens/s is all timed tokens over all timed seconds (and the
-median step's beside it).
+sft: LoRA (r=8 on every linear of the blocks) and full fine-tuning, each with gradient
+checkpointing on (LLaMA-Factory's default) and off, ours against transformers + peft on the
+same GGUF in float32 (AdamW, gradient clipping at 1.0, `--threads` torch threads). Every run
+is its own child process (peak RSS is per process, loading included), same batch of random
+tokens, sequence length and steps; tokens/s is all timed tokens over all timed seconds, the
+first step (ours: its compile) reported apart.
+sft_profile: where one SFT step's time goes: the step (gradient, clipping, AdamW) traced once by
+jax.profiler after two warm runs, each XLA:CPU operation's time summed by kind (a matmul by
+its shapes, forward or backward; other fusions by the costly operations inside them).
 precision: LoRA SFT children in fp32, in bf16 forced onto the CPU's emulated bf16 matmuls
 (BOOKFORAI_CPU_BF16=1: the path before issue 15) and in bf16 as it runs by default now.
 """
 
+import functools
 import json
 import os
 import resource
@@ -33,12 +41,15 @@ from absl import flags
 
 from experiments import script
 
-_WHAT = flags.DEFINE_enum("what", "decode", ["decode", "matvecs", "sft", "sft_child", "precision"],
-                         "Which benchmark.")
+_WHAT = flags.DEFINE_enum("what", "decode", ["decode", "matvecs", "sft", "sft_child",
+                                             "sft_torch_child", "sft_profile", "precision"],
+                          "Which benchmark.")
 _NEW = flags.DEFINE_integer("new_tokens", 64, "Tokens to generate per decode run.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed runs of each side.")
 _THREADS = flags.DEFINE_integer("threads", 2, "torch threads (this machine has 2 cores).")
-_MODE = flags.DEFINE_string("mode", "lora", "sft_child: lora or full.")
+_MODE = flags.DEFINE_string("mode", "lora", "sft_child, sft_torch_child: lora or full.")
+_REMAT = flags.DEFINE_boolean("remat", True, "sft children: recompute the blocks in the backward "
+                              "pass (gradient checkpointing, LLaMA-Factory's default).")
 _STEPS = flags.DEFINE_integer("steps", 6, "SFT steps per mode (the first one compiles).")
 _BATCH = flags.DEFINE_integer("batch", 4, "SFT batch size.")
 _LENGTH = flags.DEFINE_integer("length", 128, "SFT sequence length.")
@@ -198,36 +209,162 @@ def sft_child():
   rng = np.random.default_rng(0)
   rows = [(rng.integers(3, 49152, _LENGTH.value + 1).tolist(),) * 2 for _ in range(64)]
   batches = sft.StepBatches(rows, _BATCH.value, 1, 0, 0)
+  objective = functools.partial(sft.sft_objective, remat=_REMAT.value)
   with tempfile.TemporaryDirectory() as workdir:
     config.output_dir = workdir
-    result = trainer.train(lm.model, config, batches, None, sft.sft_objective,
-                           show_progress=False)
+    result = trainer.train(lm.model, config, batches, None, objective, show_progress=False)
   del jnp
-  timed = result.history[1:]  # the first step compiles
-  tokens_per_s = (sum(r["tokens_per_s"] * r["seconds"] for r in timed)
-                  / sum(r["seconds"] for r in timed))  # all tokens over all time, as before
-  print(json.dumps({"mode": _MODE.value, "compute_type": _COMPUTE.value,
-                    "dtype": trainer.compute_dtype(config)[0],
-                    "steps_per_s": round(1000 / result.ms_per_iter, 3),
-                    "first_step_s": round(result.first_step_s, 1),
-                    "tokens_per_s": round(tokens_per_s, 1),
-                    "median_step_tokens_per_s": round(result.tokens_per_s, 1),
-                    "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-                                         / 1024, 1)}))
+  print(json.dumps({**_sft_figures(result.first_step_s,
+                                   [r["seconds"] for r in result.history[1:]]),
+                    "compute_type": _COMPUTE.value, "dtype": trainer.compute_dtype(config)[0],
+                    "steps_per_s": round(1000 / result.ms_per_iter, 3)}))
+
+
+def sft_torch_child():
+  """transformers + peft's side of bench_sft: the same model, rows, batch and optimizer."""
+  os.environ.setdefault("HF_HUB_OFFLINE", "1")
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import peft  # pylint: disable=g-import-not-at-top
+  import torch  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
+  from research import pretrained  # pylint: disable=g-import-not-at-top
+  torch.set_num_threads(_THREADS.value)
+  torch.manual_seed(0)
+  path = pretrained.packaged_path("smollm2-135m-instruct")
+  model = transformers.AutoModelForCausalLM.from_pretrained(
+      str(path.parent), gguf_file=path.name, dtype=torch.float32)
+  if _REMAT.value:  # as LLaMA-Factory turns it on (use_reentrant_gc defaults to True)
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+    model.enable_input_require_grads()
+  model.config.use_cache = False
+  if _MODE.value == "lora":
+    model = peft.get_peft_model(model, peft.LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0,
+                                                       target_modules="all-linear"))
+  model.train()
+  trainable = [p for p in model.parameters() if p.requires_grad]
+  optimizer = torch.optim.AdamW(trainable, lr=1e-5, weight_decay=0.0)
+  rng = np.random.default_rng(0)
+  rows = torch.as_tensor(rng.integers(3, 49152, (64, _LENGTH.value + 1)))
+  seconds = []
+  for step in range(_STEPS.value):
+    tick = time.perf_counter()
+    batch = rows[(step * _BATCH.value) % 64:][:_BATCH.value]
+    loss = model(input_ids=batch[:, :-1], labels=batch[:, :-1]).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    seconds.append(time.perf_counter() - tick)
+  print(json.dumps(_sft_figures(seconds[0], seconds[1:])))
+
+
+def sft_profile():
+  import collections  # pylint: disable=g-import-not-at-top
+  import gzip  # pylint: disable=g-import-not-at-top
+  import re  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  from pathlib import Path  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from research import pretrained  # pylint: disable=g-import-not-at-top
+  from research.finetune import config as config_lib  # pylint: disable=g-import-not-at-top
+  from research.finetune import sft  # pylint: disable=g-import-not-at-top
+  from research.finetune import trainer  # pylint: disable=g-import-not-at-top
+  from research.nn import lora  # pylint: disable=g-import-not-at-top
+  config = config_lib.defaults()
+  config.finetuning_type, config.learning_rate = _MODE.value, 1e-5
+  model = pretrained.load_model(quantized=False).model
+  if _MODE.value == "lora":
+    lora.apply_lora(model, rank=8)
+  graphdef, params, rest = nnx.split(model, trainer.trainable_filter(config), ...)
+  tx = trainer.make_optimizer(config, 100)
+  rows = np.random.default_rng(0).integers(3, 49152, (_BATCH.value, _LENGTH.value + 1))
+  batch = {"inputs": jnp.asarray(rows[:, :-1]), "targets": jnp.asarray(rows[:, 1:]),
+           "weights": jnp.ones((_BATCH.value, _LENGTH.value), jnp.float32)}
+
+  def loss(params):
+    return sft.sft_objective(nnx.merge(graphdef, params, rest), batch, remat=_REMAT.value)[0]
+
+  @functools.partial(jax.jit, donate_argnums=(0, 1))  # donated, as the trainer's step
+  def step(params, opt_state):  # gradient, clipping, AdamW
+    grads = jax.grad(loss)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+  state = (params, tx.init(params))
+  for _ in range(2):
+    state = jax.block_until_ready(step(*state))
+  hlo = step.lower(*jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
+                                 state)).compile().as_text()
+  with tempfile.TemporaryDirectory() as folder:
+    with jax.profiler.trace(folder, create_perfetto_trace=True):
+      tick = time.perf_counter()
+      state = jax.block_until_ready(step(*state))
+      seconds = time.perf_counter() - tick
+    trace = json.load(gzip.open(next(Path(folder).rglob("perfetto_trace.json.gz"))))
+  micros = collections.Counter()
+  for event in trace["traceEvents"]:
+    if event.get("ph") == "X":
+      micros[event["name"]] += event.get("dur", 0)
+  bodies = {c.split(" ", 1)[0]: c for c in re.split(r"\n(?=%|ENTRY)", hlo)}
+  kinds, calls = collections.Counter(), collections.Counter()
+  for m in re.finditer(r"\n\s+(?:ROOT )?%([\w.\-]+) = (\S+) (fusion|dot)\((.*)", hlo):
+    name, shape, op, rest_of_line = m.groups()
+    if name not in micros:
+      continue
+    phase = "backward" if "transpose(" in rest_of_line else "forward"
+    if op == "dot":  # a matmul outside any fusion: its operands are named, not shaped
+      kind = f"matmul {phase} -> {shape.split('{')[0]}"
+      kinds[kind] += micros[name]
+      calls[kind] += 1
+      continue
+    body = bodies.get(re.search(r"calls=(%[\w.\-]+)", rest_of_line).group(1), "")
+    if " dot(" in body:
+      inputs = re.findall(r"= (\S+) parameter\(", body)
+      kind = f"matmul {phase} {' x '.join(i.split('{')[0] for i in inputs)} -> {shape.split('{')[0]}"
+    else:
+      costly = sorted(set(re.findall(r"= \S+ (exponential|cosine|sine|divide|sqrt|rsqrt|"
+                                     r"reduce|transpose|copy|select|gather|scatter)\(", body)))
+      kind = f"other {phase} {'+'.join(costly) or 'elementwise'}"
+    kinds[kind] += micros[name]
+    calls[kind] += 1
+  total = sum(kinds.values())
+  matmuls = sum(v for k, v in kinds.items() if k.startswith("matmul"))
+  # two operations may run at once on two cores, so their sum can exceed the step
+  print(f"{_MODE.value}, remat={_REMAT.value}: step {seconds:.2f} s; XLA operations "
+        f"{total / 1e6:.2f} s summed, matmuls {matmuls / 1e6:.2f} s of it")
+  for kind, us in kinds.most_common(25):
+    print(f"{us / 1e3:8.1f} ms {calls[kind]:4d} x  {kind}")
+
+
+def _sft_figures(first_step_s, timed_seconds):
+  tokens = _BATCH.value * _LENGTH.value
+  return {"mode": _MODE.value, "remat": _REMAT.value, "first_step_s": round(first_step_s, 1),
+          "tokens_per_s": round(tokens * len(timed_seconds) / sum(timed_seconds), 1),
+          "median_step_s": round(statistics.median(timed_seconds), 2),
+          "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
 
 def bench_sft():
-  results = {}
+  """Ours and transformers + peft, alternating, for each mode and checkpointing setting."""
+  results = []
   for mode in ("lora", "full"):
-    proc = subprocess.run([sys.executable, "-m", "experiments.bench_finetune", "--what=sft_child",
-                           f"--mode={mode}", f"--steps={_STEPS.value}", f"--batch={_BATCH.value}",
-                           f"--length={_LENGTH.value}"], capture_output=True, text=True,
-                          check=True)
-    results[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
-  print(json.dumps({**results, "rss_ratio_lora_over_full": round(
-      results["lora"]["peak_rss_mb"] / results["full"]["peak_rss_mb"], 2),
-      "tokens_per_s_ratio_lora_over_full": round(
-          results["lora"]["tokens_per_s"] / results["full"]["tokens_per_s"], 2)}))
+    for remat in (True, False):
+      pair = {}
+      for side in ("sft_child", "sft_torch_child"):
+        proc = subprocess.run([sys.executable, "-m", "experiments.bench_finetune",
+                               f"--what={side}", f"--mode={mode}", f"--remat={remat}",
+                               f"--steps={_STEPS.value}", f"--batch={_BATCH.value}",
+                               f"--length={_LENGTH.value}", f"--threads={_THREADS.value}"],
+                              capture_output=True, text=True, check=True)
+        pair["ours" if side == "sft_child" else "theirs"] = json.loads(
+            proc.stdout.strip().splitlines()[-1])
+      pair["ratio"] = round(pair["ours"]["tokens_per_s"] / pair["theirs"]["tokens_per_s"], 2)
+      print(json.dumps(pair), flush=True)
+      results.append(pair)
 
 
 def bench_precision():
@@ -253,6 +390,7 @@ def bench_precision():
 def main(argv):
   del argv
   {"decode": bench_decode, "matvecs": bench_matvecs, "sft": bench_sft, "sft_child": sft_child,
+   "sft_torch_child": sft_torch_child, "sft_profile": sft_profile,
    "precision": bench_precision}[_WHAT.value]()
 
 

@@ -75,12 +75,12 @@ def eval_batches(rows, batch_size: int, pad_id: int) -> list[dict]:
 def sft_objective(model, batch, reference=None, dropout_key=None, remat=True):
   """Cross-entropy on the answer tokens (weight 1; the prompt's are 0)."""
   del reference
-  # peak memory: blocks recomputed in the backward pass (gradient checkpointing, on by
-  # default as in LLaMA-Factory; remat=False keeps their activations instead) and the head a
-  # chunk of rows at a time, never all B*L x V
+  # peak memory: blocks and the head's logits recomputed in the backward pass (gradient
+  # checkpointing, on by default as in LLaMA-Factory; remat=False keeps both instead) and the
+  # head a chunk of rows at a time
   x_BxLxD = model.hidden(batch["inputs"], dropout_key=dropout_key, remat=remat)
   return fused.chunked_cross_entropy(model.head_logits, x_BxLxD, batch["targets"],
-                                     batch["weights"]), {}
+                                     batch["weights"], recompute=remat), {}
 
 
 def encode_examples(tokenizer, examples, config, source: str):

@@ -46,8 +46,9 @@ def _tiny(**changes):
 
 
 @pytest.mark.parametrize("tied_head", [True, False])
-@pytest.mark.parametrize("weighted", [True, False])
-def test_chunked_cross_entropy_equals_the_whole_logits_loss_and_gradient(tied_head, weighted):
+@pytest.mark.parametrize("weighted,recompute", [(True, True), (False, True), (True, False)])
+def test_chunked_cross_entropy_equals_the_whole_logits_loss_and_gradient(tied_head, weighted,
+                                                                         recompute):
   model = transformer.Transformer(_tiny(tied_head=tied_head, vocab_size=50), rngs=nnx.Rngs(0))
   graphdef, params = nnx.split(model)
   tokens = jax.random.randint(jax.random.key(2), (3, 7), 0, 50)
@@ -63,7 +64,7 @@ def test_chunked_cross_entropy_equals_the_whole_logits_loss_and_gradient(tied_he
     m = nnx.merge(graphdef, params)
     # 21 rows in chunks of 4: the last chunk is padded with weight-0 rows
     return fused.chunked_cross_entropy(m.head_logits, m.hidden(tokens), targets, weights,
-                                             chunk_rows=4)
+                                       chunk_rows=4, recompute=recompute)
 
   want, want_grad = jax.value_and_grad(whole)(params)
   ours, ours_grad = jax.value_and_grad(chunked)(params)
